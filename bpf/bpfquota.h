@@ -14,6 +14,8 @@
 
 /* Volume ids are 1..MAX_VOLUMES; 0 means "not in any volume". */
 #define MAX_VOLUMES 65536
+#define PROBE_VOLUME (MAX_VOLUMES + 1) /* used by the loader to prove the hooks run */
+#define VOLUME_SLOTS (MAX_VOLUMES + 2)
 #define MAX_ROUTES (4 * MAX_VOLUMES) /* (dev, ino) keys: a volume reachable by several mounts */
 #define MAX_DEVS 4096
 #define MAX_DIRTY 65536
@@ -45,28 +47,28 @@ struct bq_key {
 	__u64 ino;
 };
 
-/* vol_cfg: ARRAY[MAX_VOLUMES + 1], written only by user space. */
+/* vol_cfg: ARRAY[VOLUME_SLOTS], written only by user space. */
 struct bq_vol_cfg {
 	__u64 limit_bytes;
 	__u64 limit_files; /* 0: no inode limit */
 	__s64 base_bytes;  /* usage = base + delta[0] + delta[1] (see bq_vol_stats) */
 	__s64 base_files;
-	__u32 mode;  /* enum bq_mode */
-	__u32 epoch; /* scan epoch: kernel accounts into delta[epoch & 1] */
+	__u32 mode;     /* enum bq_mode */
+	__u32 epoch;    /* scan epoch: kernel accounts into delta[epoch & 1] */
+	__u32 scanning; /* 1 while a scan runs: the kernel records bq_dirty entries */
+	__u32 pad;
 };
 
-/* vol_stats: ARRAY[MAX_VOLUMES + 1], written by the kernel with atomic adds. */
+/* vol_stats: ARRAY[VOLUME_SLOTS], written by the kernel with atomic adds.
+ * (Not per-CPU: 65 536 volumes x CPUs would cost megabytes per CPU.) */
 struct bq_vol_stats {
 	__s64 delta_bytes[2];
 	__s64 delta_files[2];
-	__u64 dirty_overflow; /* scan_dirty was full: the running scan must be discarded */
+	__u64 dirty_overflow; /* a scan's dirty record was lost: that scan must be discarded */
+	__u64 stale;          /* a directory moved in or out: usage is off until the next scan */
 	__u64 last_event_ns;  /* rate limit of denial events */
-};
-
-/* vol_counters: PERCPU_ARRAY[MAX_VOLUMES + 1]: user space sums the CPUs. */
-struct bq_vol_counters {
-	__u64 checks;
-	__u64 denied[BQ_NR_OPS]; /* audit mode: would have been denied */
+	__u64 checks;         /* quota checks made */
+	__u64 denied[BQ_NR_OPS]; /* by operation; in audit mode: would have been denied */
 };
 
 /*
@@ -82,9 +84,15 @@ struct bq_dirty {
 	__s64 files_before; /* 1 if the inode existed (was counted) then, else 0 */
 };
 
+/* vol_meta: HASH __u32 volume id -> bq_vol_meta. Only user space uses it. */
+#define BQ_PATH_MAX 4096
+struct bq_vol_meta {
+	char path[BQ_PATH_MAX];
+};
+
 /* config: ARRAY[1]. */
 struct bq_config {
-	__u32 gen;            /* bumped when the key set changes: invalidates cached volume ids */
+	__u32 gen;            /* bumped when the key set changes: invalidates cached volume ids; 0 = not configured */
 	__u32 event_gap_ms;   /* at most one denial event per volume per gap */
 	__u8 obj_sha256[32];  /* hash of the loaded object: what is loaded */
 };

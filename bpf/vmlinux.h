@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Hand-written subset of the kernel types bpfquota reads. Every struct is
+ * preserve_access_index, so field offsets are relocated against the running
+ * kernel's BTF at load time (CO-RE): only field names and types must match.
+ */
+#ifndef BPFQUOTA_VMLINUX_H
+#define BPFQUOTA_VMLINUX_H
+
+typedef unsigned char __u8;
+typedef unsigned short __u16;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+typedef signed char __s8;
+typedef short __s16;
+typedef int __s32;
+typedef long long __s64;
+typedef __u16 __le16;
+typedef __u16 __be16;
+typedef __u32 __le32;
+typedef __u32 __be32;
+typedef __u64 __le64;
+typedef __u64 __be64;
+typedef __u32 __wsum;
+typedef _Bool bool;
+typedef __u16 umode_t;
+typedef __u32 dev_t;
+typedef __s64 loff_t;
+typedef unsigned int fmode_t;
+enum { false = 0, true = 1 };
+
+enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_RINGBUF = 27,
+	BPF_MAP_TYPE_INODE_STORAGE = 28,
+};
+
+enum {
+	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
+	BPF_EXIST = 2,
+	BPF_F_NO_PREALLOC = 1,
+	BPF_LOCAL_STORAGE_GET_F_CREATE = 1,
+};
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct super_block {
+	dev_t s_dev;
+};
+
+struct inode {
+	umode_t i_mode;
+	unsigned long i_ino;
+	unsigned int i_nlink;
+	loff_t i_size;
+	struct super_block *i_sb;
+};
+
+struct dentry {
+	struct dentry *d_parent;
+	struct inode *d_inode;
+};
+
+struct path {
+	struct dentry *dentry;
+};
+
+struct file {
+	struct path f_path;
+	struct inode *f_inode;
+	fmode_t f_mode;
+};
+
+struct iattr {
+	unsigned int ia_valid;
+	loff_t ia_size;
+};
+
+struct vm_area_struct {
+	unsigned long vm_flags;
+	struct file *vm_file;
+};
+
+/* Exists from 6.3, when inode_setattr gained a leading idmap argument. */
+struct mnt_idmap {
+	int owner;
+};
+
+#pragma clang attribute pop
+
+#endif

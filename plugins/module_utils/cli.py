@@ -1,0 +1,298 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The host CLI `bpfquota`: check, build, load, unload, status, apply, report, reconcile, agent."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import sys
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
+
+EXIT_OK = 0
+EXIT_ERROR = 1        # the operation failed (kernel refused, scan failed, ...)
+EXIT_USAGE = 2        # bad input: arguments, volumes file; nothing was changed
+EXIT_NOT_READY = 3    # this host can't enforce (see `bpfquota check`)
+EXIT_NOT_LOADED = 4   # the enforcer isn't loaded: run `bpfquota load`
+
+EXIT_CODES_HELP = """exit codes:
+  0  success
+  1  the operation failed (the kernel refused, a scan failed, ...)
+  2  bad input (arguments or volumes file); nothing was changed
+  3  this host can't enforce: BPF LSM not ready (see 'bpfquota check')
+  4  the enforcer is not loaded: run 'bpfquota load'
+"""
+
+LOCK_PATH = "/run/bpfquota.lock"
+CHECKOUT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_OBJECT = os.path.join(CHECKOUT_ROOT, "build", "bpfquota.bpf.o")
+
+
+class CliError(Exception):
+    def __init__(self, message, code=EXIT_ERROR):
+        Exception.__init__(self, message)
+        self.code = code
+
+
+@contextlib.contextmanager
+def exclusive():
+    """One writer of the maps at a time (CLI runs, the agent, Ansible modules)."""
+    with open(LOCK_PATH, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def open_maps():
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import NotLoaded, QuotaMaps
+    try:
+        return QuotaMaps()
+    except NotLoaded as e:
+        raise CliError(str(e), EXIT_NOT_LOADED)
+
+
+def libbpf_version():
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
+    try:
+        return "%d.%d" % libbpf.libbpf().version
+    except libbpf.LibbpfError:
+        return None
+
+
+def cmd_check(args):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import readiness
+    facts = readiness(libbpf_version=libbpf_version())
+    if args.json:
+        print(json.dumps(facts, indent=2, sort_keys=True))
+    else:
+        print("kernel %s: BPF LSM %s" % (facts["kernel"], "ready" if facts["ready"] else "NOT ready"))
+        print("  active LSMs: %s" % ",".join(facts["active_lsms"] or ["(unknown)"]))
+        print("  lsm= on the command line: %s" % (",".join(facts["cmdline_lsm"]) if facts["cmdline_lsm"] is not None else "(none)"))
+        print("  libbpf: %s, BTF: %s, bpffs mounted: %s" % (facts["libbpf_version"] or "missing",
+                                                              "yes" if facts["btf"] else "no",
+                                                              "yes" if facts["bpffs"] else "no"))
+        for reason in facts["reasons"]:
+            print("  - %s" % reason)
+    return EXIT_OK if facts["ready"] else EXIT_NOT_READY
+
+
+def require_ready():
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import readiness
+    facts = readiness(libbpf_version=libbpf_version())
+    if not facts["ready"]:
+        raise CliError("this host can't enforce quotas:\n  - " + "\n  - ".join(facts["reasons"]), EXIT_NOT_READY)
+
+
+def cmd_build(args):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.bpfbuild import BuildError, build
+    try:
+        result = build(os.path.join(CHECKOUT_ROOT, "bpf"), args.out)
+    except BuildError as e:
+        raise CliError(str(e))
+    print("%s %s (sha256 %s)" % ("built" if result["changed"] else "up to date", result["path"], result["sha256"]))
+    return EXIT_OK
+
+
+def cmd_load(args):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf, loader
+    if not os.path.isfile(args.object):
+        raise CliError("BPF object %s not found: build it with 'bpfquota build' or pass --object" % args.object,
+                       EXIT_USAGE)
+    require_ready()
+    with exclusive():
+        try:
+            result = loader.load(args.object)
+        except (libbpf.LibbpfError, loader.ProbeFailed) as e:
+            raise CliError(str(e), EXIT_NOT_READY if getattr(e, "errno", None) == 1 else EXIT_ERROR)
+    verb = "upgraded to" if result["upgraded"] else ("loaded" if result["changed"] else "already loaded:")
+    print("%s %s (%d programs pinned under %s)" % (verb, result["sha256"][:16], len(result["programs"]),
+                                                   result["pin_dir"]))
+    return EXIT_OK
+
+
+def cmd_unload(args):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
+    with exclusive():
+        changed = loader.unload()
+    print("unloaded" if changed else "not loaded")
+    return EXIT_OK
+
+
+def cmd_status(args):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
+    st = loader.status()
+    if args.json:
+        print(json.dumps(st, indent=2, sort_keys=True))
+    elif st["loaded"]:
+        print("loaded %s: %s" % (st["sha256"][:16], ", ".join("%s=%d" % kv for kv in sorted(st["programs"].items()))))
+    else:
+        print("not loaded")
+    return EXIT_OK if st["loaded"] else EXIT_NOT_LOADED
+
+
+def desired_volumes(path, default_mode):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import (
+        VolumeError, load_volumes_file, validate_volumes)
+    try:
+        entries = load_volumes_file(path)
+        return validate_volumes(entries, default_mode=default_mode)
+    except VolumeError as e:
+        raise CliError(str(e), EXIT_USAGE)
+
+
+def apply_volumes(maps, volumes, check, scan_timeout):
+    """Plan, then (unless check) apply and scan the new volumes. Returns the plan."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import quota, usage
+    applied = quota.applied_volumes(maps)
+    try:
+        the_plan = quota.plan(applied, volumes, quota.route_keys([v.path for v in volumes], quota.read_mounts()))
+    except ValueError as e:
+        raise CliError(str(e), EXIT_USAGE)
+    if not check:
+        quota.apply_plan(maps, the_plan)
+        for volume in the_plan.added:
+            result = usage.scan_volume(maps, the_plan.ids[volume.path], volume.path, scan_timeout)
+            if not result.ok:
+                print("warning: %s: %s; usage counts from zero until a reconcile succeeds" % (volume.path, result.reason),
+                      file=sys.stderr)
+    return the_plan
+
+
+def describe_plan(the_plan, check):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import format_size
+    prefix = "would " if check else ""
+    lines = []
+    for v in the_plan.added:
+        lines.append("%sadd     %s limit %s%s mode %s" % (prefix, v.path, format_size(v.limit_bytes),
+                                                          " inodes %d" % v.limit_files if v.limit_files else "", v.mode))
+    for old, new in the_plan.updated:
+        lines.append("%supdate  %s limit %s -> %s, inodes %s -> %s, mode %s -> %s" % (
+            prefix, new.path, format_size(old.limit_bytes), format_size(new.limit_bytes),
+            old.limit_files or "-", new.limit_files or "-", old.mode, new.mode))
+    for v in the_plan.removed:
+        lines.append("%sremove  %s" % (prefix, v.path))
+    summary = "%d added, %d updated, %d removed" % (len(the_plan.added), len(the_plan.updated), len(the_plan.removed))
+    return lines + [summary + (" (dry run)" if check else "")]
+
+
+def cmd_apply(args):
+    volumes = desired_volumes(args.file, args.mode)
+    with exclusive():
+        with open_maps() as maps:
+            the_plan = apply_volumes(maps, volumes, args.check, args.scan_timeout)
+    print("\n".join(describe_plan(the_plan, args.check)))
+    return EXIT_OK
+
+
+def report_rows(maps):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import quota, usage
+    rows = []
+    for path, (vol_id, volume) in quota.applied_volumes(maps).items():
+        stats = maps.vol_stats(vol_id)
+        used_bytes, used_files = usage.used(maps.vol_cfg(vol_id), stats)
+        rows.append({"path": path, "used_bytes": max(used_bytes, 0), "limit_bytes": volume.limit_bytes,
+                     "files": max(used_files, 0), "limit_files": volume.limit_files,
+                     "denials": sum(stats.denied.values()), "mode": volume.mode})
+    return rows
+
+
+def cmd_report(args):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.report import format_report, report_json
+    with open_maps() as maps:
+        rows = report_rows(maps)
+    print(report_json(rows) if args.json else format_report(rows))
+    return EXIT_OK
+
+
+def reconcile_all(maps, timeout, only=None):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import quota, usage
+    results = []
+    for path, (vol_id, _) in sorted(quota.applied_volumes(maps).items()):
+        if only is None or path in only:
+            results.append(usage.scan_volume(maps, vol_id, path, timeout))
+    return results
+
+
+def cmd_reconcile(args):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import format_size
+    with exclusive():
+        with open_maps() as maps:
+            results = reconcile_all(maps, args.timeout, set(args.paths) if args.paths else None)
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        if r.ok:
+            print("%s: %s in %d files (%.2fs)" % (r.path, format_size(r.used_bytes), r.used_files, r.seconds))
+        else:
+            print("%s: %s" % (r.path, r.reason), file=sys.stderr)
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def cmd_agent(args):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.agent import run_agent
+    return run_agent(interval=args.interval, scan_timeout=args.scan_timeout, once=args.once)
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="bpfquota", description="Per-directory write quotas on NFS clients, "
+                                "enforced by a BPF LSM program.", epilog=EXIT_CODES_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    c = sub.add_parser("check", help="is BPF LSM ready on this host? (reasons and fixes)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_check)
+
+    c = sub.add_parser("build", help="compile bpf/ into a CO-RE object with clang")
+    c.add_argument("--out", default=DEFAULT_OBJECT)
+    c.set_defaults(func=cmd_build)
+
+    c = sub.add_parser("load", help="load or upgrade the enforcer (pinned: it outlives this command)")
+    c.add_argument("--object", default=DEFAULT_OBJECT, help="BPF object (default: %(default)s)")
+    c.set_defaults(func=cmd_load)
+
+    c = sub.add_parser("unload", help="detach the enforcer and drop its maps")
+    c.set_defaults(func=cmd_unload)
+
+    c = sub.add_parser("status", help="what is loaded")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_status)
+
+    c = sub.add_parser("apply", help="make the enforced volumes equal FILE exactly")
+    c.add_argument("file", metavar="FILE", help="volumes file (YAML or JSON): {volumes: [{path, limit, inodes?, mode?}]}")
+    c.add_argument("--check", action="store_true", help="dry run: print what would change")
+    c.add_argument("--mode", choices=sorted(layout.MODES), default="enforce", help="default mode of entries")
+    c.add_argument("--scan-timeout", type=float, default=60.0, help="seconds per new volume's first scan")
+    c.set_defaults(func=cmd_apply)
+
+    c = sub.add_parser("report", help="usage per volume, like xfs_quota report -h")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("reconcile", help="re-scan volumes to re-base their usage")
+    c.add_argument("paths", nargs="*", help="only these volumes")
+    c.add_argument("--timeout", type=float, default=300.0, help="seconds per volume")
+    c.set_defaults(func=cmd_reconcile)
+
+    c = sub.add_parser("agent", help="periodic reconcile, mount watch, denial events to the log")
+    c.add_argument("--interval", type=float, default=300.0, help="seconds between reconcile rounds")
+    c.add_argument("--scan-timeout", type=float, default=300.0, help="seconds per volume scan")
+    c.add_argument("--once", action="store_true", help="one round, then exit")
+    c.set_defaults(func=cmd_agent)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as e:
+        print("bpfquota: %s" % e, file=sys.stderr)
+        return e.code
+    except PermissionError as e:
+        print("bpfquota: %s: run as root" % e, file=sys.stderr)
+        return EXIT_ERROR

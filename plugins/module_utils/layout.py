@@ -1,0 +1,107 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The kernel/user ABI of bpf/bpfquota.h, byte for byte (checked against the object's BTF in tests)."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import collections
+import struct
+
+ABI = 1
+MAX_VOLUMES = 65536
+PROBE_VOLUME = MAX_VOLUMES + 1
+VOLUME_SLOTS = MAX_VOLUMES + 2
+MAX_ROUTES = 4 * MAX_VOLUMES
+MAX_DEVS = 4096
+MAX_DIRTY = 65536
+PATH_MAX = 4096
+
+PIN_ROOT = "/sys/fs/bpf/bpfquota"
+PIN_DIR = "%s/v%d" % (PIN_ROOT, ABI)
+LINK_DIR = PIN_DIR + "/links"
+
+MAP_NAMES = ("vol_keys", "vol_devs", "vol_cfg", "vol_stats", "scan_dirty", "config", "vol_meta", "inode_st", "events")
+
+MODES = {"enforce": 1, "audit": 2}
+MODE_NAMES = dict((v, k) for k, v in MODES.items())
+MODE_UNUSED = 0
+
+OPS = ("write", "mmap", "truncate", "create", "mkdir", "mknod", "symlink", "link", "rename")
+
+KEY = struct.Struct("=QQ")
+U32 = struct.Struct("=I")
+U64 = struct.Struct("=Q")
+VOL_CFG = struct.Struct("=QQqqIIII")
+VOL_STATS = struct.Struct("=2q2qQQQQ%dQ" % len(OPS))
+DIRTY = struct.Struct("=IIqq")
+CONFIG = struct.Struct("=II32s")
+VOL_META = struct.Struct("=%ds" % PATH_MAX)
+EVENT = struct.Struct("=QIIIIiI16s")
+
+VolCfg = collections.namedtuple("VolCfg", "limit_bytes limit_files base_bytes base_files mode epoch scanning")
+VolStats = collections.namedtuple(
+    "VolStats", "delta_bytes delta_files dirty_overflow stale last_event_ns checks denied")
+Dirty = collections.namedtuple("Dirty", "vol_id epoch size_before files_before")
+Config = collections.namedtuple("Config", "gen event_gap_ms obj_sha256")
+Event = collections.namedtuple("Event", "ts_ns pid uid vol_id op ret mode comm")
+
+
+def pack_key(dev, ino):
+    return KEY.pack(dev, ino)
+
+
+def unpack_key(data):
+    return KEY.unpack(data)
+
+
+def pack_vol_cfg(cfg):
+    return VOL_CFG.pack(cfg.limit_bytes, cfg.limit_files, cfg.base_bytes, cfg.base_files,
+                        cfg.mode, cfg.epoch, cfg.scanning, 0)
+
+
+def unpack_vol_cfg(data):
+    return VolCfg(*VOL_CFG.unpack(data)[:7])
+
+
+def unpack_vol_stats(data):
+    fields = VOL_STATS.unpack(data)
+    return VolStats(
+        delta_bytes=fields[0:2], delta_files=fields[2:4], dirty_overflow=fields[4], stale=fields[5],
+        last_event_ns=fields[6], checks=fields[7], denied=dict(zip(OPS, fields[8:])))
+
+
+def empty_vol_stats():
+    return b"\0" * VOL_STATS.size
+
+
+def unpack_dirty(data):
+    return Dirty(*DIRTY.unpack(data))
+
+
+def pack_config(cfg):
+    return CONFIG.pack(cfg.gen, cfg.event_gap_ms, cfg.obj_sha256)
+
+
+def unpack_config(data):
+    return Config(*CONFIG.unpack(data))
+
+
+def pack_vol_meta(path):
+    raw = path.encode("utf-8", "surrogateescape")
+    if len(raw) >= PATH_MAX:
+        raise ValueError("path is longer than %d bytes: %s" % (PATH_MAX - 1, path))
+    return VOL_META.pack(raw)
+
+
+def unpack_vol_meta(data):
+    return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def unpack_event(data):
+    ev = Event(*EVENT.unpack(data[:EVENT.size]))
+    return ev._replace(comm=ev.comm.split(b"\0", 1)[0].decode("utf-8", "replace"))
+
+
+def op_name(op):
+    return OPS[op] if 0 <= op < len(OPS) else "op%d" % op

@@ -1,0 +1,140 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Load, upgrade and unload the LSM programs; links and maps are pinned so enforcement
+outlives this process. An upgrade attaches the new programs before the old ones go."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import hashlib
+import os
+import shutil
+import tempfile
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
+from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
+from ansible_collections.bpfquota.nfs.plugins.module_utils.bpffs import ensure_bpffs
+from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps, is_loaded
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import volume_key
+
+DEFAULT_EVENT_GAP_MS = 1000
+
+
+class ProbeFailed(Exception):
+    pass
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pinned_links(link_dir=layout.LINK_DIR):
+    try:
+        return sorted(os.listdir(link_dir))
+    except OSError:
+        return []
+
+
+def status(pin_dir=layout.PIN_DIR):
+    """What is loaded: {loaded, sha256, programs: {name: prog id}, pin_dir}."""
+    link_dir = os.path.join(pin_dir, "links")
+    if not is_loaded(pin_dir) or not pinned_links(link_dir):
+        return {"loaded": False, "sha256": None, "programs": {}, "pin_dir": pin_dir}
+    programs = {}
+    for name in pinned_links(link_dir):
+        fd = libbpf.obj_get(os.path.join(link_dir, name))
+        try:
+            programs[name] = libbpf.link_info(fd)["prog_id"]
+        finally:
+            os.close(fd)
+    with QuotaMaps(pin_dir) as maps:
+        sha = maps.config().obj_sha256.hex()
+    return {"loaded": True, "sha256": sha, "programs": programs, "pin_dir": pin_dir}
+
+
+def load(object_path, pin_dir=layout.PIN_DIR, probe=True):
+    """Load `object_path` (or upgrade to it). Returns {changed, upgraded, sha256, programs}."""
+    ensure_bpffs()
+    sha = file_sha256(object_path)
+    before = status(pin_dir)
+    if before["loaded"] and before["sha256"] == sha:
+        return dict(before, changed=False, upgraded=False)
+    link_dir = os.path.join(pin_dir, "links")
+    os.makedirs(link_dir, exist_ok=True)
+    with libbpf.BpfObject.open(object_path) as obj:
+        for name in obj.map_names():
+            obj.set_pin_path(name, os.path.join(pin_dir, name))
+        obj.load()
+        names = obj.program_names()
+        for name in names:
+            link = obj.attach(name)
+            try:
+                libbpf.replace_pinned_link(link, os.path.join(link_dir, name))
+            finally:
+                link.destroy()
+    for stale in set(pinned_links(link_dir)) - set(names):
+        os.unlink(os.path.join(link_dir, stale))
+    with QuotaMaps(pin_dir) as maps:
+        cfg = maps.config()
+        maps.set_config(cfg._replace(gen=cfg.gen or 1, event_gap_ms=cfg.event_gap_ms or DEFAULT_EVENT_GAP_MS,
+                                     obj_sha256=bytes.fromhex(sha)))
+    if probe:
+        try:
+            probe_enforcement(pin_dir)
+        except ProbeFailed:
+            if not before["loaded"]:
+                unload(pin_dir)
+            raise
+    return dict(status(pin_dir), changed=True, upgraded=before["loaded"])
+
+
+def unload(pin_dir=layout.PIN_DIR):
+    """Detach everything (links go with their pins) and drop the maps. Returns changed."""
+    if not os.path.isdir(pin_dir):
+        return False
+    shutil.rmtree(pin_dir)  # bpffs: unlinking a pin releases the link or map it held
+    try:
+        os.rmdir(layout.PIN_ROOT)
+    except OSError:
+        pass
+    return True
+
+
+def probe_enforcement(pin_dir=layout.PIN_DIR, where="/run"):
+    """Prove the hooks run: a full volume in a scratch directory must refuse a create.
+
+    A BPF LSM program loads and attaches even when `bpf` is not an active LSM,
+    and then never runs; only a real refusal shows enforcement is live.
+    """
+    scratch = tempfile.mkdtemp(prefix="bpfquota-probe-", dir=where)
+    key = volume_key(scratch)
+    vol = layout.PROBE_VOLUME
+    with QuotaMaps(pin_dir) as maps:
+        devs = maps.devs()
+        try:
+            maps.reset_vol_stats(vol)
+            maps.set_vol_cfg(vol, layout.VolCfg(1, 0, 1, 0, layout.MODES["enforce"], 0, 0))
+            maps.set_key(key, vol)
+            maps.set_dev(key[0], devs.get(key[0], 0) + 1)
+            maps.bump_gen()
+            try:
+                open(os.path.join(scratch, "probe"), "w").close()
+            except OSError as e:
+                if e.errno == errno.EDQUOT:
+                    return
+                raise ProbeFailed("the enforcement probe failed unexpectedly: %s" % e)
+            raise ProbeFailed(
+                "the BPF LSM programs loaded but did not run (a create in a full volume was allowed): "
+                "bpf is not an active LSM on this kernel. Add bpf to the lsm= boot parameter "
+                "(see 'bpfquota check') and reboot.")
+        finally:
+            maps.delete_key(key)
+            maps.set_dev(key[0], devs.get(key[0], 0))
+            maps.set_vol_cfg(vol, layout.VolCfg(0, 0, 0, 0, layout.MODE_UNUSED, 0, 0))
+            maps.bump_gen()
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,133 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Make the maps equal a list of volumes: plan first (pure), then apply."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import collections
+import os
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import parse_mountinfo, volume_key, volume_routes
+from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import Volume, diff_volumes
+
+Plan = collections.namedtuple("Plan", "added updated removed ids keys")
+
+
+class CapacityError(ValueError):
+    pass
+
+
+def read_mounts():
+    with open("/proc/self/mountinfo") as f:
+        return parse_mountinfo(f.read())
+
+
+def applied_volumes(maps):
+    """{path: (volume id, Volume)} as the maps hold them."""
+    out = {}
+    for vol_id, path in maps.paths().items():
+        if vol_id > layout.MAX_VOLUMES:
+            continue
+        cfg = maps.vol_cfg(vol_id)
+        if cfg.mode == layout.MODE_UNUSED:
+            continue
+        out[path] = (vol_id, Volume(path, cfg.limit_bytes, cfg.limit_files, layout.MODE_NAMES[cfg.mode]))
+    return out
+
+
+def route_keys(paths, mounts, stat=os.stat):
+    """{path: set of (dev, ino)}: every way this host reaches each volume's directory."""
+    out = {}
+    for path in paths:
+        out[path] = set(volume_key(route, stat) for route in volume_routes(path, mounts, stat))
+    return out
+
+
+def assign_ids(applied, desired):
+    """Keep the ids of volumes that stay; give new ones the lowest free ids."""
+    ids = dict((path, vol_id) for path, (vol_id, _) in applied.items() if path in desired)
+    free = (i for i in range(1, layout.MAX_VOLUMES + 1) if i not in set(ids.values()))
+    for path in sorted(desired):
+        if path not in ids:
+            ids[path] = next(free)
+    return ids
+
+
+def plan(applied, volumes, keys_by_path):
+    """What apply() will do, computed from state alone (check mode shows exactly this)."""
+    desired = dict((v.path, v) for v in volumes)
+    if len(desired) > layout.MAX_VOLUMES:
+        raise CapacityError("%d volumes exceed the capacity of %d: split them across hosts or remove some"
+                            % (len(desired), layout.MAX_VOLUMES))
+    added, updated, removed = diff_volumes([v for _, v in applied.values()], volumes)
+    ids = assign_ids(applied, desired)
+    keys = {}
+    for path, path_keys in keys_by_path.items():
+        for key in path_keys:
+            other = keys.get(key)
+            if other is not None and other != ids[path]:
+                raise ValueError("volumes %s and %s are the same directory: keep one of them"
+                                 % (path, [p for p, i in ids.items() if i == other][0]))
+            keys[key] = ids[path]
+    if len(keys) > layout.MAX_ROUTES:
+        raise CapacityError("%d routes to volumes exceed the capacity of %d" % (len(keys), layout.MAX_ROUTES))
+    if len(set(dev for dev, _ in keys)) > layout.MAX_DEVS:
+        raise CapacityError("volumes span more than %d filesystems" % layout.MAX_DEVS)
+    return Plan(added, updated, removed, ids, keys)
+
+
+def sync_keys(maps, want):
+    """Make vol_keys and vol_devs equal `want` ({(dev, ino): id}); True when anything changed."""
+    have = dict((k, v) for k, v in maps.keys().items() if v != layout.PROBE_VOLUME)
+    stale = [k for k, v in have.items() if want.get(k) != v]
+    new = [k for k, v in want.items() if have.get(k) != v]
+    dev_counts = collections.Counter(dev for dev, _ in want)
+    for dev, count in dev_counts.items():
+        maps.set_dev(dev, count)
+    for key in new:
+        maps.set_key(key, want[key])
+    for key in stale:
+        if key not in want:
+            maps.delete_key(key)
+    probe_devs = set(dev for (dev, _), v in maps.keys().items() if v == layout.PROBE_VOLUME)
+    for dev in maps.devs():
+        if dev not in dev_counts and dev not in probe_devs:
+            maps.set_dev(dev, 0)
+    if stale or new:
+        maps.bump_gen()
+    return bool(stale or new)
+
+
+def vol_cfg_for(volume, old=None):
+    """The slot's config: limits and mode from `volume`, scan state kept from `old`."""
+    base = old or layout.VolCfg(0, 0, 0, 0, 0, 0, 0)
+    return base._replace(limit_bytes=volume.limit_bytes, limit_files=volume.limit_files,
+                         mode=layout.MODES[volume.mode])
+
+
+def apply_plan(maps, the_plan):
+    """Write a plan. Removed volumes go first (routes, then slots), so a slot that a new
+    volume reuses is never reachable under its old owner; new slots exist before their keys."""
+    applied_ids = dict((p, i) for i, p in maps.paths().items())
+    removed_ids = set(applied_ids[v.path] for v in the_plan.removed)
+    changed = False
+    if removed_ids:
+        remaining = dict((k, v) for k, v in maps.keys().items()
+                         if v not in removed_ids and v != layout.PROBE_VOLUME)
+        changed = sync_keys(maps, remaining)
+    for vol_id in removed_ids:
+        maps.set_vol_cfg(vol_id, layout.VolCfg(0, 0, 0, 0, layout.MODE_UNUSED, 0, 0))
+        maps.reset_vol_stats(vol_id)
+        maps.clear_dirty(vol_id)
+        maps.delete_path(vol_id)
+    for volume in the_plan.added:
+        vol_id = the_plan.ids[volume.path]
+        maps.reset_vol_stats(vol_id)
+        maps.set_vol_cfg(vol_id, vol_cfg_for(volume))
+        maps.set_path(vol_id, volume.path)
+    for _, volume in the_plan.updated:
+        vol_id = the_plan.ids[volume.path]
+        maps.set_vol_cfg(vol_id, vol_cfg_for(volume, maps.vol_cfg(vol_id)))
+    return sync_keys(maps, the_plan.keys) or changed
