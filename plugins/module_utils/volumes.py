@@ -1,0 +1,418 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+# The volume list: what operators write in inventory or a volumes file, validated
+# as a whole so that every mistake is reported at once, plus its canonical form.
+
+import difflib
+import json
+import os
+import stat as stat_module
+from collections import namedtuple
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import SizeError, parse_size
+
+VOLUME_KEYS = ("path", "limit", "inodes", "mode")
+FILE_KEYS = ("volumes", "mode")
+MODES = ("enforce", "audit")
+MAX_VOLUMES = 65536  # MAX_VOLUMES in bpf/bpfquota.h
+MAX_FILES = 2 ** 63 - 1  # base_files is a signed 64-bit counter
+
+_MODE_HELP = "enforce refuses writes over the limit, audit allows them but counts them"
+
+Volume = namedtuple("Volume", ["path", "limit_bytes", "limit_files", "mode"])
+Volume.__doc__ = "One volume: limit_files 0 means no file-count limit; mode is 'enforce' or 'audit'."
+
+
+class VolumeError(ValueError):
+    """Every problem found, one per line (also as the list `problems`)."""
+
+    def __init__(self, problems):
+        if isinstance(problems, str):
+            problems = [problems]
+        self.problems = list(problems)
+        super(VolumeError, self).__init__("\n".join(self.problems))
+
+
+def validate_volumes(entries, default_mode="enforce", capacity=MAX_VOLUMES, stat=os.stat):
+    """Check raw entries (mappings with path, limit, inodes, mode) and return Volumes in input order.
+
+    Raises one VolumeError naming every problem, so a run never fixes them one at a time.
+    stat is os.stat unless a test injects another.
+    """
+    if not isinstance(entries, (list, tuple)):
+        raise VolumeError("volumes must be a list of entries with path and limit, not %s: "
+                          "write 'volumes: []' for no volumes" % _type_name(entries))
+    problems = []
+    if default_mode not in MODES:
+        problems.append("default mode %r is not one of %s: set the top-level mode to one of them (%s)"
+                        % (default_mode, ", ".join(MODES), _MODE_HELP))
+    if len(entries) > capacity:
+        problems.append("volumes: %d entries, but one host supports at most %d volumes: remove %d of them"
+                        % (len(entries), capacity, len(entries) - capacity))
+    volumes = []
+    located = []  # _Located for every entry whose path is an existing directory
+    for index, entry in enumerate(entries):
+        volume, where = _check_entry(index, entry, default_mode, stat, problems)
+        if volume is not None:
+            volumes.append(volume)
+        if where is not None:
+            located.append(where)
+    reported = _check_duplicate_paths(entries, problems)
+    _check_same_directories(located, reported, problems)
+    _check_nesting(located, stat, problems)
+    if problems:
+        raise VolumeError(problems)
+    return volumes
+
+
+# One volume directory as found on disk, for the checks across entries.
+_Located = namedtuple("_Located", ["index", "label", "path", "real_path", "identity"])
+
+
+def _check_entry(index, entry, default_mode, stat, problems):
+    """Append this entry's own problems; return (Volume or None, _Located or None)."""
+    if not isinstance(entry, dict):
+        problems.append("volumes[%d]: each entry must be a mapping, not %s: write it as "
+                        "'- path: /mnt/nfs/pv-a' with 'limit: 50Gi' on the next line" % (index, _type_name(entry)))
+        return None, None
+    raw_path = entry.get("path")
+    label = _label(index, raw_path)
+    count_before = len(problems)
+    _check_keys(label, entry, problems)
+    where = _check_path(index, label, raw_path, stat, problems)
+    limit_bytes = _check_limit(label, entry.get("limit"), problems)
+    limit_files = _check_inodes(label, entry.get("inodes"), problems)
+    mode = _check_mode(label, entry.get("mode"), default_mode, problems)
+    if len(problems) > count_before:
+        return None, where
+    return Volume(raw_path, limit_bytes, limit_files, mode), where
+
+
+def _label(index, raw_path):
+    if isinstance(raw_path, str) and raw_path:
+        return "volumes[%d] (%s)" % (index, _shown(raw_path))
+    return "volumes[%d]" % index
+
+
+def _shown(path):
+    # a newline in a path must not split a problem over two lines
+    return path if path.isprintable() else repr(path)
+
+
+def _type_name(value):
+    """What a wrong value is, for messages: "a string ('50')", "null"."""
+    if value is None:
+        return "null"
+    names = {dict: "a mapping", list: "a list", tuple: "a list", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number"}
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return "%s (%s)" % (names.get(type(value), type(value).__name__), shown)
+
+
+def _check_keys(label, entry, problems):
+    unknown = sorted((key for key in entry if key not in VOLUME_KEYS), key=str)
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), VOLUME_KEYS, n=1)
+        hint = " (did you mean %r?)" % close[0] if close else ""
+        problems.append("%s: unknown key %r%s: allowed keys are %s" % (label, key, hint, ", ".join(VOLUME_KEYS)))
+
+
+def normalized_path(path):
+    """The path written without '.', '..', '//' or a trailing slash."""
+    normal = os.path.normpath(path)
+    if normal.startswith("//"):
+        normal = "/" + normal.lstrip("/")  # POSIX normpath keeps exactly two leading slashes
+    return normal
+
+
+def _check_path(index, label, raw_path, stat, problems):
+    """Append problems with the path; return _Located when it names an existing directory."""
+    if raw_path is None:
+        problems.append("%s: missing path: add 'path: /mnt/nfs/pv-a' (the volume's directory)" % label)
+        return None
+    if not isinstance(raw_path, str):
+        problems.append("%s: path must be a string, not %s: write the directory's absolute path"
+                        % (label, _type_name(raw_path)))
+        return None
+    if "\0" in raw_path:
+        problems.append("%s: path contains a NUL byte: write the directory's absolute path" % label)
+        return None
+    if not raw_path.startswith("/"):
+        problems.append("%s: path must be absolute: write the directory's full path, starting with /" % label)
+        return None
+    normal = normalized_path(raw_path)
+    if normal != raw_path:
+        problems.append("%s: path is not normalized: write it as %s" % (label, _shown(normal)))
+    try:
+        status = stat(raw_path)
+    except OSError as error:
+        problems.append("%s: %s" % (label, _stat_problem(error)))
+        return None
+    if not stat_module.S_ISDIR(status.st_mode):
+        problems.append("%s: path is not a directory (it is %s): a volume is a directory; "
+                        "give the directory that holds the volume's files" % (label, _file_kind(status.st_mode)))
+        return None
+    real_path = os.path.realpath(normal)
+    return _Located(index, label, raw_path, real_path, (status.st_dev, status.st_ino))
+
+
+def _stat_problem(error):
+    if isinstance(error, FileNotFoundError):
+        return "path does not exist: create the directory first or fix the path"
+    if isinstance(error, NotADirectoryError):
+        return "path does not exist (one of its parents is not a directory): fix the path"
+    if isinstance(error, PermissionError):
+        return "path cannot be examined (permission denied): run as root or fix the parent directories' permissions"
+    return "path cannot be examined (%s): check that it is reachable (is the NFS export mounted?)" % (
+        error.strerror or error)
+
+
+def _file_kind(mode):
+    kinds = ((stat_module.S_ISREG, "a regular file"), (stat_module.S_ISLNK, "a symbolic link"),
+             (stat_module.S_ISCHR, "a character device"), (stat_module.S_ISBLK, "a block device"),
+             (stat_module.S_ISFIFO, "a FIFO"), (stat_module.S_ISSOCK, "a socket"))
+    for test, name in kinds:
+        if test(mode):
+            return name
+    return "not a directory"
+
+
+def _check_limit(label, raw_limit, problems):
+    if raw_limit is None:
+        problems.append("%s: missing limit: add e.g. 'limit: 50Gi' (the most bytes the volume may hold)" % label)
+        return None
+    try:
+        return parse_size(raw_limit)
+    except SizeError as error:
+        problems.append("%s: limit: %s" % (label, error))
+        return None
+
+
+def _check_inodes(label, raw_inodes, problems):
+    """The file-count limit; 0 when not given."""
+    if raw_inodes is None:
+        return 0
+    count = None
+    if isinstance(raw_inodes, int) and not isinstance(raw_inodes, bool):
+        count = raw_inodes
+    elif isinstance(raw_inodes, str) and raw_inodes.strip().isdigit():
+        count = int(raw_inodes.strip())  # Ansible templating renders numbers as strings
+    if count is None or not 0 < count <= MAX_FILES:
+        problems.append("%s: inodes must be a positive whole number of files, not %s: write e.g. "
+                        "'inodes: 100000', or leave inodes out for no file-count limit"
+                        % (label, _type_name(raw_inodes)))
+        return None
+    return count
+
+
+def _check_mode(label, raw_mode, default_mode, problems):
+    if raw_mode is None:
+        return default_mode  # a bad default is reported once, not for every entry
+    if raw_mode not in MODES:
+        problems.append("%s: unknown mode %r: choose one of %s (%s)" % (label, raw_mode, ", ".join(MODES), _MODE_HELP))
+        return None
+    return raw_mode
+
+
+def _check_duplicate_paths(entries, problems):
+    """Report paths listed twice (also when written differently); return the index pairs reported."""
+    first_by_path = {}
+    reported = set()
+    for index, entry in enumerate(entries):
+        raw_path = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(raw_path, str) or not raw_path.startswith("/") or "\0" in raw_path:
+            continue
+        normal = normalized_path(raw_path)
+        if normal not in first_by_path:
+            first_by_path[normal] = index
+            continue
+        first = first_by_path[normal]
+        problems.append("%s: duplicate path, already listed as volumes[%d]: keep one entry per directory"
+                        % (_label(index, raw_path), first))
+        reported.add((first, index))
+    return reported
+
+
+def _check_same_directories(located, reported, problems):
+    """Report two paths that reach one directory, e.g. through a bind mount or a symlink."""
+    first_by_identity = {}
+    for where in located:
+        first = first_by_identity.setdefault(where.identity, where)
+        if first is where or (first.index, where.index) in reported:
+            continue
+        problems.append("volumes[%d] and volumes[%d] are the same directory (%s and %s, reached through a bind "
+                        "mount or a symlink): keep one of them"
+                        % (first.index, where.index, _shown(first.path), _shown(where.path)))
+
+
+def _check_nesting(located, stat, problems):
+    """Report each volume inside another volume's directory, naming the nearest one.
+
+    An ancestor of a real path is exactly a path that the real path extends past a
+    separator, so matching ancestors' real paths is the separator-bounded prefix test;
+    matching their (st_dev, st_ino) catches nesting through a bind mount as well.
+    """
+    by_real_path = {}
+    by_identity = {}
+    for where in located:
+        by_real_path.setdefault(where.real_path, where)
+        by_identity.setdefault(where.identity, where)
+    identity_cache = {}
+    for inner in located:
+        for ancestor in _ancestors(inner.real_path):
+            outer = by_real_path.get(ancestor)
+            if outer is None:
+                outer = by_identity.get(_identity(ancestor, stat, identity_cache))
+            if outer is None or outer.identity == inner.identity:
+                continue
+            via = "" if ancestor == outer.real_path else ", reached through %s" % _shown(ancestor)
+            problems.append("%s is inside %s%s: nested volumes are not supported in this version: "
+                            "put the limit on one of them" % (inner.label, outer.label, via))
+            break
+
+
+def _ancestors(path):
+    """Parents of an absolute path, nearest first, ending with '/'."""
+    parent = os.path.dirname(path)
+    while parent != path:
+        yield parent
+        path, parent = parent, os.path.dirname(parent)
+
+
+def _identity(path, stat, cache):
+    if path not in cache:
+        try:
+            status = stat(path)
+            cache[path] = (status.st_dev, status.st_ino)
+        except OSError:
+            cache[path] = None  # an unreadable ancestor cannot be matched; the path test still applies
+    return cache[path]
+
+
+def load_volumes_file(path):
+    """Read a YAML (or, for *.json, JSON) file {volumes: [...], mode: ...} and return its raw entries.
+
+    A top-level mode is copied into the entries that have none. Raises VolumeError
+    naming the file and the fix when it cannot be read or has the wrong shape.
+    """
+    text = _read_text(path)
+    if path.lower().endswith(".json"):
+        document = _parse_json(path, text)
+    else:
+        document = _parse_yaml(path, text)
+    entries, default_mode = _document_parts(path, document)
+    if default_mode is None:
+        return entries
+    return [_with_default_mode(entry, default_mode) for entry in entries]
+
+
+def _read_text(path):
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except FileNotFoundError:
+        raise VolumeError("%s: file does not exist: create it with a top-level 'volumes:' list "
+                          "('volumes: []' for no volumes)" % path)
+    except IsADirectoryError:
+        raise VolumeError("%s: is a directory: give the path of the volumes file (YAML or JSON)" % path)
+    except PermissionError:
+        raise VolumeError("%s: cannot read the file (permission denied): run as root or make it readable" % path)
+    except OSError as error:
+        raise VolumeError("%s: cannot read the file (%s): check the path" % (path, error.strerror or error))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise VolumeError("%s: not UTF-8 text (bad byte at offset %d): save the file as UTF-8" % (path, error.start))
+
+
+def _parse_json(path, text):
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        line = getattr(error, "lineno", None)
+        where = " at line %d, column %d" % (line, error.colno) if line else ""
+        message = getattr(error, "msg", str(error))
+        raise VolumeError("%s: JSON syntax error%s: %s: fix the JSON" % (path, where, message))
+
+
+def _parse_yaml(path, text):
+    try:
+        import yaml
+    except ImportError:
+        raise VolumeError("%s: reading YAML needs the PyYAML package: install python3-yaml (apt/dnf) or "
+                          "'pip install PyYAML', or write the file as JSON with a .json name" % path)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = " at line %d, column %d" % (mark.line + 1, mark.column + 1) if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).replace("\n", " ")
+        raise VolumeError("%s: YAML syntax error%s: %s: fix the YAML (check indentation, and quote values "
+                          "containing ': ' or '#')" % (path, where, problem))
+
+
+def _document_parts(path, document):
+    """(entries, top-level mode or None) from a parsed file, or VolumeError with every shape problem."""
+    if document is None:
+        raise VolumeError("%s: the file is empty: write a top-level 'volumes:' list ('volumes: []' for no volumes)"
+                          % path)
+    if not isinstance(document, dict):
+        hint = ": put the list under a top-level 'volumes:' key" if isinstance(document, list) else ""
+        raise VolumeError("%s: the top level must be a mapping with a 'volumes' list, not %s%s"
+                          % (path, _type_name(document), hint))
+    problems = []
+    for key in sorted((key for key in document if key not in FILE_KEYS), key=str):
+        close = difflib.get_close_matches(str(key), FILE_KEYS, n=1)
+        hint = " (did you mean %r?)" % close[0] if close else ""
+        problems.append("%s: unknown top-level key %r%s: allowed keys are %s" % (path, key, hint, ", ".join(FILE_KEYS)))
+    entries = document.get("volumes")
+    if "volumes" not in document:
+        problems.append("%s: no 'volumes' key: add a top-level 'volumes:' list ('volumes: []' for no volumes)" % path)
+    elif not isinstance(entries, list):
+        problems.append("%s: 'volumes' must be a list of entries, not %s: write each entry as '- path: ...' "
+                        "('volumes: []' for no volumes)" % (path, _type_name(entries)))
+    default_mode = document.get("mode")
+    if default_mode is not None and default_mode not in MODES:
+        problems.append("%s: unknown top-level mode %r: choose one of %s (%s)"
+                        % (path, default_mode, ", ".join(MODES), _MODE_HELP))
+    if problems:
+        raise VolumeError(problems)
+    return entries, default_mode
+
+
+def _with_default_mode(entry, default_mode):
+    if isinstance(entry, dict) and entry.get("mode") is None:
+        entry = dict(entry, mode=default_mode)
+    return entry
+
+
+def volumes_to_document(volumes):
+    """Canonical form sorted by path: {"volumes": [{path, limit, inodes (if set), mode}]}; limit in bytes."""
+    entries = []
+    for volume in sorted(volumes, key=lambda volume: volume.path):
+        entry = {"path": volume.path, "limit": volume.limit_bytes}
+        if volume.limit_files:
+            entry["inodes"] = volume.limit_files
+        entry["mode"] = volume.mode
+        entries.append(entry)
+    return {"volumes": entries}
+
+
+def diff_volumes(current, desired):
+    """(added, updated, removed) by path, each sorted by path; updated holds (old, new) pairs."""
+    current_by_path = dict((volume.path, volume) for volume in current)
+    desired_by_path = dict((volume.path, volume) for volume in desired)
+    added = [desired_by_path[path] for path in sorted(desired_by_path) if path not in current_by_path]
+    removed = [current_by_path[path] for path in sorted(current_by_path) if path not in desired_by_path]
+    updated = []
+    for path in sorted(desired_by_path):
+        old, new = current_by_path.get(path), desired_by_path[path]
+        if old is not None and (old.limit_bytes, old.limit_files, old.mode) != (new.limit_bytes, new.limit_files, new.mode):
+            updated.append((old, new))
+    return added, updated, removed
