@@ -1,0 +1,692 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+# ctypes binding of the parts of libbpf >= 1.0 needed to load, pin and drive BPF
+# objects. Generic on purpose: it knows nothing about bpfquota's maps or programs.
+# libbpf 1.x reports errors as NULL + errno (pointer results) or as a negative
+# errno (int results); every failure here becomes a LibbpfError carrying .errno.
+
+import collections
+import ctypes
+import errno
+import os
+import platform
+
+LIBBPF_SONAME = "libbpf.so.1"
+MIN_VERSION = (1, 0)
+
+# Flags of bpf_map_update_elem (linux/bpf.h).
+BPF_ANY = 0
+BPF_NOEXIST = 1
+BPF_EXIST = 2
+
+# enum bpf_map_type (linux/bpf.h).
+BPF_MAP_TYPE_HASH = 1
+BPF_MAP_TYPE_ARRAY = 2
+BPF_MAP_TYPE_PERCPU_HASH = 5
+BPF_MAP_TYPE_PERCPU_ARRAY = 6
+BPF_MAP_TYPE_LRU_HASH = 9
+BPF_MAP_TYPE_RINGBUF = 27
+BPF_MAP_TYPE_INODE_STORAGE = 28
+
+# enum bpf_prog_type (linux/bpf.h).
+BPF_PROG_TYPE_TRACING = 26
+BPF_PROG_TYPE_LSM = 29
+
+BPF_OBJ_NAME_LEN = 16
+BPF_TAG_SIZE = 8
+
+LSM_LIST_PATH = "/sys/kernel/security/lsm"
+
+# enum libbpf_print_level: DEBUG output is chatty and never explains a failure.
+_LIBBPF_DEBUG = 2
+_LOG_LINES_KEPT = 500
+_LOG_LINES_REPORTED = 25
+
+# How many bytes va_copy() copies on the ABIs where a va_list callback argument
+# arrives as a pointer to the va_list state (x86_64: __va_list_tag[1] decays to
+# a pointer; aarch64: the 32-byte struct is passed by reference to a copy).
+_VA_LIST_SIZES = {"x86_64": 24, "aarch64": 32}
+_FALLBACK_MESSAGE_SIZE = 65536
+
+
+class LibbpfError(Exception):
+    """Any failure of the BPF layer; the message says what failed and how to fix it."""
+
+    def __init__(self, message, err=None):
+        super(LibbpfError, self).__init__(message)
+        self.errno = err
+
+
+class _BpfMapInfo(ctypes.Structure):
+    """Leading fields of struct bpf_map_info; the kernel fills only what we ask for."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+    ]
+
+
+class _BpfLinkInfo(ctypes.Structure):
+    """Leading fields of struct bpf_link_info (the per-type union is not needed)."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("prog_id", ctypes.c_uint32),
+    ]
+
+
+class _BpfProgInfo(ctypes.Structure):
+    """Leading fields of struct bpf_prog_info up to the name.
+
+    The zero lengths and NULL pointers tell the kernel not to copy out
+    instructions or map ids.
+    """
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("tag", ctypes.c_uint8 * BPF_TAG_SIZE),
+        ("jited_prog_len", ctypes.c_uint32),
+        ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64),
+        ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64),
+        ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32),
+        ("map_ids", ctypes.c_uint64),
+        ("name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+    ]
+
+
+# typedef int (*libbpf_print_fn_t)(enum libbpf_print_level, const char *, va_list);
+_PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+
+_c_void_p = ctypes.c_void_p
+_c_char_p = ctypes.c_char_p
+_c_int = ctypes.c_int
+_c_uint32 = ctypes.c_uint32
+
+# name: (restype, argtypes). Pointers to opaque libbpf structs are c_void_p.
+_SIGNATURES = {
+    "libbpf_major_version": (_c_uint32, []),
+    "libbpf_minor_version": (_c_uint32, []),
+    "libbpf_set_print": (_c_void_p, [_PRINT_FN]),
+    "libbpf_strerror": (_c_int, [_c_int, _c_char_p, ctypes.c_size_t]),
+    "libbpf_num_possible_cpus": (_c_int, []),
+    "bpf_object__open_file": (_c_void_p, [_c_char_p, _c_void_p]),
+    "bpf_object__load": (_c_int, [_c_void_p]),
+    "bpf_object__close": (None, [_c_void_p]),
+    "bpf_object__next_map": (_c_void_p, [_c_void_p, _c_void_p]),
+    "bpf_object__next_program": (_c_void_p, [_c_void_p, _c_void_p]),
+    "bpf_map__name": (_c_char_p, [_c_void_p]),
+    "bpf_map__fd": (_c_int, [_c_void_p]),
+    "bpf_map__set_pin_path": (_c_int, [_c_void_p, _c_char_p]),
+    "bpf_map__is_internal": (ctypes.c_bool, [_c_void_p]),
+    "bpf_program__name": (_c_char_p, [_c_void_p]),
+    "bpf_program__type": (_c_int, [_c_void_p]),
+    "bpf_program__attach": (_c_void_p, [_c_void_p]),
+    "bpf_link__fd": (_c_int, [_c_void_p]),
+    "bpf_link__pin": (_c_int, [_c_void_p, _c_char_p]),
+    "bpf_link__disconnect": (None, [_c_void_p]),
+    "bpf_link__destroy": (_c_int, [_c_void_p]),
+    "bpf_obj_get": (_c_int, [_c_char_p]),
+    "bpf_obj_pin": (_c_int, [_c_int, _c_char_p]),
+    "bpf_map_lookup_elem": (_c_int, [_c_int, _c_void_p, _c_void_p]),
+    "bpf_map_update_elem": (_c_int, [_c_int, _c_void_p, _c_void_p, ctypes.c_uint64]),
+    "bpf_map_delete_elem": (_c_int, [_c_int, _c_void_p]),
+    "bpf_map_get_next_key": (_c_int, [_c_int, _c_void_p, _c_void_p]),
+    "bpf_obj_get_info_by_fd": (_c_int, [_c_int, _c_void_p, ctypes.POINTER(_c_uint32)]),
+    "bpf_map_get_fd_by_id": (_c_int, [_c_uint32]),
+    "bpf_prog_get_fd_by_id": (_c_int, [_c_uint32]),
+    "bpf_link_get_fd_by_id": (_c_int, [_c_uint32]),
+}
+
+
+def _load_libc():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.vsnprintf.restype = ctypes.c_int
+    libc.vsnprintf.argtypes = [_c_void_p, ctypes.c_size_t, _c_char_p, _c_void_p]
+    return libc
+
+
+class _LogCapture:
+    """The recent WARN/INFO lines libbpf printed, so errors can quote them."""
+
+    def __init__(self, libc):
+        self._libc = libc
+        self._lines = collections.deque(maxlen=_LOG_LINES_KEPT)
+        self._va_list_size = _VA_LIST_SIZES.get(platform.machine())
+        # Kept referenced: libbpf holds the raw function pointer.
+        self.callback = _PRINT_FN(self._on_print)
+
+    def clear(self):
+        self._lines.clear()
+
+    def tail(self, count=_LOG_LINES_REPORTED):
+        return "\n".join(list(self._lines)[-count:])
+
+    def _on_print(self, level, fmt, va_list):
+        if level < _LIBBPF_DEBUG:
+            text = self._format(fmt, va_list)
+            self._lines.extend(line for line in text.splitlines() if line.strip())
+        return 0
+
+    def _format(self, fmt, va_list):
+        """vsnprintf() the message; measure first on a copy so long verifier logs stay whole."""
+        if self._va_list_size is None:
+            size = _FALLBACK_MESSAGE_SIZE
+        else:
+            size = self._libc.vsnprintf(None, 0, fmt, self._va_copy(va_list)) + 1
+        buf = ctypes.create_string_buffer(size)
+        self._libc.vsnprintf(buf, size, fmt, va_list)
+        return buf.value.decode("utf-8", "replace")
+
+    def _va_copy(self, va_list):
+        # va_copy() is a plain memory copy of the va_list state on these ABIs.
+        copy = ctypes.create_string_buffer(self._va_list_size)
+        ctypes.memmove(copy, va_list, self._va_list_size)
+        return ctypes.cast(copy, _c_void_p)
+
+
+class Libbpf:
+    """libbpf loaded through ctypes, with typed functions as attributes.
+
+    Use libbpf(): each instance installs its own libbpf_set_print callback, which
+    is process-global, so a second instance would take the log over.
+    """
+
+    def __init__(self, soname=LIBBPF_SONAME):
+        self.soname = soname
+        self._dll = self._open(soname)
+        self.version = self._read_version()
+        self._check_version()
+        self._bind_functions()
+        self.log = _LogCapture(_load_libc())
+        self.libbpf_set_print(self.log.callback)
+
+    @staticmethod
+    def _open(soname):
+        try:
+            return ctypes.CDLL(soname, use_errno=True)
+        except OSError as exc:
+            raise LibbpfError(
+                "%s not found (%s): install the libbpf1 package (Debian/Ubuntu) "
+                "or libbpf (RHEL/Fedora)" % (soname, exc), errno.ENOENT)
+
+    def _read_version(self):
+        try:
+            major = self._dll.libbpf_major_version
+            minor = self._dll.libbpf_minor_version
+        except AttributeError:
+            raise LibbpfError(
+                "%s is not libbpf >= 0.6 (it lacks libbpf_major_version): bpfquota needs "
+                "libbpf >= %d.%d; install the libbpf1 package" % ((self.soname,) + MIN_VERSION),
+                errno.ENOSYS)
+        major.restype = minor.restype = _c_uint32
+        return (major(), minor())
+
+    def _check_version(self):
+        if self.version < MIN_VERSION:
+            raise LibbpfError(
+                "libbpf %d.%d is too old: bpfquota needs libbpf >= %d.%d; install the "
+                "libbpf1 package" % (self.version + MIN_VERSION), errno.ENOSYS)
+
+    def _bind_functions(self):
+        for name, (restype, argtypes) in _SIGNATURES.items():
+            try:
+                function = getattr(self._dll, name)
+            except AttributeError:
+                raise LibbpfError(
+                    "%s %d.%d lacks %s: upgrade libbpf" % ((self.soname,) + self.version + (name,)),
+                    errno.ENOSYS)
+            function.restype = restype
+            function.argtypes = argtypes
+            setattr(self, name, function)
+
+    def strerror(self, err):
+        buf = ctypes.create_string_buffer(256)
+        self.libbpf_strerror(err, buf, len(buf))
+        return buf.value.decode("utf-8", "replace")
+
+
+_LIBBPF = []
+
+
+def libbpf():
+    """The process-wide Libbpf (libbpf_set_print is global, so there is one)."""
+    if not _LIBBPF:
+        _LIBBPF.append(Libbpf())
+    return _LIBBPF[0]
+
+
+def _fsencode(path):
+    return os.fsencode(os.fspath(path))
+
+
+def _strerror(err):
+    # libbpf_strerror also knows libbpf's own codes (4000+, e.g. "BPF object format invalid").
+    return _LIBBPF[0].strerror(err) if _LIBBPF else os.strerror(err)
+
+
+def _error(what, err, hint=None, log=None):
+    """A LibbpfError for a positive errno, with the fix and libbpf's log tail."""
+    message = "%s: %s" % (what, _strerror(err))
+    if hint:
+        message += "; " + hint
+    if log:
+        message += "\nlibbpf log (last lines):\n" + log
+    return LibbpfError(message, err)
+
+
+def _privilege_hint(err):
+    if err in (errno.EPERM, errno.EACCES) and os.geteuid() != 0:
+        return "BPF needs root (CAP_BPF and CAP_SYS_ADMIN): run as root"
+    return None
+
+
+def _check(ret, what, hint=None):
+    """Raise for a negative-errno return of a libbpf int function."""
+    if ret < 0:
+        raise _error(what, -ret, hint or _privilege_hint(-ret))
+    return ret
+
+
+def _active_lsms():
+    try:
+        with open(LSM_LIST_PATH) as lsm_file:
+            return lsm_file.read().strip()
+    except (IOError, OSError):
+        return None
+
+
+def _lsm_list_advice():
+    active = _active_lsms()
+    if active is None:
+        return ("%s is unreadable (mount securityfs to see the list); if bpf is missing, add it "
+                "to the lsm= kernel command line and reboot" % LSM_LIST_PATH)
+    if "bpf" in active.split(","):
+        # The bpf LSM is only listed when built in: something else says no.
+        return ("bpf is active (%s: %r), so a sandbox, lockdown or security policy (seccomp, "
+                "SELinux, a hypervisor) forbids BPF LSM programs on this host"
+                % (LSM_LIST_PATH, active))
+    return ("bpf is missing from %s (%r): boot with lsm=%s,bpf on the kernel command line"
+            % (LSM_LIST_PATH, active, active))
+
+
+def _lsm_refused_error(what, program_names, err, log):
+    hint = (
+        "the kernel refused the LSM program%s %s: BPF LSM programs need a kernel built with "
+        "CONFIG_BPF_LSM=y and 'bpf' in the active LSM list (%s); %s"
+        % ("s" if len(program_names) > 1 else "", ", ".join(program_names), LSM_LIST_PATH,
+           _lsm_list_advice()))
+    return _error(what, err, hint, log)
+
+
+def _raise_load_error(what, err, lsm_programs, log):
+    if os.geteuid() != 0:
+        raise _error(what, err, _privilege_hint(err), log)
+    if err == errno.EPERM and lsm_programs:
+        raise _lsm_refused_error(what, lsm_programs, err, log)
+    if err == errno.EACCES:
+        raise _error(what, err, "the verifier rejected a program (its log is below)", log)
+    raise _error(what, err, None, log)
+
+
+class BpfObject:
+    """One BPF ELF object opened with libbpf; close() (or the with block) frees it."""
+
+    def __init__(self, lib, handle, path):
+        self._lib = lib
+        self._handle = handle
+        self.path = path
+        self._pin_paths = {}
+
+    @classmethod
+    def open(cls, path, lib=None):
+        lib = lib or libbpf()
+        if not os.path.isfile(path):
+            raise LibbpfError("BPF object file %s not found" % path, errno.ENOENT)
+        lib.log.clear()
+        handle = lib.bpf_object__open_file(_fsencode(path), None)
+        if not handle:
+            raise _error("opening BPF object %s failed" % path, ctypes.get_errno(),
+                         "is it a BPF ELF object built with clang -target bpf?", lib.log.tail())
+        return cls(lib, handle, path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        """Free the object; pinned maps and attached links outlive it."""
+        if self._handle:
+            self._lib.bpf_object__close(self._handle)
+            self._handle = None
+
+    def _object(self):
+        if not self._handle:
+            raise LibbpfError("BPF object %s is already closed" % self.path, errno.EBADF)
+        return self._handle
+
+    def _iterate(self, next_function):
+        item = next_function(self._object(), None)
+        while item:
+            yield item
+            item = next_function(self._object(), item)
+
+    def _maps(self):
+        return dict((self._lib.bpf_map__name(m).decode(), m)
+                    for m in self._iterate(self._lib.bpf_object__next_map))
+
+    def _programs(self):
+        return dict((self._lib.bpf_program__name(p).decode(), p)
+                    for p in self._iterate(self._lib.bpf_object__next_program))
+
+    def _map(self, name):
+        maps = self._maps()
+        if name not in maps:
+            raise LibbpfError("%s has no map named %r (maps: %s)"
+                              % (self.path, name, ", ".join(self.map_names())), errno.ENOENT)
+        return maps[name]
+
+    def _program(self, name):
+        programs = self._programs()
+        if name not in programs:
+            raise LibbpfError("%s has no program named %r (programs: %s)"
+                              % (self.path, name, ", ".join(programs)), errno.ENOENT)
+        return programs[name]
+
+    def map_names(self):
+        """Maps declared by the program; libbpf's internal .bss/.data/.rodata maps are left out."""
+        # libbpf 1.1 names internal maps "<object>.bss", later versions ".bss".
+        return [name for name, bpf_map in self._maps().items()
+                if not (name.startswith(".") or self._lib.bpf_map__is_internal(bpf_map))]
+
+    def program_names(self):
+        return list(self._programs())
+
+    def set_pin_path(self, map_name, path):
+        """load() will reuse the map pinned at path (if compatible) or pin the new one there."""
+        ret = self._lib.bpf_map__set_pin_path(self._map(map_name), _fsencode(path))
+        _check(ret, "setting the pin path of map %r to %s failed" % (map_name, path))
+        self._pin_paths[map_name] = path
+
+    def _lsm_programs(self):
+        return [name for name, prog in self._programs().items()
+                if self._lib.bpf_program__type(prog) == BPF_PROG_TYPE_LSM]
+
+    def load(self):
+        """Create the maps (reusing pinned ones) and load every program into the kernel."""
+        for path in self._pin_paths.values():
+            _make_pin_parent(path)
+        self._lib.log.clear()
+        ret = self._lib.bpf_object__load(self._object())
+        if ret < 0:
+            _raise_load_error("loading BPF object %s failed" % self.path, -ret,
+                              self._lsm_programs(), self._lib.log.tail())
+
+    def map_fd(self, map_name):
+        """The map's fd, owned by this object: valid until close()."""
+        fd = self._lib.bpf_map__fd(self._map(map_name))
+        if fd < 0:
+            raise LibbpfError("map %r of %s has no fd: call load() first" % (map_name, self.path),
+                              errno.EBADF)
+        return fd
+
+    def attach(self, program_name):
+        """Attach the program as its SEC() name says; the Link keeps it attached."""
+        program = self._program(program_name)
+        self._lib.log.clear()
+        handle = self._lib.bpf_program__attach(program)
+        if not handle:
+            is_lsm = self._lib.bpf_program__type(program) == BPF_PROG_TYPE_LSM
+            _raise_load_error("attaching BPF program %r failed" % program_name, ctypes.get_errno(),
+                              [program_name] if is_lsm else [], self._lib.log.tail())
+        return Link(self._lib, handle, program_name)
+
+
+def _make_pin_parent(path):
+    # libbpf creates only the last directory level itself.
+    try:
+        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+    except OSError as exc:
+        raise LibbpfError("cannot create the pin directory for %s: %s; is bpffs mounted?"
+                          % (path, exc.strerror), exc.errno)
+
+
+def _pin_hint(err):
+    if err == errno.EBUSY:
+        return ("libbpf pins a link only once: use obj_pin(link.fd, path) or "
+                "replace_pinned_link() for another pin")
+    if err == errno.EEXIST:
+        return "something is already pinned there: unlink it first or use replace_pinned_link()"
+    if err == errno.EPERM and os.geteuid() == 0:
+        return "pin paths must be on a mounted bpffs (/sys/fs/bpf) and pin names may not contain '.'"
+    if err == errno.ENOENT:
+        return "the parent directory does not exist"
+    return _privilege_hint(err)
+
+
+class Link:
+    """An attached program. destroy() detaches it unless it is pinned (or disconnected)."""
+
+    def __init__(self, lib, handle, program_name):
+        self._lib = lib
+        self._handle = handle
+        self.program_name = program_name
+        self.pin_path = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.destroy()
+
+    def _link(self):
+        if not self._handle:
+            raise LibbpfError("link of %r is already destroyed" % self.program_name, errno.EBADF)
+        return self._handle
+
+    @property
+    def fd(self):
+        return self._lib.bpf_link__fd(self._link())
+
+    def pin(self, path):
+        """Pin in bpffs: the program stays attached after this process exits."""
+        ret = self._lib.bpf_link__pin(self._link(), _fsencode(path))
+        if ret < 0:
+            raise _error("pinning the link of %r at %s failed" % (self.program_name, path),
+                         -ret, _pin_hint(-ret))
+        self.pin_path = os.fspath(path)
+
+    def disconnect(self):
+        """After this, destroy() only frees memory and closes the fd: it won't detach."""
+        self._lib.bpf_link__disconnect(self._link())
+
+    def destroy(self):
+        """Close the link; the kernel detaches the program once no pin or fd holds it."""
+        if self._handle:
+            handle, self._handle = self._handle, None
+            _check(self._lib.bpf_link__destroy(handle),
+                   "destroying the link of %r failed" % self.program_name)
+
+
+def replace_pinned_link(link, pin_path):
+    """Make-before-break: pin the attached new link, then rename it over pin_path.
+
+    Both programs are attached between the pin and the rename, so no event is
+    missed. The old link loses its pin in the rename and detaches once no fd
+    refers to it any more. Works when nothing is pinned at pin_path yet.
+    """
+    pin_path = os.fspath(pin_path)
+    temporary_path = pin_path + "_new"  # bpffs rejects '.' in names
+    _unlink_stale_pin(temporary_path)
+    # bpf_obj_pin, not bpf_link__pin: libbpf would refuse an already pinned link
+    # and remember the temporary path as the link's pin path.
+    obj_pin(link.fd, temporary_path)
+    try:
+        os.rename(temporary_path, pin_path)
+    except OSError as exc:
+        raise LibbpfError("replacing the pinned link %s with %s failed: %s"
+                          % (pin_path, temporary_path, exc.strerror), exc.errno)
+    link.pin_path = pin_path
+
+
+def _unlink_stale_pin(path):
+    # Left behind when an earlier replacement died between pin and rename.
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise LibbpfError("cannot remove the stale pin %s: %s" % (path, exc.strerror),
+                              exc.errno)
+
+
+def obj_get(path):
+    """fd of the map, program or link pinned at path; the caller closes it with os.close()."""
+    ret = libbpf().bpf_obj_get(_fsencode(path))
+    if ret == -errno.ENOENT:
+        raise _error("nothing is pinned at %s" % path, errno.ENOENT,
+                     "is bpffs mounted and the object loaded and pinned?")
+    return _check(ret, "opening the pinned BPF object %s failed" % path)
+
+
+def obj_pin(fd, path):
+    ret = libbpf().bpf_obj_pin(fd, _fsencode(path))
+    if ret < 0:
+        raise _error("pinning fd %d at %s failed" % (fd, path), -ret, _pin_hint(-ret))
+
+
+def map_lookup(fd, key, value_size):
+    """The value bytes stored under key (exactly the map's key_size bytes), or None.
+
+    For per-CPU maps value_size is the value size rounded up to 8, times
+    num_possible_cpus().
+    """
+    value = ctypes.create_string_buffer(value_size)
+    ret = libbpf().bpf_map_lookup_elem(fd, key, value)
+    if ret == -errno.ENOENT:
+        return None
+    _check(ret, "looking up a key in map fd %d failed" % fd)
+    return value.raw
+
+
+def _update_hint(err):
+    if err == errno.EEXIST:
+        return "the key exists and BPF_NOEXIST was given"
+    if err == errno.ENOENT:
+        return "the key does not exist and BPF_EXIST was given"
+    if err == errno.E2BIG:
+        return "the map is full (max_entries reached)"
+    return None
+
+
+def map_update(fd, key, value, flags=BPF_ANY):
+    ret = libbpf().bpf_map_update_elem(fd, key, value, flags)
+    if ret < 0:
+        raise _error("updating map fd %d failed" % fd, -ret,
+                     _update_hint(-ret) or _privilege_hint(-ret))
+
+
+def map_delete(fd, key):
+    """True if the key was deleted, False if it was not there."""
+    ret = libbpf().bpf_map_delete_elem(fd, key)
+    if ret == -errno.ENOENT:
+        return False
+    _check(ret, "deleting a key from map fd %d failed" % fd,
+           "array map entries cannot be deleted" if ret == -errno.EINVAL else None)
+    return True
+
+
+def _next_key(lib, fd, key, key_size):
+    next_key = ctypes.create_string_buffer(key_size)
+    ret = lib.bpf_map_get_next_key(fd, key, next_key)
+    if ret == -errno.ENOENT:
+        return None
+    _check(ret, "iterating the keys of map fd %d failed" % fd)
+    return next_key.raw
+
+
+def map_keys(fd, key_size):
+    """Yield every key. The following key is fetched before a key is yielded,
+    so the caller may delete the key it was given."""
+    lib = libbpf()
+    key = _next_key(lib, fd, None, key_size)
+    while key is not None:
+        following = _next_key(lib, fd, key, key_size)
+        yield key
+        key = following
+
+
+def _fd_by_id(getter, kind, object_id):
+    ret = getter(object_id)
+    if ret == -errno.ENOENT:
+        raise _error("there is no BPF %s with id %d" % (kind, object_id), errno.ENOENT)
+    return _check(ret, "opening BPF %s id %d failed" % (kind, object_id))
+
+
+def _info(fd, info, kind):
+    size = _c_uint32(ctypes.sizeof(info))
+    ret = libbpf().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size))
+    _check(ret, "reading the info of BPF %s fd %d failed" % (kind, fd))
+    return info
+
+
+def _info_by_fd_or_id(fd, object_id, getter_name, info_type, kind):
+    if (fd is None) == (object_id is None):
+        raise LibbpfError("give either an fd or an id of the BPF %s" % kind, errno.EINVAL)
+    if fd is not None:
+        return _info(fd, info_type(), kind)
+    fd = _fd_by_id(getattr(libbpf(), getter_name), kind, object_id)
+    try:
+        return _info(fd, info_type(), kind)
+    finally:
+        os.close(fd)
+
+
+def map_info(fd=None, map_id=None):
+    """dict(type, id, key_size, value_size, max_entries, flags, name) of a map fd or id."""
+    info = _info_by_fd_or_id(fd, map_id, "bpf_map_get_fd_by_id", _BpfMapInfo, "map")
+    return {
+        "type": info.type,
+        "id": info.id,
+        "key_size": info.key_size,
+        "value_size": info.value_size,
+        "max_entries": info.max_entries,
+        "flags": info.map_flags,
+        "name": info.name.decode("utf-8", "replace"),
+    }
+
+
+def link_info(fd=None, link_id=None):
+    """dict(id, prog_id, type) of a link fd or id; LibbpfError(ENOENT) for a gone id."""
+    info = _info_by_fd_or_id(fd, link_id, "bpf_link_get_fd_by_id", _BpfLinkInfo, "link")
+    return {"id": info.id, "prog_id": info.prog_id, "type": info.type}
+
+
+def prog_info(fd=None, prog_id=None):
+    """dict(id, name, tag, type) of a program fd or id; tag is the hex program hash."""
+    info = _info_by_fd_or_id(fd, prog_id, "bpf_prog_get_fd_by_id", _BpfProgInfo, "program")
+    return {
+        "id": info.id,
+        "name": info.name.decode("utf-8", "replace"),
+        "tag": bytes(info.tag).hex(),
+        "type": info.type,
+    }
+
+
+def num_possible_cpus():
+    """CPUs a per-CPU map keeps a value for (not just the online ones)."""
+    return _check(libbpf().libbpf_num_possible_cpus(), "counting the possible CPUs failed")
