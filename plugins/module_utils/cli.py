@@ -63,9 +63,25 @@ def libbpf_version():
         return None
 
 
-def cmd_check(args):
+def host_facts(object_path):
+    """Readiness facts; when they look ready and an object is at hand, a trial load has the last word."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf, loader
     from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import readiness
     facts = readiness(libbpf_version=libbpf_version())
+    facts["trial_load"] = None
+    if facts["ready"] and object_path and os.path.isfile(object_path):
+        try:
+            loader.trial_load(object_path)
+            facts["trial_load"] = True
+        except libbpf.LibbpfError as e:
+            facts["trial_load"] = False
+            facts["ready"] = False
+            facts["reasons"].append(str(e))
+    return facts
+
+
+def cmd_check(args):
+    facts = host_facts(args.object)
     if args.json:
         print(json.dumps(facts, indent=2, sort_keys=True))
     else:
@@ -80,9 +96,8 @@ def cmd_check(args):
     return EXIT_OK if facts["ready"] else EXIT_NOT_READY
 
 
-def require_ready():
-    from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import readiness
-    facts = readiness(libbpf_version=libbpf_version())
+def require_ready(object_path):
+    facts = host_facts(object_path)
     if not facts["ready"]:
         raise CliError("this host can't enforce quotas:\n  - " + "\n  - ".join(facts["reasons"]), EXIT_NOT_READY)
 
@@ -102,7 +117,7 @@ def cmd_load(args):
     if not os.path.isfile(args.object):
         raise CliError("BPF object %s not found: build it with 'bpfquota build' or pass --object" % args.object,
                        EXIT_USAGE)
-    require_ready()
+    require_ready(args.object)
     with exclusive():
         try:
             result = loader.load(args.object)
@@ -245,6 +260,7 @@ def parser():
 
     c = sub.add_parser("check", help="is BPF LSM ready on this host? (reasons and fixes)")
     c.add_argument("--json", action="store_true")
+    c.add_argument("--object", default=DEFAULT_OBJECT, help="also trial-load this object when present")
     c.set_defaults(func=cmd_check)
 
     c = sub.add_parser("build", help="compile bpf/ into a CO-RE object with clang")

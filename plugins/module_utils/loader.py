@@ -93,6 +93,13 @@ def load(object_path, pin_dir=layout.PIN_DIR, probe=True):
     return dict(status(pin_dir), changed=True, upgraded=before["loaded"])
 
 
+def trial_load(object_path):
+    """Load the programs into the kernel and drop them at once: the verifier and the LSM
+    program type are accepted here, or LibbpfError says why. Nothing is attached or pinned."""
+    with libbpf.BpfObject.open(object_path) as obj:
+        obj.load()
+
+
 def unload(pin_dir=layout.PIN_DIR):
     """Detach everything (links go with their pins) and drop the maps. Returns changed."""
     if not os.path.isdir(pin_dir):

@@ -1,0 +1,91 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The agent: periodic reconcile, routes kept in step with mounts, denial events to the log."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import select
+import sys
+import time
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
+from ansible_collections.bpfquota.nfs.plugins.module_utils.events import EventReader, describe
+from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
+from ansible_collections.bpfquota.nfs.plugins.module_utils.usage import scan_volume
+from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import WalkError, WalkTimeout, run_with_timeout
+
+ROUTES_TIMEOUT = 30.0  # stat() of a route under a dead NFS server must not stall the agent
+
+
+def log(message):
+    print("bpfquota-agent: %s" % message, file=sys.stderr)
+    sys.stderr.flush()
+
+
+def refresh_routes(maps):
+    """Register every route to every volume (a mount may have appeared or gone)."""
+    applied = quota.applied_volumes(maps)
+    paths = sorted(applied)
+    try:
+        keys_by_path = run_with_timeout(quota.route_keys, (paths, quota.read_mounts()), ROUTES_TIMEOUT)
+    except (WalkTimeout, WalkError) as e:
+        log("routes not refreshed: %s" % e)
+        return False
+    want = {}
+    for path, keys in keys_by_path.items():
+        for key in keys:
+            want[key] = applied[path][0]
+    changed = quota.sync_keys(maps, want)
+    if changed:
+        log("routes updated: %d keys for %d volumes" % (len(want), len(paths)))
+    return changed
+
+
+def reconcile_round(maps, scan_timeout):
+    for path, (vol_id, _) in sorted(quota.applied_volumes(maps).items()):
+        result = scan_volume(maps, vol_id, path, scan_timeout)
+        if result.ok:
+            log("reconciled %s: %d bytes in %d files (%.2fs)" % (path, result.used_bytes, result.used_files,
+                                                                 result.seconds))
+        else:
+            log("reconcile of %s failed: %s" % (path, result.reason))
+
+
+def run_agent(interval, scan_timeout, once=False, lock=None):
+    """Runs until killed (or one round with once=True). `lock` serializes map writes with the CLI."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.cli import exclusive
+    lock = lock or exclusive
+    maps = QuotaMaps()
+    paths = dict((vol_id, path) for path, (vol_id, _) in quota.applied_volumes(maps).items())
+    reader = EventReader(lambda event: log(describe(event, paths)))
+    poller = select.poll()
+    poller.register(reader.epoll_fd(), select.POLLIN)
+    mountinfo = open("/proc/self/mountinfo")
+    poller.register(mountinfo.fileno(), select.POLLPRI | select.POLLERR)  # signalled on any mount change
+    next_round = time.monotonic()
+    try:
+        while True:
+            if time.monotonic() >= next_round:
+                with lock():
+                    refresh_routes(maps)
+                    reconcile_round(maps, scan_timeout)
+                    paths.clear()
+                    paths.update((vol_id, path) for path, (vol_id, _) in quota.applied_volumes(maps).items())
+                next_round = time.monotonic() + interval
+                if once:
+                    reader.consume()
+                    return 0
+            timeout_ms = max(0, int((next_round - time.monotonic()) * 1000))
+            for fd, _ in poller.poll(timeout_ms):
+                if fd == mountinfo.fileno():
+                    mountinfo.seek(0)
+                    mountinfo.read()  # re-arms the notification
+                    with lock():
+                        refresh_routes(maps)
+                else:
+                    reader.consume()
+    finally:
+        reader.close()
+        mountinfo.close()
+        maps.close()
