@@ -16,6 +16,11 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+#ifdef BPFQUOTA_BUILD_TAG
+/* A build that differs only by this tag (libbpf skips the section): the upgrade tests' second object. */
+char build_tag[] SEC(".bpfquota.build_tag") = BPFQUOTA_BUILD_TAG;
+#endif
+
 #define EDQUOT 122
 #define EXDEV 18
 #define EEXIST 17

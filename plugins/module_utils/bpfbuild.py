@@ -42,9 +42,10 @@ def find_clang():
     raise BuildError("clang not found: install clang (Debian/Ubuntu: apt-get install clang libbpf-dev)")
 
 
-def build(src_dir, out_path, clang=None):
+def build(src_dir, out_path, clang=None, extra_args=()):
     """Build unless `out_path` was built from the same sources. Returns {changed, path, sha256, digest}."""
-    digest = sources_digest(src_dir)
+    clang_args = CLANG_ARGS + list(extra_args)
+    digest = sources_digest(src_dir, clang_args)
     stamp = out_path + ".digest"
     if os.path.isfile(out_path) and os.path.isfile(stamp):
         with open(stamp) as f:
@@ -56,7 +57,7 @@ def build(src_dir, out_path, clang=None):
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".o")
     os.close(fd)
     try:
-        proc = subprocess.run(clang_command(clang, src_dir, tmp), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        proc = subprocess.run(clang_command(clang, src_dir, tmp, clang_args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True)
         if proc.returncode != 0:
             if "No available targets are compatible" in proc.stderr or "unknown target" in proc.stderr:

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# What the host needs to build the BPF object and run the VM test bed (Debian bookworm packages
+# and PyPI only). Quick when everything is already installed.
+set -euo pipefail
+packages=(clang llvm libbpf-dev libbpf1 bpftool gcc libc6-dev qemu-system-x86 qemu-utils debootstrap cpio
+          e2fsprogs openssh-client python3-yaml)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup-host: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+python3 -c 'import pytest, yaml' 2>/dev/null || python3 -m pip install -q pytest pyyaml
