@@ -116,7 +116,10 @@ def report():
 def fill(path, chunk=MiB, max_chunks=64):
     """Append `chunk`-byte writes until one is refused; returns (bytes written, errno)."""
     written = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as e:
+        return written, e.errno
     try:
         for _ in range(max_chunks):
             try:

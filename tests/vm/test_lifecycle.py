@@ -136,6 +136,7 @@ def test_upgrade_has_no_enforcement_gap_and_keeps_limits_and_usage(share):
     share.mkdir("pv")
     share.apply({"path": "pv", "limit": 4 * MiB})
     vol = share.client("pv")
+    open(os.path.join(vol, "hammer"), "wb").close()
     assert fill(os.path.join(vol, "f"))[1] == errno.EDQUOT
     before_row, before_programs = report()[vol], programs()
     # A writer hammers the full volume through the whole upgrade; not one write may succeed.

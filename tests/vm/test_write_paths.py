@@ -24,10 +24,10 @@ def full(request, share):
     share.mkdir("pv")
     share.apply({"path": "pv", "limit": LIMIT, "mount": request.param})
     vol = share.client("pv", request.param)
-    written, err = fill(os.path.join(vol, "filler"))
-    assert err == errno.EDQUOT, "the volume never filled up: %d bytes written" % written
     with open(os.path.join(vol, "kept"), "wb"):
         pass
+    written, err = fill(os.path.join(vol, "filler"))
+    assert err == errno.EDQUOT, "the volume never filled up: %d bytes written" % written
     return share, vol
 
 
@@ -73,7 +73,7 @@ def test_sendfile_copy_file_range_and_splice(full, tmp_path):
     _, vol = full
     src = tmp_path / "src"
     src.write_bytes(b"s" * 8192)
-    with open(src, "rb") as fin, open(os.path.join(vol, "kept"), "ab") as fout:
+    with open(src, "rb") as fin, open(os.path.join(vol, "kept"), "r+b") as fout:  # not O_APPEND: copy_file_range and splice refuse it
         expect_edquot(os.sendfile, fout.fileno(), fin.fileno(), 0, 8192)
         expect_edquot(os.copy_file_range, fin.fileno(), fout.fileno(), 8192, 0)
         r, w = os.pipe()

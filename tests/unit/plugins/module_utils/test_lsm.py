@@ -1,0 +1,353 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import gzip
+import os
+import subprocess
+
+import pytest
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils import lsm
+from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import (
+    merge_bpf_into_lsm,
+    parse_active_lsms,
+    parse_cmdline_lsm,
+    parse_kconfig,
+    readiness,
+    split_kernel_params,
+)
+
+BPFFS_MOUNTINFO = (
+    "22 27 0:21 / /proc rw,relatime - proc proc rw\n"
+    "23 27 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw\n"
+    "27 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw,errors=remount-ro\n"
+    "35 23 0:30 / /sys/fs/bpf rw,nosuid,nodev,noexec,relatime shared:12 - bpf bpf rw,mode=700\n"
+    "36 23 0:7 / /sys/kernel/security rw,nosuid,nodev,noexec,relatime shared:8 - securityfs securityfs rw\n"
+)
+NO_BPFFS_MOUNTINFO = "".join(line + "\n" for line in BPFFS_MOUNTINFO.splitlines() if "/sys/fs/bpf" not in line)
+
+
+def kconfig(bpf_lsm, lsm_list):
+    lines = ["#", "# Automatically generated file; DO NOT EDIT.", "#",
+             "CONFIG_CC_VERSION_TEXT=\"gcc (Debian 12.2.0-14) 12.2.0\"",
+             "CONFIG_BPF=y", "CONFIG_BPF_SYSCALL=y", "CONFIG_BPF_JIT=y",
+             "CONFIG_SECURITY=y", "CONFIG_SECURITYFS=y", "CONFIG_DEBUG_INFO_BTF=y"]
+    if bpf_lsm is True:
+        lines.append("CONFIG_BPF_LSM=y")
+    elif bpf_lsm is False:
+        lines.append("# CONFIG_BPF_LSM is not set")
+    if lsm_list is not None:
+        lines.append('CONFIG_LSM="%s"' % (lsm_list,))
+    return "\n".join(lines) + "\n"
+
+
+def host(tmp_path, release, active=None, cmdline=None, config=None, config_gz=None, btf=True,
+         mountinfo=BPFFS_MOUNTINFO):
+    """A recorded host under tmp_path: only the files given exist."""
+    files = {"proc/self/mountinfo": mountinfo}
+    if active is not None:
+        files["sys/kernel/security/lsm"] = active
+    if cmdline is not None:
+        files["proc/cmdline"] = cmdline
+    if config is not None:
+        files["boot/config-" + release] = config
+    if btf:
+        files["sys/kernel/btf/vmlinux"] = "\x9f\xeb\x01\x00"
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if config_gz is not None:
+        with gzip.open(str(tmp_path / "proc" / "config.gz"), "wt") as handle:
+            handle.write(config_gz)
+    return str(tmp_path)
+
+
+DEBIAN_12_CMDLINE = "BOOT_IMAGE=/boot/vmlinuz-6.1.0-18-amd64 root=UUID=2c0b7d4e-6a55-4b7f-9d0a-3f1e8c5a7b21 ro quiet\n"
+DEBIAN_12_LSM = "landlock,lockdown,yama,loadpin,safesetid,integrity,apparmor,selinux,smack,tomoyo,bpf"
+
+
+def debian_12(tmp_path, **changes):
+    files = dict(active="lockdown,capability,landlock,yama,apparmor,tomoyo,bpf", cmdline=DEBIAN_12_CMDLINE,
+                 config=kconfig(True, DEBIAN_12_LSM))
+    files.update(changes)
+    return host(tmp_path, "6.1.0-18-amd64", **files)
+
+
+def test_debian_12_default_is_ready(tmp_path):
+    facts = readiness(debian_12(tmp_path), kernel_release="6.1.0-18-amd64", libbpf_version="1.1.2")
+    assert facts == {
+        "kernel": "6.1.0-18-amd64",
+        "bpf_lsm_active": True,
+        "active_lsms": ["lockdown", "capability", "landlock", "yama", "apparmor", "tomoyo", "bpf"],
+        "cmdline_lsm": None,
+        "config_bpf_lsm": True,
+        "config_lsm": DEBIAN_12_LSM.split(","),
+        "btf": True,
+        "bpffs": True,
+        "libbpf_version": "1.1.2",
+        "proposed_lsm": None,
+        "ready": True,
+        "reasons": [],
+    }
+
+
+def test_ubuntu_22_04_compiled_in_but_not_active(tmp_path):
+    root = host(tmp_path, "5.15.0-91-generic", active="lockdown,capability,landlock,yama,apparmor",
+                cmdline="BOOT_IMAGE=/boot/vmlinuz-5.15.0-91-generic root=UUID=0e6a5f3c-1d2b-4c8e-9f7a-6b5d4c3e2a10 "
+                        "ro quiet splash vt.handoff=7\n",
+                config=kconfig(True, "landlock,lockdown,yama,integrity,apparmor"),
+                mountinfo=NO_BPFFS_MOUNTINFO)
+    facts = readiness(root, kernel_release="5.15.0-91-generic", libbpf_version="0.5.0")
+    assert facts["ready"] is False
+    assert facts["bpf_lsm_active"] is False
+    assert facts["config_bpf_lsm"] is True
+    assert facts["config_lsm"] == ["landlock", "lockdown", "yama", "integrity", "apparmor"]
+    assert facts["bpffs"] is False  # reported, not a blocker
+    assert facts["proposed_lsm"] == ["lockdown", "capability", "landlock", "yama", "apparmor", "bpf"]
+    assert facts["reasons"] == [
+        "bpf is compiled in but not active (active: lockdown,capability,landlock,yama,apparmor): add bpf "
+        "to the lsm= boot parameter: lsm=lockdown,capability,landlock,yama,apparmor,bpf, e.g. with "
+        "bpfquota_fix_boot: true, then reboot",
+        "libbpf 0.5.0 is older than 1.0 and can't read the BTF of 6.0+ kernels: install libbpf >= 1.0",
+    ]
+
+
+def test_ubuntu_24_04_cmdline_lsm_without_bpf_overrides_config(tmp_path):
+    cmdline = ("BOOT_IMAGE=/vmlinuz-6.8.0-31-generic root=LABEL=cloudimg-rootfs ro console=tty1 "
+               "console=ttyS0 lsm=landlock,lockdown,yama,integrity,apparmor\n")
+    root = host(tmp_path, "6.8.0-31-generic", active="lockdown,capability,landlock,yama,integrity,apparmor",
+                cmdline=cmdline, config=kconfig(True, "landlock,lockdown,yama,integrity,apparmor,bpf"))
+    facts = readiness(root, kernel_release="6.8.0-31-generic", libbpf_version="1.3.0")
+    assert facts["cmdline_lsm"] == ["landlock", "lockdown", "yama", "integrity", "apparmor"]
+    assert facts["proposed_lsm"] == ["lockdown", "capability", "landlock", "yama", "integrity", "apparmor", "bpf"]
+    assert facts["reasons"] == [
+        "the boot parameter lsm=landlock,lockdown,yama,integrity,apparmor overrides CONFIG_LSM and lacks "
+        "bpf, so bpf is not an active LSM: change it to "
+        "lsm=lockdown,capability,landlock,yama,integrity,apparmor,bpf, e.g. with bpfquota_fix_boot: true, "
+        "then reboot",
+    ]
+
+
+def test_kernel_built_without_bpf_lsm(tmp_path):
+    root = debian_12(tmp_path, active="lockdown,capability,landlock,yama,apparmor",
+                     config=kconfig(False, "landlock,lockdown,yama,apparmor"))
+    facts = readiness(root, kernel_release="6.1.0-18-amd64", libbpf_version="1.1.2")
+    assert facts["config_bpf_lsm"] is False
+    assert facts["proposed_lsm"] is None  # booting with lsm=...,bpf wouldn't help
+    assert facts["reasons"] == ["kernel built without CONFIG_BPF_LSM: use a kernel with CONFIG_BPF_LSM=y"]
+
+
+def test_cmdline_without_bpf_on_a_kernel_without_bpf_lsm_only_blames_the_kernel(tmp_path):
+    root = debian_12(tmp_path, active="lockdown,capability,apparmor", config=kconfig(False, "apparmor"),
+                     cmdline="BOOT_IMAGE=/vmlinuz ro lsm=lockdown,apparmor")
+    facts = readiness(root, kernel_release="6.1.0-18-amd64", libbpf_version="1.1.2")
+    assert facts["reasons"] == ["kernel built without CONFIG_BPF_LSM: use a kernel with CONFIG_BPF_LSM=y"]
+
+
+def test_no_btf(tmp_path):
+    facts = readiness(debian_12(tmp_path, btf=False), kernel_release="6.1.0-18-amd64", libbpf_version="1.1.2")
+    assert facts["btf"] is False
+    assert facts["reasons"] == [
+        "no BTF at /sys/kernel/btf/vmlinux: use a kernel built with CONFIG_DEBUG_INFO_BTF=y"]
+
+
+def test_kernel_older_than_5_7(tmp_path):
+    root = host(tmp_path, "5.4.0-150-generic", active="lockdown,capability,yama,apparmor",
+                config=kconfig(None, "lockdown,yama,integrity,apparmor"))
+    facts = readiness(root, kernel_release="5.4.0-150-generic", libbpf_version="1.1.2")
+    assert facts["config_bpf_lsm"] is False  # config known, symbol absent
+    assert facts["reasons"] == [
+        "kernel 5.4.0-150-generic is older than 5.7, which added BPF LSM: boot a kernel >= 5.7 with "
+        "CONFIG_BPF_LSM=y"]
+
+
+def test_old_kernel_with_backported_bpf_lsm_is_not_blamed_for_its_version(tmp_path):
+    root = host(tmp_path, "4.18.0-513.5.1.el8_9.x86_64", active="capability,yama,selinux,bpf",
+                config=kconfig(True, "yama,integrity,selinux,bpf"))
+    facts = readiness(root, kernel_release="4.18.0-513.5.1.el8_9.x86_64", libbpf_version="1.2.0")
+    assert facts["ready"] is True
+
+
+def test_arm64_needs_6_0(tmp_path):
+    root = debian_12(tmp_path)
+    facts = readiness(root, kernel_release="5.15.0-91-generic", libbpf_version="1.1.2", machine="aarch64")
+    assert facts["reasons"] == [
+        "kernel 5.15.0-91-generic on arm64 can't run BPF LSM programs (arm64 has the BPF trampolines "
+        "they need from 6.0): boot a kernel >= 6.0"]
+    assert readiness(root, kernel_release="6.1.0-18-arm64", libbpf_version="1.1.2",
+                     machine="aarch64")["ready"] is True
+
+
+def test_libbpf_missing(tmp_path):
+    facts = readiness(debian_12(tmp_path), kernel_release="6.1.0-18-amd64", libbpf_version=None)
+    assert facts["reasons"] == [
+        "libbpf not found: install libbpf >= 1.0 (Debian/Ubuntu: libbpf1, RHEL/Fedora: libbpf)"]
+
+
+def test_securityfs_unreadable_on_recorded_files(tmp_path):
+    root = debian_12(tmp_path, active=None)
+    facts = readiness(root, kernel_release="6.1.0-18-amd64", libbpf_version="1.1.2")
+    assert facts["active_lsms"] is None
+    assert facts["bpf_lsm_active"] is False
+    assert facts["proposed_lsm"] is None  # CONFIG_LSM has bpf and no lsm= overrides it
+    assert facts["reasons"] == [
+        "cannot read /sys/kernel/security/lsm (No such file or directory): mount securityfs as root: "
+        "mount -t securityfs securityfs /sys/kernel/security"]
+
+
+def test_securityfs_unreadable_and_cmdline_without_bpf(tmp_path):
+    root = debian_12(tmp_path, active=None, cmdline="BOOT_IMAGE=/vmlinuz ro lsm=lockdown,yama,apparmor")
+    facts = readiness(root, kernel_release="6.1.0-18-amd64", libbpf_version="1.1.2")
+    assert facts["proposed_lsm"] == ["lockdown", "yama", "apparmor", "bpf"]
+    assert len(facts["reasons"]) == 2
+    assert "overrides CONFIG_LSM and lacks bpf" in facts["reasons"][0]
+    assert facts["reasons"][1].startswith("cannot read /sys/kernel/security/lsm")
+
+
+def test_config_from_proc_config_gz(tmp_path):
+    root = host(tmp_path, "6.6.0-custom", active="lockdown,capability,yama,bpf",
+                config_gz=kconfig(True, "lockdown,yama,bpf"))
+    facts = readiness(root, kernel_release="6.6.0-custom", libbpf_version="1.4.0")
+    assert facts["config_bpf_lsm"] is True
+    assert facts["config_lsm"] == ["lockdown", "yama", "bpf"]
+    assert facts["ready"] is True
+
+
+def test_boot_config_wins_over_proc_config_gz(tmp_path):
+    root = host(tmp_path, "6.6.0-custom", active="lockdown,capability,yama,bpf",
+                config=kconfig(True, "yama,bpf"), config_gz=kconfig(False, "yama"))
+    assert readiness(root, kernel_release="6.6.0-custom", libbpf_version="1.4.0")["config_lsm"] == ["yama", "bpf"]
+
+
+def test_no_kernel_config_and_bpf_not_active(tmp_path):
+    root = host(tmp_path, "6.6.0-custom", active="lockdown,capability,yama")
+    facts = readiness(root, kernel_release="6.6.0-custom", libbpf_version="1.4.0")
+    assert facts["config_bpf_lsm"] is None
+    assert facts["config_lsm"] is None
+    assert facts["reasons"] == [
+        "bpf is not active (kernel config not found: it also needs CONFIG_BPF_LSM=y) (active: "
+        "lockdown,capability,yama): add bpf to the lsm= boot parameter: lsm=lockdown,capability,yama,bpf, "
+        "e.g. with bpfquota_fix_boot: true, then reboot"]
+
+
+def test_recorded_dev_host(tmp_path):
+    # Recorded on the 6.18 Firecracker VM this project is developed on: lsm without a trailing
+    # newline, "--" followed by init's arguments, CONFIG_LSM naming LSMs that aren't built in.
+    cmdline = ("mitigations=auto,no_guest_host,no_guest_guest console=ttyS0 quiet reboot=k panic=1 "
+               "nomodule random.trust_cpu=1 swiotlb=noforce psi=1 rdinit=/process_api -- "
+               "--firecracker-init --addr 0.0.0.0:2024 --tcp-readiness-only --auth-required\n")
+    config = kconfig(True, "landlock,lockdown,yama,loadpin,safesetid,integrity,smack,tomoyo,apparmor,bpf")
+    root = host(tmp_path, "6.18.44-fc-v509", active="lockdown,capability,landlock,bpf", cmdline=cmdline,
+                config_gz=config, mountinfo=NO_BPFFS_MOUNTINFO)
+    facts = readiness(root, kernel_release="6.18.44-fc-v509", libbpf_version="1.3.0")
+    assert facts["active_lsms"] == ["lockdown", "capability", "landlock", "bpf"]
+    assert facts["cmdline_lsm"] is None
+    assert facts["ready"] is True
+    assert facts["bpffs"] is False
+
+
+def test_live_host_mounts_securityfs_only_as_root(monkeypatch):
+    # Point the live check at a file that doesn't exist and watch what it would run.
+    monkeypatch.setattr(lsm, "LSM_FILE", "sys/kernel/security/no-such-lsm-file")
+    runs = []
+
+    def fake_run(argv, **kwargs):
+        runs.append(argv)
+        return subprocess.CompletedProcess(argv, 32, "", "mount: permission denied\n")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(lsm, "_mounted", lambda root, mount_point, fstype: False)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    facts = readiness("/", libbpf_version="1.3.0")
+    assert runs == []
+    assert facts["kernel"] == os.uname().release
+    assert ("cannot read /sys/kernel/security/no-such-lsm-file (securityfs not mounted, and mounting it "
+            "needs root): mount securityfs as root: mount -t securityfs securityfs /sys/kernel/security"
+            ) in facts["reasons"]
+
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    facts = readiness("/", libbpf_version="1.3.0")
+    assert runs == [["mount", "-t", "securityfs", "securityfs", "/sys/kernel/security"]]
+    assert any("mount -t securityfs securityfs /sys/kernel/security failed: mount: permission denied" in reason
+               for reason in facts["reasons"])
+
+
+def test_live_host_does_not_stack_securityfs_mounts(monkeypatch):
+    monkeypatch.setattr(lsm, "LSM_FILE", "sys/kernel/security/no-such-lsm-file")
+    monkeypatch.setattr(lsm, "_mounted", lambda root, mount_point, fstype: fstype == "securityfs")
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: pytest.fail("mount run"))
+    facts = readiness("/", libbpf_version="1.3.0")
+    assert ("/sys/kernel/security/no-such-lsm-file is missing although securityfs is mounted: use a kernel "
+            "built with CONFIG_SECURITY=y and CONFIG_BPF_LSM=y") in facts["reasons"]
+
+
+def test_live_host_facts_have_the_right_types():
+    facts = readiness("/", libbpf_version="1.3.0")
+    assert facts["kernel"] == os.uname().release
+    assert isinstance(facts["btf"], bool) and isinstance(facts["bpffs"], bool)
+    assert facts["ready"] is (not facts["reasons"])
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("lockdown,capability,landlock,yama,apparmor,bpf", ["lockdown", "capability", "landlock", "yama",
+                                                        "apparmor", "bpf"]),
+    ("capability,selinux,bpf\n", ["capability", "selinux", "bpf"]),
+    ("", []),
+])
+def test_parse_active_lsms(text, expected):
+    assert parse_active_lsms(text) == expected
+
+
+@pytest.mark.parametrize("cmdline, expected", [
+    ("BOOT_IMAGE=/boot/vmlinuz-6.1.0-18-amd64 root=UUID=2c0b7d4e ro quiet\n", None),
+    ("BOOT_IMAGE=/vmlinuz-6.8.0-31-generic root=LABEL=cloudimg-rootfs ro lsm=landlock,lockdown,yama,apparmor\n",
+     ["landlock", "lockdown", "yama", "apparmor"]),
+    # the last lsm= wins
+    ("BOOT_IMAGE=/vmlinuz ro lsm=apparmor lsm=lockdown,yama,apparmor,bpf quiet", ["lockdown", "yama", "apparmor",
+                                                                                  "bpf"]),
+    ('BOOT_IMAGE=(hd0,gpt2)/vmlinuz-6.5.0 root=/dev/mapper/vg-root ro lsm="lockdown,yama,bpf" splash',
+     ["lockdown", "yama", "bpf"]),
+    ('"lsm=selinux,bpf" ro', ["selinux", "bpf"]),
+    ('BOOT_IMAGE="/boot/my kernel" lsm="a, b" ro', ["a", "b"]),
+    # a quoted value with a space in another parameter doesn't hide lsm=
+    ('dyndbg="file drivers/usb/* +p" lsm=yama,bpf', ["yama", "bpf"]),
+    # not a kernel parameter: it belongs to init
+    ("ro quiet -- lsm=apparmor", None),
+    ("ro lsm=yama,bpf -- lsm=apparmor", ["yama", "bpf"]),
+    ("ro selinux_lsm=apparmor", None),
+    ("ro lsm=", []),
+    ("", None),
+])
+def test_parse_cmdline_lsm(cmdline, expected):
+    assert parse_cmdline_lsm(cmdline) == expected
+
+
+def test_split_kernel_params_like_next_arg():
+    assert split_kernel_params('a=1 "b=2 3" c="4 5" d --') == [
+        ("a", "1"), ("b", "2 3"), ("c", "4 5"), ("d", None), ("--", None)]
+
+
+def test_parse_kconfig():
+    config = parse_kconfig(kconfig(True, "lockdown,yama,bpf") + "CONFIG_NR_CPUS=8192\n"
+                           "# CONFIG_SECURITY_SELINUX is not set\nCONFIG_CMDLINE=\"a \\\"b\\\"\"\n")
+    assert config["CONFIG_BPF_LSM"] == "y"
+    assert config["CONFIG_LSM"] == "lockdown,yama,bpf"
+    assert config["CONFIG_NR_CPUS"] == "8192"
+    assert config["CONFIG_SECURITY_SELINUX"] == "n"
+    assert config["CONFIG_CMDLINE"] == 'a "b"'
+    assert config["CONFIG_CC_VERSION_TEXT"] == "gcc (Debian 12.2.0-14) 12.2.0"
+    assert "CONFIG_BPF_LSM" not in parse_kconfig("# CONFIG_BPF_LSMX is not set\n")
+
+
+def test_merge_keeps_every_lsm_and_the_order():
+    active = ["lockdown", "capability", "landlock", "yama", "integrity", "apparmor", "ima", "evm"]
+    merged = merge_bpf_into_lsm(active)
+    assert merged == active + ["bpf"]
+    assert active[-1] == "evm"  # input untouched
+    assert merge_bpf_into_lsm(["capability", "bpf", "selinux"]) == ["capability", "bpf", "selinux"]
+    assert merge_bpf_into_lsm(["selinux"]) == ["selinux", "bpf"]
+    assert merge_bpf_into_lsm([]) == ["bpf"]

@@ -1,0 +1,246 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import pickle
+import subprocess
+import time
+
+import pytest
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils import walk
+from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import (
+    WalkError,
+    WalkTimeout,
+    reap_children,
+    run_with_timeout,
+    walk_tree,
+)
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
+
+
+def write(path, size):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    return os.stat(str(path)).st_ino
+
+
+@pytest.fixture
+def mounted():
+    """mount(*argv) that unmounts everything it mounted, last first."""
+    targets = []
+
+    def mount(*argv):
+        subprocess.check_call(("mount",) + argv)
+        targets.append(argv[-1])
+
+    yield mount
+    for target in reversed(targets):
+        subprocess.call(("umount", "-l", target))
+
+
+def test_counts_files_dirs_and_apparent_bytes(tmp_path):
+    a = write(tmp_path / "a", 100)
+    b = write(tmp_path / "dir" / "b", 5000)
+    (tmp_path / "dir" / "empty").mkdir()
+    with open(str(tmp_path / "sparse"), "wb") as handle:
+        handle.truncate(10 * 1024 * 1024)  # 10 MiB apparent, no blocks
+    sparse = os.stat(str(tmp_path / "sparse")).st_ino
+
+    result = walk_tree(str(tmp_path))
+
+    assert result.complete is True
+    assert result.errors == 0
+    assert result.files == 5  # a, dir, dir/b, dir/empty, sparse (not the root itself)
+    assert result.bytes == 100 + 5000 + 10 * 1024 * 1024
+    assert sorted(zip(result.inos, result.sizes)) == sorted([(a, 100), (b, 5000), (sparse, 10 * 1024 * 1024)])
+    assert result.inos.typecode == "Q" and result.sizes.typecode == "q"
+
+
+def test_hard_links_count_once(tmp_path):
+    write(tmp_path / "one", 300)
+    os.link(str(tmp_path / "one"), str(tmp_path / "two"))
+    (tmp_path / "sub").mkdir()
+    os.link(str(tmp_path / "one"), str(tmp_path / "sub" / "three"))
+    result = walk_tree(str(tmp_path))
+    assert (result.files, result.bytes, len(result.inos)) == (2, 300, 1)  # one inode + sub
+
+
+def test_symlinks_are_inodes_without_bytes_and_are_not_followed(tmp_path):
+    outside = tmp_path / "outside"
+    write(outside / "big", 10000)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    os.symlink(str(outside), str(volume / "to-dir"))
+    os.symlink(str(outside / "big"), str(volume / "to-file"))
+    os.symlink("dangling", str(volume / "dangling"))
+    os.mkfifo(str(volume / "fifo"))
+    result = walk_tree(str(volume))
+    assert (result.files, result.bytes, len(result.inos)) == (4, 0, 0)
+
+
+def test_deep_tree_has_no_recursion_limit(tmp_path):
+    path = tmp_path
+    for level in range(70):
+        path = path / ("d%d" % level)
+    write(path / "leaf", 7)
+    result = walk_tree(str(tmp_path))
+    assert (result.files, result.bytes, result.complete) == (71, 7, True)
+
+
+def test_deadline_passed_stops_with_incomplete_result(tmp_path):
+    for index in range(200):
+        write(tmp_path / ("d%d" % (index % 10)) / ("f%d" % index), 1)
+    result = walk_tree(str(tmp_path), deadline=time.monotonic() - 1)
+    assert result.complete is False
+    assert result.files == 0
+    full = walk_tree(str(tmp_path), deadline=time.monotonic() + 60)
+    assert (full.complete, full.files, full.bytes) == (True, 210, 200)
+
+
+def test_deadline_expiring_inside_a_large_directory_stops_promptly(tmp_path, monkeypatch):
+    for index in range(1000):
+        write(tmp_path / ("f%d" % index), 1)
+    checks = []
+
+    def expires_on_third_check(deadline):
+        checks.append(deadline)
+        return len(checks) >= 3
+
+    monkeypatch.setattr(walk, "_expired", expires_on_third_check)
+    result = walk_tree(str(tmp_path), deadline=1.0, skip=())
+    assert result.complete is False
+    assert 0 < result.files < 1000
+
+
+def test_vanished_entries_are_skipped_silently(tmp_path, monkeypatch):
+    write(tmp_path / "stays", 10)
+    write(tmp_path / "goes", 20)
+    real_scandir = os.scandir
+
+    def scandir_then_delete(path):
+        entries = list(real_scandir(path))
+        if os.path.exists(str(tmp_path / "goes")):
+            os.unlink(str(tmp_path / "goes"))  # deleted after listing, before its stat
+        return _Listing(entries)
+
+    monkeypatch.setattr(walk.os, "scandir", scandir_then_delete)
+    result = walk_tree(str(tmp_path), skip=())
+    assert (result.files, result.bytes, result.errors) == (1, 10, 0)
+
+
+class _Listing(list):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any directory")
+def test_unreadable_directory_is_an_error(tmp_path):
+    write(tmp_path / "locked" / "f", 1)
+    os.chmod(str(tmp_path / "locked"), 0)
+    try:
+        result = walk_tree(str(tmp_path))
+    finally:
+        os.chmod(str(tmp_path / "locked"), 0o755)
+    assert (result.files, result.errors) == (1, 1)
+
+
+def test_permission_error_on_a_directory_is_counted(tmp_path, monkeypatch):
+    write(tmp_path / "locked" / "f", 1)
+    real_scandir = os.scandir
+    locked = str(tmp_path / "locked")
+
+    def scandir(path):
+        if path == locked:
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(walk.os, "scandir", scandir)
+    result = walk_tree(str(tmp_path))
+    assert (result.files, result.errors) == (1, 1)
+
+
+def test_missing_root_raises(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        walk_tree(str(tmp_path / "nope"))
+
+
+@needs_root
+def test_other_filesystem_below_root_is_not_crossed(tmp_path, mounted):
+    write(tmp_path / "mine", 10)
+    (tmp_path / "tmpfs").mkdir()
+    mounted("-t", "tmpfs", "-o", "size=4m", "tmpfs", str(tmp_path / "tmpfs"))
+    write(tmp_path / "tmpfs" / "theirs", 1000)
+    # even without the mount table, st_dev tells the filesystems apart
+    for skip in (None, ()):
+        result = walk_tree(str(tmp_path), skip=skip)
+        assert (result.files, result.bytes) == (1, 10)
+
+
+@needs_root
+def test_bind_mount_of_the_same_filesystem_below_root_is_not_walked(tmp_path, mounted):
+    volume = tmp_path / "volume"
+    write(volume / "mine", 10)
+    write(tmp_path / "elsewhere" / "theirs", 1000)
+    (volume / "bind").mkdir()
+    (volume / "loop").mkdir()
+    mounted("--bind", str(tmp_path / "elsewhere"), str(volume / "bind"))
+    mounted("--bind", str(volume), str(volume / "loop"))  # the volume inside itself
+    result = walk_tree(str(volume))
+    assert (result.files, result.bytes, result.complete) == (1, 10, True)
+
+
+def test_run_with_timeout_returns_the_result(tmp_path):
+    write(tmp_path / "f", 42)
+    result = run_with_timeout(walk_tree, (str(tmp_path),), 30)
+    assert (result.files, result.bytes, list(result.sizes)) == (1, 42, [42])
+
+
+def test_run_with_timeout_carries_a_large_result():
+    assert run_with_timeout(bytes, (5 * 1024 * 1024,), 30) == bytes(5 * 1024 * 1024)
+
+
+def test_run_with_timeout_times_out_without_waiting_for_the_child():
+    started = time.monotonic()
+    with pytest.raises(WalkTimeout):
+        run_with_timeout(time.sleep, (30,), 0.5)
+    assert time.monotonic() - started < 5
+    deadline = time.monotonic() + 5
+    while reap_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reap_children() == 0
+
+
+def test_run_with_timeout_reraises_the_child_exception(tmp_path):
+    with pytest.raises(WalkError, match=r"^FileNotFoundError: .*nope"):
+        run_with_timeout(walk_tree, (str(tmp_path / "nope"),), 30)
+
+
+def _fail_plainly():
+    raise KeyError("volume-7")
+
+
+def _exit_hard():
+    os._exit(3)
+
+
+def test_run_with_timeout_reports_exceptions_and_dead_children():
+    with pytest.raises(WalkError, match=r"^KeyError: 'volume-7'$"):
+        run_with_timeout(_fail_plainly, (), 30)
+    with pytest.raises(WalkError, match="died without a result"):
+        run_with_timeout(_exit_hard, (), 30)
+    with pytest.raises(WalkError, match="^PicklingError|^AttributeError|^TypeError"):
+        run_with_timeout(lambda: (lambda: None), (), 30)  # a result that can't be pickled
+
+
+def test_walk_result_pickles():
+    result = walk_tree(os.path.dirname(__file__), skip=())
+    again = pickle.loads(pickle.dumps(result))
+    assert (again.files, again.bytes, list(again.inos)) == (result.files, result.bytes, list(result.inos))
