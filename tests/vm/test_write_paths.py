@@ -69,10 +69,12 @@ def test_o_direct(full):
         os.close(fd)
 
 
-def test_sendfile_copy_file_range_and_splice(full, tmp_path):
-    _, vol = full
-    src = tmp_path / "src"
-    src.write_bytes(b"s" * 8192)
+def test_sendfile_copy_file_range_and_splice(full):
+    share, vol = full
+    # Same filesystem, outside the volume: copy_file_range across filesystems is EXDEV anyway.
+    src = os.path.join(os.path.dirname(vol), "src")
+    with open(src, "wb") as f:
+        f.write(b"s" * 8192)
     with open(src, "rb") as fin, open(os.path.join(vol, "kept"), "r+b") as fout:  # not O_APPEND: copy_file_range and splice refuse it
         expect_edquot(os.sendfile, fout.fileno(), fin.fileno(), 0, 8192)
         expect_edquot(os.copy_file_range, fin.fileno(), fout.fileno(), 8192, 0)
