@@ -219,6 +219,18 @@ def test_route_needs_the_same_inode_on_the_mount_it_came_from():
     assert routes == ["/mnt/a/sub/pv-a", "/mnt/d"]
 
 
+def test_a_route_check_that_times_out_is_not_taken_for_no_route():
+    fs = nfs_host()
+
+    def hanging_on_c(path):
+        if path.startswith("/mnt/c/"):
+            raise TimeoutError("stat %s timed out" % (path,))
+        return fs(path)
+
+    with pytest.raises(TimeoutError):
+        volume_routes("/mnt/a/sub/pv-a", parse_mountinfo(NFS_LINES), stat=hanging_on_c)
+
+
 def test_nfs_root_printed_as_sub_path_is_handled_too():
     # Should a kernel print the sub-path in root and the export in source, the route still resolves.
     text = ("60 27 0:52 / /mnt/a rw - nfs4 127.0.0.1:/srv/nfs rw\n"

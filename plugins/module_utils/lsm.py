@@ -1,0 +1,294 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+# Is BPF LSM usable on this host, and if not, what exactly fixes it?
+#
+# A BPF LSM program loads and attaches even when "bpf" is not an active LSM, but then never runs,
+# so the active list (/sys/kernel/security/lsm) is the fact that counts. "lsm=" on the kernel
+# command line replaces the compiled-in CONFIG_LSM list as a whole: the fix is the current list
+# plus bpf, never a fixed list (that would silently drop AppArmor or SELinux).
+
+import gzip
+import os
+import re
+import subprocess
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import parse_mountinfo
+
+MIN_KERNEL = (5, 7)        # BPF LSM was merged in 5.7
+MIN_KERNEL_ARM64 = (6, 0)  # arm64 got the BPF trampolines LSM programs need in 6.0
+MIN_LIBBPF = (1, 0)        # older libbpf can't parse the BTF of 6.0+ kernels (ENUM64)
+
+SECURITYFS = "/sys/kernel/security"
+LSM_FILE = "sys/kernel/security/lsm"
+BTF_FILE = "sys/kernel/btf/vmlinux"
+BPFFS = "/sys/fs/bpf"
+MOUNT_SECURITYFS = "mount -t securityfs securityfs " + SECURITYFS
+
+_VERSION = re.compile(r"\s*(\d+)\.(\d+)")
+
+
+def parse_active_lsms(text):
+    """The active LSMs, in order, from /sys/kernel/security/lsm ("lockdown,capability,...")."""
+    return _split_list(text)
+
+
+def parse_cmdline_lsm(cmdline):
+    """The LSM list of the kernel's "lsm=" parameter (the last one wins), or None when there is none."""
+    chosen = None
+    for param, value in split_kernel_params(cmdline):
+        if param == "--" and value is None:
+            break  # everything after "--" is for init, not the kernel
+        if param == "lsm" and value is not None:
+            chosen = value
+    return None if chosen is None else _split_list(chosen)
+
+
+def split_kernel_params(cmdline):
+    """(param, value or None) pairs as the kernel's next_arg() splits them, quotes included."""
+    params = []
+    rest = cmdline.strip()
+    while rest:
+        quoted = rest.startswith('"')
+        if quoted:
+            rest = rest[1:]
+        in_quote = quoted
+        equals = None
+        end = 0
+        while end < len(rest):
+            char = rest[end]
+            if char.isspace() and not in_quote:
+                break
+            if equals is None and char == "=":
+                equals = end
+            if char == '"':
+                in_quote = not in_quote
+            end += 1
+        token, rest = rest[:end], rest[end:].lstrip()
+        if equals is None:
+            param, value = token, None
+        else:
+            param, value = token[:equals], token[equals + 1:]
+        value_quoted = value is not None and value.startswith('"')
+        # The kernel drops one closing quote: the one of a quoted value or of a quoted parameter.
+        if token.endswith('"') and (quoted or value_quoted):
+            if value:
+                value = value[:-1]
+            else:
+                param = param[:-1]
+        if value_quoted:
+            value = value[1:]
+        params.append((param, value))
+    return params
+
+
+def parse_kconfig(text):
+    """{"CONFIG_X": value} from a kernel .config; "# CONFIG_X is not set" gives "n", strings lose quotes."""
+    config = {}
+    for line in text.splitlines():
+        line = line.strip()
+        unset = re.match(r"#\s*(CONFIG_\w+) is not set$", line)
+        if unset:
+            config[unset.group(1)] = "n"
+            continue
+        if not line.startswith("CONFIG_") or "=" not in line:
+            continue
+        name, value = line.split("=", 1)
+        if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        config[name] = value
+    return config
+
+
+def merge_bpf_into_lsm(active):
+    """The lsm= list to boot with: every LSM of active, in its order, plus bpf at the end if missing."""
+    merged = list(active)
+    if "bpf" not in merged:
+        merged.append("bpf")
+    return merged
+
+
+def version_tuple(text):
+    """(major, minor) from "6.1.0-18-amd64" or "1.3.0", or None when text doesn't start with one."""
+    match = _VERSION.match(text or "")
+    return None if match is None else (int(match.group(1)), int(match.group(2)))
+
+
+def readiness(root="/", kernel_release=None, libbpf_version=None, machine=None):
+    """Facts about BPF LSM on the host whose files are under root, with ready and the reasons why not.
+
+    kernel_release defaults to the running kernel's, and machine (for the arm64 limit) to the
+    running machine, but only when kernel_release isn't given: a given release describes
+    recorded files of some other host. libbpf_version comes from the caller (None: not found).
+    """
+    if kernel_release is None:
+        uname = os.uname()
+        kernel_release = uname.release
+        machine = machine or uname.machine
+
+    active_text, securityfs_reason = _read_active_lsms(root)
+    active = None if active_text is None else parse_active_lsms(active_text)
+    cmdline_text = _read_text(root, "proc/cmdline")
+    cmdline_lsm = None if cmdline_text is None else parse_cmdline_lsm(cmdline_text)
+    kconfig = _read_kconfig(root, kernel_release)
+    config_bpf_lsm = None if kconfig is None else kconfig.get("CONFIG_BPF_LSM") == "y"
+    config_lsm = None
+    if kconfig is not None and "CONFIG_LSM" in kconfig:
+        config_lsm = _split_list(kconfig["CONFIG_LSM"])
+
+    facts = {
+        "kernel": kernel_release,
+        "bpf_lsm_active": active is not None and "bpf" in active,
+        "active_lsms": active,
+        "cmdline_lsm": cmdline_lsm,
+        "config_bpf_lsm": config_bpf_lsm,
+        "config_lsm": config_lsm,
+        "btf": os.path.exists(os.path.join(root, BTF_FILE)),
+        "bpffs": _mounted(root, BPFFS, "bpf"),
+        "libbpf_version": libbpf_version,
+    }
+    facts["proposed_lsm"] = _proposed_lsm(facts)
+    reasons = _kernel_reasons(facts, machine)
+    if active is None:
+        reasons.append(securityfs_reason)
+    if not facts["btf"]:
+        reasons.append("no BTF at /%s: use a kernel built with CONFIG_DEBUG_INFO_BTF=y" % (BTF_FILE,))
+    reasons.extend(_libbpf_reasons(libbpf_version))
+    facts["ready"] = not reasons
+    facts["reasons"] = reasons
+    return facts
+
+
+def _kernel_reasons(facts, machine):
+    reasons = []
+    release = facts["kernel"]
+    version = version_tuple(release)
+    # Distribution kernels may backport BPF LSM: an older version only blocks without evidence of it.
+    has_bpf_lsm = facts["config_bpf_lsm"] or facts["bpf_lsm_active"]
+    if version is not None and version < MIN_KERNEL and not has_bpf_lsm:
+        return ["kernel %s is older than 5.7, which added BPF LSM: boot a kernel >= 5.7 with "
+                "CONFIG_BPF_LSM=y" % (release,)]
+    if version is not None and version < MIN_KERNEL_ARM64 and machine in ("aarch64", "arm64"):
+        reasons.append("kernel %s on arm64 can't run BPF LSM programs (arm64 has the BPF trampolines "
+                       "they need from 6.0): boot a kernel >= 6.0" % (release,))
+    if facts["config_bpf_lsm"] is False:
+        reasons.append("kernel built without CONFIG_BPF_LSM: use a kernel with CONFIG_BPF_LSM=y")
+        return reasons
+    if facts["bpf_lsm_active"]:
+        return reasons
+    proposed = ",".join(facts["proposed_lsm"] or ["bpf"])
+    cmdline_lsm = facts["cmdline_lsm"]
+    if cmdline_lsm is not None and "bpf" not in cmdline_lsm:
+        reasons.append("the boot parameter lsm=%s overrides CONFIG_LSM and lacks bpf, so bpf is not "
+                       "an active LSM: change it to lsm=%s, e.g. with bpfquota_fix_boot: true, "
+                       "then reboot" % (",".join(cmdline_lsm), proposed))
+    elif facts["active_lsms"] is not None:
+        problem = ("bpf is compiled in but not active" if facts["config_bpf_lsm"]
+                   else "bpf is not active (kernel config not found: it also needs CONFIG_BPF_LSM=y)")
+        reasons.append("%s (active: %s): add bpf to the lsm= boot parameter: lsm=%s, e.g. with "
+                       "bpfquota_fix_boot: true, then reboot"
+                       % (problem, ",".join(facts["active_lsms"]), proposed))
+    return reasons
+
+
+def _proposed_lsm(facts):
+    """The lsm= list that activates bpf, from the best known current list; None if no change would help."""
+    if facts["bpf_lsm_active"] or facts["config_bpf_lsm"] is False:
+        return None
+    for current in (facts["active_lsms"], facts["cmdline_lsm"], facts["config_lsm"]):
+        if current is not None:
+            return None if "bpf" in current else merge_bpf_into_lsm(current)
+    return None
+
+
+def _libbpf_reasons(libbpf_version):
+    if not libbpf_version:
+        return ["libbpf not found: install libbpf >= 1.0 (Debian/Ubuntu: libbpf1, RHEL/Fedora: libbpf)"]
+    version = version_tuple(libbpf_version)
+    if version is None or version < MIN_LIBBPF:
+        return ["libbpf %s is older than 1.0 and can't read the BTF of 6.0+ kernels: install "
+                "libbpf >= 1.0" % (libbpf_version,)]
+    return []
+
+
+def _read_active_lsms(root):
+    """(text, None) or (None, the reason with its fix); on the live host, as root, mounts securityfs first."""
+    path = os.path.join(root, LSM_FILE)
+    try:
+        return _read_file(path), None
+    except OSError as error:
+        problem = error.strerror or str(error)
+    no_lsm_file = ("/%s is missing although securityfs is mounted: use a kernel built with "
+                   "CONFIG_SECURITY=y and CONFIG_BPF_LSM=y" % (LSM_FILE,))
+    if _is_live_root(root) and not os.path.exists(path):
+        if _mounted(root, SECURITYFS, "securityfs"):
+            return None, no_lsm_file  # mounting again would only stack another securityfs
+        if os.geteuid() != 0:
+            problem = "securityfs not mounted, and mounting it needs root"
+        else:
+            problem = _mount_securityfs()
+            if problem is None:
+                try:
+                    return _read_file(path), None
+                except OSError:
+                    return None, no_lsm_file
+    return None, "cannot read /%s (%s): mount securityfs as root: %s" % (LSM_FILE, problem, MOUNT_SECURITYFS)
+
+
+def _mount_securityfs():
+    """None when mounted, else why not."""
+    try:
+        result = subprocess.run(MOUNT_SECURITYFS.split(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as error:
+        return "securityfs not mounted, and %s failed: %s" % (MOUNT_SECURITYFS, error)
+    if result.returncode != 0:
+        return "securityfs not mounted, and %s failed: %s" % (MOUNT_SECURITYFS, result.stderr.strip())
+    return None
+
+
+def _read_kconfig(root, release):
+    """Parsed kernel config from boot/config-<release>, else proc/config.gz; None if neither exists."""
+    text = _read_text(root, "boot/config-" + release)
+    if text is None:
+        try:
+            with gzip.open(os.path.join(root, "proc/config.gz"), "rt", errors="replace") as handle:
+                text = handle.read()
+        except (OSError, EOFError):
+            return None
+    return parse_kconfig(text)
+
+
+def _mounted(root, mount_point, fstype):
+    """Whether root/proc/self/mountinfo shows a mount of fstype at mount_point."""
+    text = _read_text(root, "proc/self/mountinfo")
+    if text is None:
+        return False
+    try:
+        mounts = parse_mountinfo(text)
+    except ValueError:
+        return False
+    return any(m.mount_point == mount_point and m.fstype == fstype for m in mounts)
+
+
+def _is_live_root(root):
+    return os.path.normpath(root) == "/"
+
+
+def _read_text(root, relative):
+    try:
+        return _read_file(os.path.join(root, relative))
+    except OSError:
+        return None
+
+
+def _read_file(path):
+    with open(path, "r", errors="replace") as handle:
+        return handle.read()
+
+
+def _split_list(text):
+    return [name.strip() for name in text.strip().split(",") if name.strip()]

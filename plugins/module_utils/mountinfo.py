@@ -1,0 +1,265 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+# The mount table (/proc/self/mountinfo) and the paths through which one volume is reachable.
+#
+# The BPF side keys a volume by the (dev, ino) of its root directory. One directory can be
+# reachable under several keys: bind mounts and a second mount of the same NFS superblock share
+# the key, while an NFS mount of another superblock (nosharecache, other mount options, a per-PV
+# mount of server:/export/pv-a) shows the same directory under another dev. Every such route has
+# to be registered, or writes through it escape the quota.
+
+import collections
+import os
+import re
+import stat as stat_module
+
+NFS_TYPES = ("nfs", "nfs4")
+
+Mount = collections.namedtuple("Mount", [
+    "mount_id",       # int, unique id of the mount
+    "parent_id",      # int, id of the mount this one is mounted on
+    "major",          # int, major of the superblock's s_dev
+    "minor",          # int, minor of the superblock's s_dev
+    "root",           # str, path of the mount's root inside its filesystem ("/" for NFS, always)
+    "mount_point",    # str, where it is mounted, relative to the process root
+    "options",        # str, per-mount options (rw,nosuid,...)
+    "optional",       # tuple of str, propagation tags such as shared:1, master:2
+    "fstype",         # str, e.g. ext4, nfs4, fuse.sshfs
+    "source",         # str, e.g. /dev/vda, 127.0.0.1:/srv/nfs
+    "super_options",  # str, per-superblock options (rw,vers=4.2,...)
+])
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def kernel_dev(st_dev):
+    """The kernel's sb->s_dev encoding (MAJOR << 20 | MINOR) of a stat() st_dev."""
+    return (os.major(st_dev) << 20) | os.minor(st_dev)
+
+
+def volume_key(path, stat=os.stat):
+    """The (dev, ino) the BPF program sees for the directory at path (dev in kernel encoding)."""
+    st = stat(path)
+    return kernel_dev(st.st_dev), st.st_ino
+
+
+def unescape(field):
+    """Decode the kernel's octal escapes (space \\040, tab \\011, newline \\012, backslash \\134)."""
+    return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field)
+
+
+def parse_mountinfo_line(line):
+    """One Mount from one mountinfo line; ValueError if the line is malformed."""
+    fields = line.split(" ")
+    try:
+        separator = fields.index("-", 6)
+    except ValueError:
+        raise ValueError("mountinfo line without ' - ' separator: %r" % (line,))
+    if len(fields) < separator + 3:
+        raise ValueError("mountinfo line with too few fields: %r" % (line,))
+    major, minor = fields[2].split(":")
+    return Mount(
+        mount_id=int(fields[0]),
+        parent_id=int(fields[1]),
+        major=int(major),
+        minor=int(minor),
+        root=unescape(fields[3]),
+        mount_point=unescape(fields[4]),
+        options=fields[5],
+        optional=tuple(fields[6:separator]),
+        fstype=unescape(fields[separator + 1]),
+        source=unescape(fields[separator + 2]),
+        # super options never contain a space; join in case a future kernel appends a field
+        super_options=" ".join(fields[separator + 3:]),
+    )
+
+
+def parse_mountinfo(text):
+    """All mounts in the text of /proc/<pid>/mountinfo, in file order (parents before children)."""
+    return [parse_mountinfo_line(line) for line in text.splitlines() if line.strip()]
+
+
+def read_mountinfo(path="/proc/self/mountinfo"):
+    """Parse a mountinfo file; bytes that aren't UTF-8 survive as surrogate escapes (like os.fsdecode)."""
+    with open(path, "r", encoding="utf-8", errors="surrogateescape") as handle:
+        return parse_mountinfo(handle.read())
+
+
+def is_nfs(mount):
+    return mount.fstype in NFS_TYPES
+
+
+def split_nfs_source(source):
+    """("host", "/path") from "host:/path" or "[v6addr]:/path"; None when it isn't host:path."""
+    if source.startswith("["):
+        host, sep, path = source[1:].partition("]:")
+    else:
+        host, sep, path = source.partition(":")
+    if not sep or not host:
+        return None
+    return host, _normal("/" + path)
+
+
+def mount_points_below(path, mounts):
+    """Mount points strictly below path: a tree walk must not descend into them."""
+    path = _normal(path)
+    return sorted(set(m.mount_point for m in mounts if _relative(m.mount_point, path) not in (None, "")))
+
+
+def volume_routes(volume_path, mounts, stat=os.stat):
+    """Every path on this host through which the directory at volume_path is reachable.
+
+    volume_path comes first, the other routes follow sorted. A route is returned only after stat
+    confirms it is a directory with the volume's inode number on the mount it was derived from;
+    the BPF key of each route is volume_key(route). Only paths derived from mounts that can hold
+    the volume are ever stat'ed: bind mounts of its filesystem and NFS mounts of its server.
+    stat may hang on a dead NFS server: pass a wrapper with a timeout that raises TimeoutError
+    (it propagates: a route that couldn't be checked can't be ruled out; other OSErrors mean
+    "not a route"). volume_path should be canonical: the mount table speaks in canonical paths.
+    """
+    path = _normal(os.path.abspath(volume_path))
+    volume_stat = stat(path)
+    if not stat_module.S_ISDIR(volume_stat.st_mode):
+        raise NotADirectoryError("volume %s is not a directory" % (path,))
+    home = _mount_holding(path, os.major(volume_stat.st_dev), os.minor(volume_stat.st_dev), mounts)
+    if home is None:
+        # st_dev isn't any superblock's s_dev (btrfs subvolume, overlayfs): nothing to derive from
+        return [path]
+    below_home = _relative(path, home.mount_point)
+    volume_fs_paths = set(_join(root, below_home) for root in _fs_roots(home))
+
+    candidates = set()
+    for mount in mounts:
+        if _same_filesystem(mount, home):
+            for candidate in _candidates_on(mount, home, volume_fs_paths):
+                candidates.add((candidate, mount.major, mount.minor))
+
+    routes = set()
+    for candidate, major, minor in sorted(candidates):
+        if candidate == path:
+            continue
+        if _is_same_directory(candidate, major, minor, volume_stat.st_ino, stat):
+            routes.add(candidate)
+    return [path] + sorted(routes)
+
+
+def _candidates_on(mount, home, volume_fs_paths):
+    """Paths below mount that would be the volume, given the volume's paths inside its filesystem."""
+    pairs = []
+    for mount_root in _fs_roots(mount):
+        for volume_fs_path in volume_fs_paths:
+            pairs.append((volume_fs_path, mount_root))
+            if is_nfs(mount) and _nfs_major(mount) != _nfs_major(home):
+                # NFSv4 paths may be relative to a pseudo-root (fsid=0) that NFSv3 paths don't
+                # know about: the same directory is /srv/nfs/pv-a over v3 and /pv-a over v4.
+                # The prefix can't be told from the mount table, so try each one.
+                pairs.extend((suffix, mount_root) for suffix in _suffixes(volume_fs_path))
+                pairs.extend((volume_fs_path, suffix) for suffix in _suffixes(mount_root))
+    for volume_fs_path, mount_root in pairs:
+        rest = _relative(volume_fs_path, mount_root)
+        if rest is not None:
+            yield _join(mount.mount_point, rest)
+
+
+def _nfs_major(mount):
+    """The NFS major version of a mount: from vers=, else 4 for fstype nfs4, else 3."""
+    match = re.search(r"(?:^|,)vers=(\d+)", mount.super_options)
+    if match:
+        return int(match.group(1))
+    return 4 if mount.fstype == "nfs4" else 3
+
+
+def _suffixes(path):
+    """The path with one, two, ... leading components removed: "/a/b" gives ["/b", "/"]."""
+    parts = path.strip("/").split("/") if path != "/" else []
+    return ["/" + "/".join(parts[index:]) for index in range(1, len(parts) + 1)]
+
+
+def _is_same_directory(candidate, major, minor, ino, stat):
+    # Candidates include guesses (both readings of an NFS root, NFSv4 pseudo-root prefixes) and
+    # may name an unrelated directory or one on an overmounting filesystem: require the inode
+    # number (for NFS the server's fileid, equal across superblocks) and the dev of the mount.
+    try:
+        st = stat(candidate)
+    except TimeoutError:
+        raise
+    except OSError:
+        return False
+    return (stat_module.S_ISDIR(st.st_mode) and st.st_ino == ino
+            and os.major(st.st_dev) == major and os.minor(st.st_dev) == minor)
+
+
+def _mount_holding(path, major, minor, mounts):
+    """The visible mount of superblock major:minor with the longest mount point at or above path."""
+    best = []
+    best_length = -1
+    for mount in mounts:
+        if (mount.major, mount.minor) != (major, minor) or _relative(path, mount.mount_point) is None:
+            continue
+        length = len(mount.mount_point)
+        if length > best_length:
+            best, best_length = [mount], length
+        elif length == best_length:
+            best.append(mount)
+    if not best:
+        return None
+    # Several mounts on one mount point: the top one is the one nothing else is mounted on.
+    covered = set(m.parent_id for m in best)
+    uncovered = [m for m in best if m.mount_id not in covered]
+    return (uncovered or best)[-1]
+
+
+def _same_filesystem(mount, home):
+    if (mount.major, mount.minor) == (home.major, home.minor):
+        return True
+    if not (is_nfs(mount) and is_nfs(home)):
+        return False
+    mount_server = split_nfs_source(mount.source)
+    home_server = split_nfs_source(home.source)
+    return mount_server is not None and home_server is not None and mount_server[0] == home_server[0]
+
+
+def _fs_roots(mount):
+    """Where the mount's root lies inside its filesystem; for NFS, the path on the server.
+
+    The kernel prints "/" as the root of every NFS mount (nfs_show_path) and the server path of
+    the mount's root dentry as its source (nfs_show_devname), also for sub-path mounts sharing a
+    superblock and for bind mounts of NFS subdirectories (seen on 6.1). Should a kernel print the
+    sub-path in root instead, source + root is the answer: both are returned, stat decides.
+    """
+    if not is_nfs(mount):
+        return (_normal(mount.root),)
+    server = split_nfs_source(mount.source)
+    if server is None:
+        return (_normal(mount.root),)
+    roots = [server[1]]
+    if _normal(mount.root) != "/":
+        roots.append(_join(server[1], _normal(mount.root).lstrip("/")))
+    return tuple(roots)
+
+
+def _normal(path):
+    # Lexical only: resolving symlinks would stat and could hang on a dead server.
+    normal = os.path.normpath(path)
+    if normal.startswith("//"):
+        normal = "/" + normal.lstrip("/")  # POSIX keeps a leading "//"; the kernel never prints one
+    return normal
+
+
+def _relative(path, ancestor):
+    """The part of path below ancestor ("" when equal), or None when ancestor isn't at or above it."""
+    if ancestor == "/":
+        return path.lstrip("/")
+    if path == ancestor:
+        return ""
+    if path.startswith(ancestor + "/"):
+        return path[len(ancestor) + 1:]
+    return None
+
+
+def _join(base, rest):
+    return base if not rest else os.path.join(base, rest)
