@@ -42,17 +42,28 @@ def refresh_routes(maps):
     return changed
 
 
-def reconcile_round(maps, scan_timeout):
-    for path, (vol_id, _) in sorted(quota.applied_volumes(maps).items()):
-        result = scan_volume(maps, vol_id, path, scan_timeout)
+def reconcile_round(maps, scan_timeout, budget, start=0):
+    """Scan volumes in path order from index `start` until `budget` seconds are spent;
+    returns where the next round starts, so every volume gets its turn."""
+    volumes = sorted(quota.applied_volumes(maps).items())
+    if not volumes:
+        return 0
+    deadline = time.monotonic() + budget
+    for step in range(len(volumes)):
+        index = (start + step) % len(volumes)
+        if step and time.monotonic() >= deadline:
+            return index
+        path, (vol_id, _) = volumes[index]
+        result = scan_volume(maps, vol_id, path, min(scan_timeout, max(1.0, deadline - time.monotonic())))
         if result.ok:
             log("reconciled %s: %d bytes in %d files (%.2fs)" % (path, result.used_bytes, result.used_files,
                                                                  result.seconds))
         else:
             log("reconcile of %s failed: %s" % (path, result.reason))
+    return 0
 
 
-def run_agent(interval, scan_timeout, once=False, lock=None):
+def run_agent(interval, scan_timeout, budget, once=False, lock=None):
     """Runs until killed (or one round with once=True). `lock` serializes map writes with the CLI."""
     from ansible_collections.bpfquota.nfs.plugins.module_utils.cli import exclusive
     lock = lock or exclusive
@@ -64,12 +75,13 @@ def run_agent(interval, scan_timeout, once=False, lock=None):
     mountinfo = open("/proc/self/mountinfo")
     poller.register(mountinfo.fileno(), select.POLLPRI | select.POLLERR)  # signalled on any mount change
     next_round = time.monotonic()
+    next_volume = 0
     try:
         while True:
             if time.monotonic() >= next_round:
                 with lock():
                     refresh_routes(maps)
-                    reconcile_round(maps, scan_timeout)
+                    next_volume = reconcile_round(maps, scan_timeout, budget, next_volume)
                     paths.clear()
                     paths.update((vol_id, path) for path, (vol_id, _) in quota.applied_volumes(maps).items())
                 next_round = time.monotonic() + interval
