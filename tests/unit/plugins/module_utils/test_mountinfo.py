@@ -7,7 +7,6 @@ __metaclass__ = type
 import collections
 import os
 import stat
-import subprocess
 
 import pytest
 
@@ -272,20 +271,6 @@ def test_volume_key_uses_kernel_dev(tmp_path):
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts need root")
-
-
-@pytest.fixture
-def mounted(tmp_path):
-    """mount(*argv) that unmounts everything it mounted, last first."""
-    targets = []
-
-    def mount(*argv):
-        subprocess.check_call(("mount",) + argv)
-        targets.append(argv[-1])
-
-    yield mount
-    for target in reversed(targets):
-        subprocess.call(("umount", "-l", target))
 
 
 @needs_root

@@ -6,7 +6,6 @@ __metaclass__ = type
 
 import os
 import pickle
-import subprocess
 import time
 
 import pytest
@@ -27,20 +26,6 @@ def write(path, size):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"x" * size)
     return os.stat(str(path)).st_ino
-
-
-@pytest.fixture
-def mounted():
-    """mount(*argv) that unmounts everything it mounted, last first."""
-    targets = []
-
-    def mount(*argv):
-        subprocess.check_call(("mount",) + argv)
-        targets.append(argv[-1])
-
-    yield mount
-    for target in reversed(targets):
-        subprocess.call(("umount", "-l", target))
 
 
 def test_counts_files_dirs_and_apparent_bytes(tmp_path):
