@@ -1,0 +1,251 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""bpfbuild.py: builds skipped while the sources are unchanged, rebuilt when they change, and
+clear BuildErrors. Uses the real clang on a copy of bpf/ (and on a tiny program, for speed), and
+fake clang scripts for the failures that a working clang can't produce."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import shutil
+import stat
+
+import pytest
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils import bpfbuild
+from ansible_collections.bpfquota.nfs.plugins.module_utils.bpfbuild import BuildError, build, sources_digest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BPF_SRC = os.path.abspath(os.path.join(HERE, "..", "..", "..", "..", "bpf"))
+
+TINY_SOURCE = """\
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "tiny.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+SEC("raw_tp/sys_enter")
+int tiny(void *ctx)
+{
+	return TINY_VALUE;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def clang():
+    path = shutil.which("clang")
+    if path is None:
+        pytest.skip("clang not found")
+    return path
+
+
+def write(path, text, mode=None):
+    with open(path, "w") as f:
+        f.write(text)
+    if mode is not None:
+        os.chmod(path, mode)
+
+
+def append(path, text):
+    with open(path, "a") as f:
+        f.write(text)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A source directory holding a small bpfquota.bpf.c that compiles fast."""
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(os.path.join(BPF_SRC, "vmlinux.h"), str(src / "vmlinux.h"))
+    write(str(src / bpfbuild.SOURCE), TINY_SOURCE)
+    write(str(src / "tiny.h"), "#define TINY_VALUE 0\n")
+    return str(src)
+
+
+def leftovers(directory):
+    return sorted(name for name in os.listdir(directory) if name.endswith(".o") and name.startswith("tmp"))
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def test_real_sources_build_once_and_rebuild_after_a_change(clang, tmp_path):
+    src = str(tmp_path / "bpf")
+    shutil.copytree(BPF_SRC, src)
+    out = str(tmp_path / "out" / "bpfquota.bpf.o")
+
+    first = build(src, out)
+    assert first["changed"] is True and first["path"] == out
+    assert first["digest"] == sources_digest(src, bpfbuild.CLANG_ARGS)
+    assert read(out + ".digest") == first["digest"] + "\n"
+    with open(out, "rb") as f:
+        assert f.read(4) == b"\x7fELF"
+    before = os.stat(out)
+
+    again = build(src, out)
+    assert again == dict(first, changed=False)
+    after = os.stat(out)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # not even rewritten
+
+    append(os.path.join(src, bpfbuild.SOURCE), '\nchar bq_test_rebuilt[] SEC(".bpfquota.test") = "yes";\n')
+    changed = build(src, out)
+    assert changed["changed"] is True
+    assert changed["digest"] != first["digest"] and changed["sha256"] != first["sha256"]
+    assert read(out + ".digest") == changed["digest"] + "\n"
+    assert leftovers(os.path.dirname(out)) == []
+
+
+def test_digest_covers_c_and_h_sources_and_the_flags_only(tiny):
+    base = sources_digest(tiny)
+    write(os.path.join(tiny, "README.md"), "notes\n")
+    write(os.path.join(tiny, "other.txt"), "x\n")
+    assert sources_digest(tiny) == base
+    append(os.path.join(tiny, "tiny.h"), "/* a comment is a change */\n")
+    edited = sources_digest(tiny)
+    assert edited != base
+    assert sources_digest(tiny, bpfbuild.CLANG_ARGS + ["-DX=1"]) != edited
+    write(os.path.join(tiny, "new.h"), "")
+    assert sources_digest(tiny) != edited
+    os.rename(os.path.join(tiny, "new.h"), os.path.join(tiny, "renamed.h"))
+    assert sources_digest(tiny) not in (edited, base)
+
+
+def test_a_header_change_rebuilds(clang, tiny, tmp_path):
+    out = str(tmp_path / "o" / "tiny.o")
+    first = build(tiny, out)
+    assert build(tiny, out)["changed"] is False
+    write(os.path.join(tiny, "tiny.h"), "#define TINY_VALUE 1\n")
+    second = build(tiny, out)
+    assert second["changed"] is True and second["sha256"] != first["sha256"]
+    assert build(tiny, out)["changed"] is False
+
+
+def test_a_missing_stamp_or_object_rebuilds(clang, tiny, tmp_path):
+    out = str(tmp_path / "tiny.o")
+    build(tiny, out)
+    os.unlink(out + ".digest")
+    assert build(tiny, out)["changed"] is True
+    os.unlink(out)
+    assert build(tiny, out)["changed"] is True
+    write(out + ".digest", "0" * 64 + "\n")  # another build's stamp
+    assert build(tiny, out)["changed"] is True
+
+
+def test_extra_args_are_part_of_the_identity(clang, tiny, tmp_path):
+    out = str(tmp_path / "tiny.o")
+    plain = build(tiny, out)
+    tagged = build(tiny, out, extra_args=['-DTINY_TAG="t1"'])
+    assert tagged["changed"] is True and tagged["digest"] != plain["digest"]
+    assert build(tiny, out, extra_args=['-DTINY_TAG="t1"'])["changed"] is False
+    assert build(tiny, out)["changed"] is True
+
+
+def test_a_compile_error_is_a_build_error_with_clangs_message(clang, tiny, tmp_path):
+    append(os.path.join(tiny, bpfbuild.SOURCE), "int broken(void) { return undeclared_thing; }\n")
+    out_dir = tmp_path / "out"
+    out = str(out_dir / "tiny.o")
+    with pytest.raises(BuildError) as info:
+        build(tiny, out)
+    message = str(info.value)
+    assert message.startswith("clang failed (rc 1):\n")
+    assert "undeclared_thing" in message and "error:" in message and bpfbuild.SOURCE in message
+    assert not os.path.exists(out) and not os.path.exists(out + ".digest")
+    assert leftovers(str(out_dir)) == []
+
+
+def test_a_warning_fails_the_build(clang, tiny, tmp_path):
+    write(os.path.join(tiny, bpfbuild.SOURCE), TINY_SOURCE.replace("return TINY_VALUE;", "int unused; return TINY_VALUE;"))
+    with pytest.raises(BuildError) as info:
+        build(tiny, str(tmp_path / "tiny.o"))
+    assert "unused" in str(info.value)
+
+
+def test_a_failed_rebuild_keeps_the_previous_object(clang, tiny, tmp_path):
+    out = str(tmp_path / "tiny.o")
+    good = build(tiny, out)
+    source = os.path.join(tiny, bpfbuild.SOURCE)
+    write(source, TINY_SOURCE + "this is not C\n")
+    with pytest.raises(BuildError):
+        build(tiny, out)
+    assert bpfbuild._sha256(out) == good["sha256"]
+    assert read(out + ".digest") == good["digest"] + "\n"
+    with pytest.raises(BuildError):  # still broken: no stale "up to date"
+        build(tiny, out)
+    write(source, TINY_SOURCE)
+    assert build(tiny, out) == dict(good, changed=False)
+    assert leftovers(str(tmp_path)) == []
+
+
+def test_no_clang_on_the_path_says_how_to_install_it(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    out_dir = tmp_path / "never-created"
+    with pytest.raises(BuildError) as info:
+        build(tiny, str(out_dir / "tiny.o"))
+    assert str(info.value).startswith("clang not found: install clang")
+    assert not out_dir.exists()
+
+
+def test_an_up_to_date_build_needs_no_clang(clang, tiny, tmp_path, monkeypatch):
+    out = str(tmp_path / "tiny.o")
+    first = build(tiny, out)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert build(tiny, out) == dict(first, changed=False)
+
+
+def fake_clang(tmp_path, script):
+    path = str(tmp_path / "fake-clang")
+    write(path, "#!/bin/sh\n" + script, mode=stat.S_IRWXU)
+    return path
+
+
+def test_a_clang_without_the_bpf_target(tiny, tmp_path):
+    clang = fake_clang(tmp_path, "echo \"error: unable to create target: 'No available targets are "
+                                 "compatible with triple \\\"bpf\\\"'\" >&2\nexit 1\n")
+    with pytest.raises(BuildError) as info:
+        build(tiny, str(tmp_path / "tiny.o"), clang=clang)
+    assert str(info.value) == ("%s has no BPF target: install a clang built with the BPF backend "
+                               "(Debian/Ubuntu's clang has it)" % clang)
+    assert leftovers(str(tmp_path)) == []
+
+
+def test_the_clang_command_line(tiny, tmp_path):
+    argv_file = str(tmp_path / "argv")
+    # Records its arguments one per line and writes the -o file like clang.
+    clang = fake_clang(tmp_path, 'for a in "$@"; do echo "$a"; done > %s\n'
+                                 'while [ $# -gt 1 ]; do if [ "$1" = -o ]; then echo obj > "$2"; fi; shift; done\n'
+                       % argv_file)
+    out = str(tmp_path / "deep" / "er" / "tiny.o")
+    result = build(tiny, out, clang=clang, extra_args=["-DA=1"])
+    argv = read(argv_file).splitlines()
+    tmp_object = argv[-1]
+    assert argv == bpfbuild.CLANG_ARGS + ["-DA=1", "-I" + tiny, "-c", os.path.join(tiny, bpfbuild.SOURCE),
+                                          "-o", tmp_object]
+    assert "-target" in argv and argv[argv.index("-target") + 1] == "bpf"
+    assert os.path.dirname(tmp_object) == os.path.dirname(out)  # renamed into place: atomic
+    assert not os.path.exists(tmp_object)
+    assert read(out) == "obj\n"
+    assert result["changed"] is True
+    assert result["digest"] == sources_digest(tiny, bpfbuild.CLANG_ARGS + ["-DA=1"])
+
+
+def test_a_clang_that_cannot_run_leaves_nothing_behind(tiny, tmp_path):
+    with pytest.raises((BuildError, OSError)):
+        build(tiny, str(tmp_path / "tiny.o"), clang=str(tmp_path / "no-such-clang"))
+    assert os.listdir(str(tmp_path)) == ["src"]
+
+
+@pytest.mark.xfail(strict=True, raises=FileNotFoundError, reason=(
+    "bpfbuild.py build(): a clang path that doesn't exist (or isn't executable) escapes as a raw "
+    "FileNotFoundError/PermissionError from subprocess.run, not a BuildError; callers that catch "
+    "BuildError (cli.cmd_build) would show a traceback. Unreachable from the CLI today (it never "
+    "passes clang=)"))
+def test_a_clang_path_that_does_not_exist_is_a_build_error(tiny, tmp_path):
+    missing = str(tmp_path / "no-such-clang")
+    with pytest.raises(BuildError) as info:
+        build(tiny, str(tmp_path / "tiny.o"), clang=missing)
+    assert missing in str(info.value)
