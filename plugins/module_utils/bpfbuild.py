@@ -57,8 +57,11 @@ def build(src_dir, out_path, clang=None, extra_args=()):
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".o")
     os.close(fd)
     try:
-        proc = subprocess.run(clang_command(clang, src_dir, tmp, clang_args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True)
+        try:
+            proc = subprocess.run(clang_command(clang, src_dir, tmp, clang_args), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, universal_newlines=True)
+        except OSError as e:
+            raise BuildError("can't run clang %s: %s; install clang or give the right path" % (clang, e.strerror))
         if proc.returncode != 0:
             if "No available targets are compatible" in proc.stderr or "unknown target" in proc.stderr:
                 raise BuildError("%s has no BPF target: install a clang built with the BPF backend "

@@ -226,8 +226,13 @@ def cmd_report(args):
 
 def reconcile_all(maps, timeout, only=None):
     from ansible_collections.bpfquota.nfs.plugins.module_utils import quota, usage
+    applied = quota.applied_volumes(maps)
+    unknown = sorted(set(only or ()) - set(applied))
+    if unknown:
+        raise CliError("not a volume: %s (volumes: %s)" % (", ".join(unknown), ", ".join(sorted(applied)) or "none"),
+                       EXIT_USAGE)
     results = []
-    for path, (vol_id, _) in sorted(quota.applied_volumes(maps).items()):
+    for path, (vol_id, _) in sorted(applied.items()):
         if only is None or path in only:
             results.append(usage.scan_volume(maps, vol_id, path, timeout))
     return results
@@ -249,6 +254,7 @@ def cmd_reconcile(args):
 
 def cmd_agent(args):
     from ansible_collections.bpfquota.nfs.plugins.module_utils.agent import run_agent
+    open_maps().close()  # not loaded: exit 4 with the fix, before the agent starts
     return run_agent(interval=args.interval, scan_timeout=args.scan_timeout, budget=args.budget, once=args.once)
 
 

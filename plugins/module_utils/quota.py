@@ -48,7 +48,8 @@ def route_keys(paths, mounts, stat=os.stat):
 def assign_ids(applied, desired):
     """Keep the ids of volumes that stay; give new ones the lowest free ids."""
     ids = dict((path, vol_id) for path, (vol_id, _) in applied.items() if path in desired)
-    free = (i for i in range(1, layout.MAX_VOLUMES + 1) if i not in set(ids.values()))
+    taken = set(ids.values())
+    free = (i for i in range(1, layout.MAX_VOLUMES + 1) if i not in taken)
     for path in sorted(desired):
         if path not in ids:
             ids[path] = next(free)

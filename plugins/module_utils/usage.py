@@ -68,6 +68,10 @@ def scan_volume(maps, vol_id, path, timeout):
         after = maps.vol_stats(vol_id)
         if not walk.complete:
             reason = "the scan took longer than its %gs budget" % timeout
+        elif walk.errors:
+            # Re-basing on a partial view would stop protecting what couldn't be read.
+            reason = ("%d entries of %s could not be read (root_squash? EIO?): usage left as it was; "
+                      "export the share with no_root_squash to the clients or fix the errors" % (walk.errors, path))
         elif after.dirty_overflow != before.dirty_overflow:
             reason = "too many files changed during the scan to track; it will be retried"
         else:

@@ -199,10 +199,6 @@ def test_build_of_an_up_to_date_object(bpfquota_object):
     assert proc.stdout == "up to date %s (sha256 %s)\n" % (bpfquota_object, file_sha256(bpfquota_object))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli.py cmd_agent: run_agent() opens QuotaMaps() itself and NotLoaded is not turned into a "
-    "CliError, so 'bpfquota agent' without a loaded enforcer dies with a Python traceback and exit 1 "
-    "instead of exit 4 and the 'run bpfquota load' message"))
 def test_agent_when_not_loaded():
     proc = subprocess.run([sys.executable, BPFQUOTA, "agent", "--once"], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
@@ -349,9 +345,6 @@ def test_apply_refuses_two_volumes_that_are_one_directory(on_test_maps, tmp_path
     assert snapshot(on_test_maps) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli.py cmd_reconcile/reconcile_all: a path that is no applied volume (a typo, a trailing slash) "
-    "is silently skipped: 'bpfquota reconcile /srv/typo' scans nothing, prints nothing and exits 0"))
 def test_reconcile_of_a_path_that_is_no_volume_is_bad_input(on_test_maps, tmp_path, capsys):
     a = make_volume(tmp_path, "pv-a", {"f": 10})
     assert cli.main(["apply", volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Gi}\n" % a)]) == 0

@@ -239,11 +239,6 @@ def test_a_clang_that_cannot_run_leaves_nothing_behind(tiny, tmp_path):
     assert os.listdir(str(tmp_path)) == ["src"]
 
 
-@pytest.mark.xfail(strict=True, raises=FileNotFoundError, reason=(
-    "bpfbuild.py build(): a clang path that doesn't exist (or isn't executable) escapes as a raw "
-    "FileNotFoundError/PermissionError from subprocess.run, not a BuildError; callers that catch "
-    "BuildError (cli.cmd_build) would show a traceback. Unreachable from the CLI today (it never "
-    "passes clang=)"))
 def test_a_clang_path_that_does_not_exist_is_a_build_error(tiny, tmp_path):
     missing = str(tmp_path / "no-such-clang")
     with pytest.raises(BuildError) as info:

@@ -98,10 +98,6 @@ class _TooSlow(Exception):
     pass
 
 
-@pytest.mark.xfail(strict=True, raises=_TooSlow, reason=(
-    "quota.py assign_ids: the free-id generator rebuilds set(ids.values()) for every candidate id, so "
-    "assigning ids is O(volumes^2): one new volume next to 65535 applied ones takes minutes (16000 "
-    "applied: ~8 s) inside plan(), i.e. in every 'bpfquota apply' and 'apply --check'"))
 def test_one_new_volume_next_to_a_full_host_gets_its_id_quickly():
     applied = applied_of(*((i, vol("/v/%05d" % i)) for i in range(1, layout.MAX_VOLUMES)))
     desired = set(applied) | {"/w/new"}

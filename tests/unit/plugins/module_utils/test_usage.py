@@ -371,10 +371,6 @@ def walk_as_nobody(root, deadline=None):
     return walk_tree(root, deadline)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "usage.py scan_volume ignores walk.errors: a walk that couldn't read part of the tree (EACCES "
-    "on NFS with root_squash, EIO) is taken as complete, and the volume is re-based to the bytes "
-    "it could see (here 100 of 5100), so the quota stops protecting the unreadable part"))
 def test_a_walk_that_could_not_read_part_of_the_tree_keeps_the_base(backend, squashed_tree, monkeypatch):
     if os.geteuid() != 0:
         pytest.skip("needs root to drop to nobody")
