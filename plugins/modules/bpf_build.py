@@ -1,0 +1,195 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: bpf_build
+short_description: Compile the bpfquota BPF sources into a CO-RE object
+description:
+  - Compiles the BPF LSM program of bpfquota (C(bpfquota.bpf.c) and its headers) with clang
+    into a CO-RE object that runs on any kernel with BTF.
+  - The build is skipped when O(dest) was built from the same sources and compiler flags.
+    The identity of a build is a content hash of every C(.c) and C(.h) file in O(src) plus the
+    flags, kept next to the object in C(<dest>.digest); timestamps play no part.
+  - The object is written atomically; a failed build leaves an existing object untouched.
+  - Build once (for example on the controller, with C(delegate_to) set to V(localhost) and C(run_once))
+    and copy the object to the hosts, which then need no compiler.
+options:
+  src:
+    description:
+      - Directory holding the BPF sources (C(bpfquota.bpf.c), C(bpfquota.h), C(vmlinux.h)).
+      - Defaults to the C(bpf/) directory of this collection on the controller (the module's action
+        plugin fills it in). That path exists where the task runs only when it runs on the controller,
+        so either build there (C(delegate_to) set to V(localhost)) or give O(src).
+    type: path
+  dest:
+    description:
+      - Path of the object to write, for example C(/var/lib/bpfquota/bpfquota.bpf.o).
+        Its directory is created when missing.
+    type: path
+    required: true
+  clang:
+    description:
+      - The clang to compile with, as a path or a command name looked up in E(PATH).
+      - Defaults to the first of C(clang), C(clang-19) ... C(clang-14) found in E(PATH).
+      - It must have the BPF backend (Debian, Ubuntu, Fedora and RHEL clang packages do).
+    type: path
+notes:
+  - In check mode the module compares the sources' hash with the stamp of O(dest) and reports
+    whether it would build; it compiles nothing and writes nothing. It fails, as the real run would,
+    when a build is needed and clang is missing.
+requirements:
+  - clang with the BPF target (Debian/Ubuntu C(clang), RHEL/Fedora C(clang)).
+seealso:
+  - module: bpfquota.nfs.bpf_program
+author:
+  - bpfquota contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: The diff shows the sources digest and the object's sha256 before and after.
+  platform:
+    platforms: posix
+"""
+
+EXAMPLES = r"""
+- name: Build the enforcer once, on the controller
+  bpfquota.nfs.bpf_build:
+    dest: "{{ playbook_dir }}/.bpfquota/bpfquota.bpf.o"
+  delegate_to: localhost
+  run_once: true
+  register: bpfquota_object
+
+- name: Build from a source checkout with a given clang
+  bpfquota.nfs.bpf_build:
+    src: /srv/bpfquota/bpf
+    dest: /var/lib/bpfquota/bpfquota.bpf.o
+    clang: /usr/bin/clang-18
+"""
+
+RETURN = r"""
+path:
+  description: Path of the object (O(dest)).
+  returned: always
+  type: str
+  sample: /var/lib/bpfquota/bpfquota.bpf.o
+sha256:
+  description:
+    - SHA-256 of the object; this is what M(bpfquota.nfs.bpf_program) compares to decide whether
+      the loaded program is the same.
+    - V(null) in check mode when the object would be (re)built.
+  returned: always
+  type: str
+  sample: 3f0c9e0d51a1b1e2c4d6a3b9f8e7d6c5b4a3928170f6e5d4c3b2a19080706050
+digest:
+  description: Content hash of the sources and compiler flags the object is (or would be) built from.
+  returned: always
+  type: str
+  sample: 9b74c9897bac770ffc029102a200c5de1f4e3b1f2e8d0c6a4b2c9e8f7d6a5b4c
+src:
+  description: The source directory used.
+  returned: always
+  type: str
+  sample: /usr/share/ansible/collections/ansible_collections/bpfquota/nfs/bpf
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils import bpfbuild
+
+
+def default_src():
+    """The collection's bpf/ directory, when module_utils/ sits unzipped in <collection>/plugins/
+    (under Ansible, the action plugin passes src: the module runs from a zipped payload)."""
+    collection_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(bpfbuild.__file__))))
+    return os.path.join(collection_root, "bpf")
+
+
+def resolve_clang(module, clang):
+    """The clang to run, or fail_json when it isn't there (bpfbuild would only say 'No such file')."""
+    if clang is None:
+        try:
+            return bpfbuild.find_clang()
+        except bpfbuild.BuildError as e:
+            module.fail_json(msg=str(e))
+    if "/" not in clang:
+        found = module.get_bin_path(clang)
+        if found is None:
+            module.fail_json(msg="clang %r not found in PATH: install clang or give its full path in clang" % clang)
+        return found
+    if not (os.path.isfile(clang) and os.access(clang, os.X_OK)):
+        module.fail_json(msg="clang %s does not exist or is not executable: install clang or fix the clang option"
+                         % clang)
+    return clang
+
+
+def stamp_digest(dest):
+    """The digest dest was built from, or None when there is no complete earlier build."""
+    if not os.path.isfile(dest):
+        return None
+    try:
+        with open(dest + ".digest") as f:
+            return f.read().strip() or None
+    except (IOError, OSError):
+        return None
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            src=dict(type="path"),
+            dest=dict(type="path", required=True),
+            clang=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    src = module.params["src"] or default_src()
+    dest = module.params["dest"]
+    if not os.path.isfile(os.path.join(src, bpfbuild.SOURCE)):
+        module.fail_json(msg="no BPF sources at %s (%s not found): build on the controller, where the "
+                             "bpfquota.nfs collection is installed (delegate_to: localhost), or set src to a "
+                             "copy of its bpf/ directory on this host" % (src, bpfbuild.SOURCE))
+
+    try:
+        digest = bpfbuild.sources_digest(src)
+    except (IOError, OSError) as e:
+        module.fail_json(msg="cannot read the BPF sources in %s: %s" % (src, e))
+    before_digest = stamp_digest(dest)
+    before_sha = module.sha256(dest) if os.path.isfile(dest) else None
+    needs_build = before_digest != digest
+    clang = resolve_clang(module, module.params["clang"]) if needs_build else module.params["clang"]
+
+    if not needs_build:
+        result = {"changed": False, "path": dest, "sha256": before_sha, "digest": digest}
+    elif module.check_mode:
+        result = {"changed": True, "path": dest, "sha256": None, "digest": digest}
+    else:
+        try:
+            built = bpfbuild.build(src, dest, clang=clang)
+        except bpfbuild.BuildError as e:
+            module.fail_json(msg="building %s failed: %s" % (dest, e))
+        except (IOError, OSError) as e:
+            module.fail_json(msg="building %s failed: %s" % (dest, e))
+        result = {"changed": built["changed"], "path": built["path"], "sha256": built["sha256"],
+                  "digest": built["digest"]}
+    result["src"] = src
+    if module._diff:
+        result["diff"] = {
+            "before": {"digest": before_digest, "sha256": before_sha},
+            "after": {"digest": result["digest"], "sha256": result["sha256"]},
+        }
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

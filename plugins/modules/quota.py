@@ -1,0 +1,311 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: quota
+short_description: Set the per-directory write quotas bpfquota enforces
+description:
+  - Makes the volumes (directories with a byte limit and optionally a file-count limit) that the
+    loaded bpfquota enforcer holds equal a desired list, given inline in O(volumes) or as a volumes
+    file in O(src).
+  - With O(state=present) the result is exactly the desired set; volumes not listed are removed.
+    Changed limits and modes apply in place, keeping the usage already counted; new volumes are
+    scanned once to learn their current usage.
+  - Every entry is validated before anything changes (paths exist and are normalized directories,
+    sizes parse, no duplicates, no volume nested in another); all problems are reported together
+    in one C(msg).
+  - Only the maps change; the BPF program is never reloaded. The enforcer must be loaded first
+    (M(bpfquota.nfs.bpf_program)); otherwise the module fails.
+options:
+  volumes:
+    description:
+      - The desired volumes.
+      - With O(state=absent), only the paths matter; the other keys are ignored.
+      - Mutually exclusive with O(src).
+    type: list
+    elements: dict
+    suboptions:
+      path:
+        description:
+          - Absolute, normalized path of the volume's directory (no trailing slash, no C(..)).
+          - With O(state=present) it must exist and be a directory.
+        type: str
+        required: true
+      limit:
+        description:
+          - The most bytes the volume may hold, as a number of bytes or a quantity such as
+            V(50Gi), V(512M), V(1.5Ti) (binary units with C(i), decimal without).
+          - Required for every entry when O(state=present).
+        type: raw
+      inodes:
+        description: The most files (inodes) the volume may hold. No file-count limit when omitted.
+        type: int
+      mode:
+        description:
+          - V(enforce) refuses writes over the limit; V(audit) allows them but counts them as denials.
+          - Defaults to O(mode).
+        type: str
+        choices: [enforce, audit]
+  src:
+    description:
+      - Path on the managed host of a volumes file (YAML or JSON) with a top-level C(volumes) list
+        of entries like those of O(volumes) and an optional top-level C(mode), for example the
+        C(/etc/bpfquota/volumes.yaml) the C(bpfquota.nfs.enforcer) role templates.
+      - An entry's mode wins over the file's top-level C(mode), which wins over O(mode).
+      - With O(state=absent), the volumes listed in the file are removed.
+      - Mutually exclusive with O(volumes).
+    type: path
+  state:
+    description:
+      - V(present) makes the enforced volumes equal O(volumes) or O(src) exactly; one of them is required.
+      - V(absent) removes volumes. With O(volumes) or O(src), exactly the listed paths are removed
+        (and the others kept); with neither, all volumes are removed. A listed path that isn't
+        enforced is ignored. The enforcer itself stays loaded (see M(bpfquota.nfs.bpf_program)).
+    type: str
+    choices: [present, absent]
+    default: present
+  mode:
+    description: The mode of entries that don't set their own.
+    type: str
+    choices: [enforce, audit]
+    default: enforce
+  scan_timeout:
+    description:
+      - Seconds allowed for the first scan of each new volume. A scan that doesn't finish in time
+        (a large tree, an unreachable NFS server) leaves the volume enforced with usage counted from
+        zero, and a warning; the C(bpfquota) agent re-bases it later.
+    type: float
+    default: 60.0
+notes:
+  - Needs root.
+  - Check mode plans the change from the maps and the mount table and reports it (C(changed),
+    C(added), C(updated), C(removed), diff) exactly, without writing anything.
+  - The module takes the same lock as the C(bpfquota) command and agent (C(/run/bpfquota.lock)) while
+    it writes.
+  - Routes are registered too; a directory reachable through several mounts (bind mounts, another
+    NFS mount of the same export) is limited through all of them.
+requirements:
+  - The bpfquota enforcer loaded on the managed host (M(bpfquota.nfs.bpf_program)).
+  - PyYAML on the managed host when O(src) is a YAML file.
+seealso:
+  - module: bpfquota.nfs.bpf_program
+  - module: bpfquota.nfs.quota_info
+author:
+  - bpfquota contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: Before and after are the canonical volumes documents (sorted by path, limits in bytes).
+  platform:
+    platforms: posix
+    details: Linux only.
+"""
+
+EXAMPLES = r"""
+- name: Enforce two volumes (any other volume is removed)
+  bpfquota.nfs.quota:
+    volumes:
+      - path: /mnt/nfs/pv-a
+        limit: 50Gi
+      - path: /mnt/nfs/pv-b
+        limit: 200Gi
+        inodes: 1000000
+        mode: audit
+
+- name: Apply the templated volumes file
+  bpfquota.nfs.quota:
+    src: /etc/bpfquota/volumes.yaml
+    scan_timeout: 300
+
+- name: Dry-run rollout, every volume counted but nothing refused
+  bpfquota.nfs.quota:
+    volumes: "{{ bpfquota_volumes }}"
+    mode: audit
+
+- name: Stop limiting one volume
+  bpfquota.nfs.quota:
+    state: absent
+    volumes:
+      - path: /mnt/nfs/pv-b
+
+- name: Remove every volume (the enforcer stays loaded)
+  bpfquota.nfs.quota:
+    state: absent
+"""
+
+RETURN = r"""
+added:
+  description: Paths of the volumes added (or that would be, in check mode), sorted.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/mnt/nfs/pv-a"]
+updated:
+  description: Paths of the volumes whose limit, file limit or mode changed, sorted.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/mnt/nfs/pv-b"]
+removed:
+  description: Paths of the volumes removed, sorted.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+routes_changed:
+  description:
+    - Whether the routes changed, the (device, inode) keys through which the kernel finds each
+      volume's directory. Adding or removing volumes changes them; on its own, it means a mount
+      changed (for example a remount gave a directory another device number, or a bind mount appeared).
+  returned: always
+  type: bool
+  sample: false
+problems:
+  description: Every problem found in the volumes, one per item, each with its fix.
+  returned: when validation fails
+  type: list
+  elements: str
+  sample: ["volumes[1] (/mnt/nfs/pv-b): limit: invalid size '50 gigs': write a number followed by an optional unit, e.g. 50Gi"]
+"""
+
+import contextlib
+import io
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils import cli
+from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
+from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
+from ansible_collections.bpfquota.nfs.plugins.module_utils import maps as quota_maps
+from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
+from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import (
+    VolumeError, load_volumes_file, normalized_path, validate_volumes, volumes_to_document)
+
+MODES = ["enforce", "audit"]
+
+
+def desired_volumes(module):
+    """The validated Volumes of O(volumes) or O(src) (state=present); fail_json with every problem."""
+    try:
+        if module.params["src"] is not None:
+            entries = load_volumes_file(module.params["src"])
+        else:
+            entries = module.params["volumes"]
+        return validate_volumes(entries, default_mode=module.params["mode"])
+    except VolumeError as e:
+        module.fail_json(msg="invalid volumes, nothing was changed:\n" + str(e), problems=e.problems)
+
+
+def paths_to_remove(module):
+    """The normalized paths to remove (state=absent), or None for all."""
+    if module.params["src"] is not None:
+        try:
+            entries = load_volumes_file(module.params["src"])
+        except VolumeError as e:
+            module.fail_json(msg="invalid volumes, nothing was changed:\n" + str(e), problems=e.problems)
+        problems = []
+        paths = set()
+        for index, entry in enumerate(entries):
+            path = entry.get("path") if isinstance(entry, dict) else None
+            if not isinstance(path, str) or not path.startswith("/"):
+                problems.append("%s: volumes[%d]: each entry needs an absolute path" % (module.params["src"], index))
+            else:
+                paths.add(normalized_path(path))
+        if problems:
+            module.fail_json(msg="invalid volumes, nothing was changed:\n" + "\n".join(problems), problems=problems)
+        return paths
+    if module.params["volumes"] is not None:
+        return set(normalized_path(entry["path"]) for entry in module.params["volumes"])
+    return None
+
+
+def open_maps(module):
+    try:
+        return quota_maps.QuotaMaps()
+    except quota_maps.NotLoaded:
+        module.fail_json(msg="the bpfquota enforcer is not loaded (no maps pinned under %s): load it first with "
+                             "bpfquota.nfs.bpf_program (state: present)" % layout.PIN_DIR)
+    except (OSError, libbpf.LibbpfError) as e:
+        module.fail_json(msg="cannot open the bpfquota maps under %s: %s (run as root)" % (layout.PIN_DIR, e))
+
+
+def routes(maps):
+    return dict((key, vol_id) for key, vol_id in maps.keys().items() if vol_id != layout.PROBE_VOLUME)
+
+
+def sync(module, maps, desired, remove):
+    """Plan (and unless check mode, apply) against the open maps; returns the result dict."""
+    applied = quota.applied_volumes(maps)
+    current = [volume for vol_id, volume in applied.values()]
+    if desired is None:  # state=absent: keep what isn't listed
+        desired = [volume for path, (vol_id, volume) in sorted(applied.items())
+                   if remove is not None and path not in remove]
+    routes_before = routes(maps)
+    warnings = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(warnings):
+            the_plan = cli.apply_volumes(maps, desired, module.check_mode, module.params["scan_timeout"])
+    except cli.CliError as e:
+        module.fail_json(msg="invalid volumes, nothing was changed: %s" % e)
+    except (OSError, libbpf.LibbpfError) as e:
+        module.fail_json(msg="updating the bpfquota maps failed: %s: fix the cause and run again "
+                             "(the module converges from any state, a partial update included)" % e)
+    for line in warnings.getvalue().splitlines():
+        if line.strip():
+            module.warn(line.replace("warning: ", "", 1))
+    routes_changed = the_plan.keys != routes_before
+    result = {
+        "added": [volume.path for volume in the_plan.added],
+        "updated": [new.path for old, new in the_plan.updated],
+        "removed": [volume.path for volume in the_plan.removed],
+    }
+    result["changed"] = bool(result["added"] or result["updated"] or result["removed"] or routes_changed)
+    result["routes_changed"] = routes_changed
+    if module._diff:
+        result["diff"] = {"before": volumes_to_document(current), "after": volumes_to_document(desired)}
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            volumes=dict(type="list", elements="dict", options=dict(
+                path=dict(type="str", required=True),
+                limit=dict(type="raw"),
+                inodes=dict(type="int"),
+                mode=dict(type="str", choices=MODES),
+            )),
+            src=dict(type="path"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            mode=dict(type="str", choices=MODES, default="enforce"),
+            scan_timeout=dict(type="float", default=60.0),
+        ),
+        mutually_exclusive=[("volumes", "src")],
+        required_if=[("state", "present", ("volumes", "src"), True)],
+        supports_check_mode=True,
+    )
+    if module.params["scan_timeout"] <= 0:
+        module.fail_json(msg="scan_timeout must be a positive number of seconds, not %s" % module.params["scan_timeout"])
+    if module.params["state"] == "present":
+        desired, remove = desired_volumes(module), None
+    else:
+        desired, remove = None, paths_to_remove(module)
+
+    with contextlib.nullcontext() if module.check_mode else cli.exclusive():
+        maps = open_maps(module)
+        with maps:
+            result = sync(module, maps, desired, remove)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

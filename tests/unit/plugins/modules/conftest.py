@@ -1,0 +1,284 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Harness for the module tests: run a module's main() with arguments and get its result,
+an in-memory QuotaMaps, the map lock moved into a temporary directory, and a recorded mount table."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import contextlib
+import fcntl
+import json
+import os
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.common.text.converters import to_bytes
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils import cli
+from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
+from ansible_collections.bpfquota.nfs.plugins.module_utils import maps as quota_maps
+from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import parse_mountinfo
+
+try:  # ansible-core >= 2.19
+    from ansible.module_utils.testing import patch_module_args
+except ImportError:  # older ansible-core: the classic set_module_args
+    @contextlib.contextmanager
+    def patch_module_args(args=None):
+        saved = basic._ANSIBLE_ARGS
+        basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args or {}}))
+        try:
+            yield
+        finally:
+            basic._ANSIBLE_ARGS = saved
+
+
+class ModuleExit(Exception):
+    def __init__(self, result):
+        Exception.__init__(self, result)
+        self.result = result
+
+
+class ModuleFail(Exception):
+    def __init__(self, result):
+        Exception.__init__(self, result.get("msg"))
+        self.result = result
+
+
+def _exit_json(module, **kwargs):
+    kwargs.setdefault("changed", False)
+    raise ModuleExit(kwargs)
+
+
+def _fail_json(module, **kwargs):
+    kwargs["failed"] = True
+    raise ModuleFail(kwargs)
+
+
+@pytest.fixture
+def run_module(monkeypatch):
+    """run_module(module, args, check=False, diff=False) -> result; ModuleFail when the module fails.
+    result["warnings"] holds what the module passed to warn()."""
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", _exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", _fail_json)
+    warnings = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda module, message: warnings.append(message))
+
+    def run(module, args, check=False, diff=False):
+        del warnings[:]
+        full_args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+        with patch_module_args(full_args):
+            try:
+                module.main()
+            except ModuleExit as done:
+                result = done.result
+                result["warnings"] = list(warnings)
+                return result
+        raise AssertionError("%s.main() returned without exit_json or fail_json" % module.__name__)
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def lock_path(tmp_path, monkeypatch):
+    """The lock every map writer takes, in a temporary directory (not /run)."""
+    path = str(tmp_path / "bpfquota.lock")
+    monkeypatch.setattr(cli, "LOCK_PATH", path)
+    return path
+
+
+def lock_is_held(path):
+    """Whether someone holds the writers' lock on path right now."""
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (BlockingIOError, PermissionError):
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
+WRITES = ("set_config", "bump_gen", "set_vol_cfg", "reset_vol_stats", "set_path", "delete_path",
+          "set_key", "delete_key", "set_dev", "clear_dirty")
+
+
+class FakeMaps(object):
+    """QuotaMaps over dicts, with the maps' semantics: vol_cfg and vol_stats are arrays (an unset slot
+    reads as zeros), the others hashes; values go through the real struct packing. Records every
+    write, and whether the writers' lock was held at the time."""
+
+    def __init__(self, lock_path=None):
+        self._config = layout.pack_config(layout.Config(1, 1000, b"\0" * 32))
+        self._vol_cfg = {}
+        self._vol_stats = {}
+        self._meta = {}
+        self._keys = {}
+        self._devs = {}
+        self._dirty = {}
+        self.lock_path = lock_path
+        self.writes = []
+        self.unlocked_writes = []
+        self.opened = 0
+        self.closed = 0
+
+    def _write(self, name):
+        self.writes.append(name)
+        if self.lock_path is not None and not lock_is_held(self.lock_path):
+            self.unlocked_writes.append(name)
+
+    def close(self):
+        self.closed += 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @staticmethod
+    def _slot(vol_id):
+        if not 0 <= vol_id < layout.VOLUME_SLOTS:
+            raise IndexError("volume slot %d is outside the array" % vol_id)
+        return vol_id
+
+    def config(self):
+        return layout.unpack_config(self._config)
+
+    def set_config(self, cfg):
+        self._write("set_config")
+        self._config = layout.pack_config(cfg)
+
+    def bump_gen(self):
+        self._write("bump_gen")
+        cfg = self.config()
+        self._config = layout.pack_config(cfg._replace(gen=(cfg.gen + 1) & 0xFFFFFFFF or 1))
+
+    def vol_cfg(self, vol_id):
+        return layout.unpack_vol_cfg(self._vol_cfg.get(self._slot(vol_id), b"\0" * layout.VOL_CFG.size))
+
+    def set_vol_cfg(self, vol_id, cfg):
+        self._write("set_vol_cfg")
+        self._vol_cfg[self._slot(vol_id)] = layout.pack_vol_cfg(cfg)
+
+    def vol_stats(self, vol_id):
+        return layout.unpack_vol_stats(self._vol_stats.get(self._slot(vol_id), layout.empty_vol_stats()))
+
+    def reset_vol_stats(self, vol_id):
+        self._write("reset_vol_stats")
+        self._vol_stats[self._slot(vol_id)] = layout.empty_vol_stats()
+
+    def paths(self):
+        return dict((vol_id, layout.unpack_vol_meta(raw)) for vol_id, raw in self._meta.items())
+
+    def set_path(self, vol_id, path):
+        self._write("set_path")
+        self._meta[vol_id] = layout.pack_vol_meta(path)
+
+    def delete_path(self, vol_id):
+        self._write("delete_path")
+        self._meta.pop(vol_id, None)
+
+    def keys(self):
+        return dict(self._keys)
+
+    def set_key(self, key, vol_id):
+        self._write("set_key")
+        layout.pack_key(*key)
+        self._keys[tuple(key)] = vol_id
+
+    def delete_key(self, key):
+        self._write("delete_key")
+        self._keys.pop(tuple(key), None)
+
+    def devs(self):
+        return dict(self._devs)
+
+    def set_dev(self, dev, count):
+        self._write("set_dev")
+        if count > 0:
+            self._devs[dev] = count
+        else:
+            self._devs.pop(dev, None)
+
+    def dirty(self, vol_id):
+        return dict((key, layout.unpack_dirty(raw)) for key, raw in self._dirty.items()
+                    if layout.unpack_dirty(raw).vol_id == vol_id)
+
+    def clear_dirty(self, vol_id):
+        self._write("clear_dirty")
+        for key in self.dirty(vol_id):
+            del self._dirty[key]
+
+    # what only the kernel writes
+    def kernel_counts(self, vol_id, delta_bytes=0, delta_files=0, checks=0, **denied):
+        """The BPF programs' accounting of writes since the last scan (in the current epoch's slot)."""
+        parity = self.vol_cfg(vol_id).epoch & 1
+        stats = self.vol_stats(vol_id)
+        delta_b, delta_f = list(stats.delta_bytes), list(stats.delta_files)
+        delta_b[parity] += delta_bytes
+        delta_f[parity] += delta_files
+        counts = dict(stats.denied)
+        for op, count in denied.items():
+            counts[op] += count
+        fields = delta_b + delta_f + [stats.dirty_overflow, stats.stale, stats.last_event_ns, stats.checks + checks]
+        fields += [counts[op] for op in layout.OPS]
+        self._vol_stats[vol_id] = layout.VOL_STATS.pack(*fields)
+
+
+@pytest.fixture
+def fake_maps(monkeypatch, lock_path):
+    """One FakeMaps that every QuotaMaps() of the modules opens."""
+    fake = FakeMaps(lock_path)
+
+    def open_fake(pin_dir=layout.PIN_DIR):
+        fake.opened += 1
+        return fake
+
+    monkeypatch.setattr(quota_maps, "QuotaMaps", open_fake)
+    return fake
+
+
+@pytest.fixture
+def not_loaded(monkeypatch):
+    """QuotaMaps() as on a host where the enforcer isn't loaded."""
+    def refuse(pin_dir=layout.PIN_DIR):
+        raise quota_maps.NotLoaded("bpfquota is not loaded (no maps pinned under %s): run 'bpfquota load' first"
+                                   % pin_dir)
+
+    monkeypatch.setattr(quota_maps, "QuotaMaps", refuse)
+
+
+# /proc/self/mountinfo of an NFS client (recorded), with the root filesystem's device numbers
+# replaced by those of the filesystem the test's temporary directories live on.
+MOUNTINFO = """\
+21 {root_id} 0:20 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+22 {root_id} 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:13 - proc proc rw
+{root_id} 1 {major}:{minor} / {mount_point} rw,relatime shared:1 - {fstype} /dev/vda1 rw,errors=remount-ro
+35 21 0:30 / /sys/fs/bpf rw,nosuid,nodev,noexec,relatime shared:12 - bpf bpf rw,mode=700
+36 21 0:7 / /sys/kernel/security rw,nosuid,nodev,noexec,relatime shared:8 - securityfs securityfs rw
+112 {root_id} 0:52 / /mnt/nfs rw,relatime shared:60 - nfs4 10.0.0.5:/export rw,vers=4.2,rsize=1048576,\
+wsize=1048576,namlen=255,hard,proto=tcp,timeo=600,retrans=2,sec=sys,clientaddr=10.0.0.7,local_lock=none,addr=10.0.0.5
+"""
+
+
+def recorded_mounts(path):
+    """The recorded mount table, with the filesystem holding path mounted where it really is."""
+    st = os.stat(path)
+    mount_point = os.path.abspath(path)
+    while mount_point != "/" and os.stat(os.path.dirname(mount_point)).st_dev == st.st_dev:
+        mount_point = os.path.dirname(mount_point)
+    text = MOUNTINFO.format(root_id=27, major=os.major(st.st_dev), minor=os.minor(st.st_dev),
+                            mount_point=mount_point, fstype="ext4")
+    return parse_mountinfo(text)
+
+
+@pytest.fixture
+def mounts(tmp_path, monkeypatch):
+    """quota.read_mounts() returns the recorded mount table."""
+    table = recorded_mounts(str(tmp_path))
+    monkeypatch.setattr(quota, "read_mounts", lambda: table)
+    return table

@@ -1,0 +1,341 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""quota: an in-memory QuotaMaps, real directories as volumes, a recorded mount table; the first
+scan of new volumes really walks them."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
+from ansible_collections.bpfquota.nfs.plugins.module_utils import quota as quota_utils
+from ansible_collections.bpfquota.nfs.plugins.module_utils import usage
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import volume_key
+from ansible_collections.bpfquota.nfs.plugins.modules import quota
+
+from .conftest import ModuleFail
+
+GI = 1 << 30
+
+
+@pytest.fixture
+def vols(tmp_path):
+    """Three volume directories; a holds 3 files of 1000 bytes, b one of 500."""
+    paths = {}
+    for name, files in (("a", 3), ("b", 1), ("c", 0)):
+        path = tmp_path / "nfs" / ("pv-" + name)
+        path.mkdir(parents=True)
+        for i in range(files):
+            (path / ("f%d" % i)).write_bytes(b"x" * (1000 if name == "a" else 500))
+        paths[name] = str(path)
+    return paths
+
+
+def applied(maps):
+    """{path: (limit_bytes, limit_files, mode)} as the maps hold them."""
+    return dict((path, (v.limit_bytes, v.limit_files, v.mode))
+                for path, (vol_id, v) in quota_utils.applied_volumes(maps).items())
+
+
+def ids(maps):
+    return dict((path, vol_id) for path, (vol_id, v) in quota_utils.applied_volumes(maps).items())
+
+
+def routes(maps):
+    return dict((key, vol_id) for key, vol_id in maps.keys().items() if vol_id != layout.PROBE_VOLUME)
+
+
+def apply(run_module, fake_maps, args, **kwargs):
+    """run the module; assert a check-mode run first predicts exactly and writes nothing."""
+    before = (applied(fake_maps), routes(fake_maps), len(fake_maps.writes))
+    predicted = run_module(quota, args, check=True, diff=True)
+    assert (applied(fake_maps), routes(fake_maps), len(fake_maps.writes)) == before
+    result = run_module(quota, args, diff=True, **kwargs)
+    for key in ("changed", "added", "updated", "removed", "routes_changed", "diff"):
+        assert predicted[key] == result[key], key
+    assert fake_maps.unlocked_writes == []
+    return result
+
+
+def test_add_volumes_then_nothing_changes(run_module, fake_maps, mounts, vols, lock_path):
+    args = {"volumes": [{"path": vols["a"], "limit": "1Gi"},
+                        {"path": vols["b"], "limit": 4096, "inodes": 10, "mode": "audit"}]}
+    check = run_module(quota, args, check=True, diff=True)
+    assert check["changed"] is True
+    assert (check["added"], check["updated"], check["removed"]) == ([vols["a"], vols["b"]], [], [])
+    assert check["diff"] == {
+        "before": {"volumes": []},
+        "after": {"volumes": [{"path": vols["a"], "limit": GI, "mode": "enforce"},
+                              {"path": vols["b"], "limit": 4096, "inodes": 10, "mode": "audit"}]}}
+    assert fake_maps.writes == []
+    assert not os.path.exists(lock_path)  # check mode doesn't even create the lock file
+
+    result = run_module(quota, args, diff=True)
+    assert {k: result[k] for k in ("changed", "added", "updated", "removed", "diff")} == \
+        {k: check[k] for k in ("changed", "added", "updated", "removed", "diff")}
+    assert result["routes_changed"] is True
+    assert applied(fake_maps) == {vols["a"]: (GI, 0, "enforce"), vols["b"]: (4096, 10, "audit")}
+    assert routes(fake_maps) == {volume_key(vols["a"]): 1, volume_key(vols["b"]): 2}
+    assert fake_maps.unlocked_writes == []
+    # the first scan counted what was already there
+    for name, (size, files) in (("a", (3000, 3)), ("b", (500, 1))):
+        vol_id = ids(fake_maps)[vols[name]]
+        used_bytes, used_files = usage.used(fake_maps.vol_cfg(vol_id), fake_maps.vol_stats(vol_id))
+        assert used_bytes == size
+        assert used_files == files
+
+    for check_mode in (True, False):
+        again = run_module(quota, args, check=check_mode, diff=True)
+        assert again["changed"] is False
+        assert (again["added"], again["updated"], again["removed"], again["routes_changed"]) == ([], [], [], False)
+        assert again["diff"]["before"] == again["diff"]["after"] == check["diff"]["after"]
+    assert result["warnings"] == again["warnings"] == []
+
+
+def test_limit_change_applies_in_place(run_module, fake_maps, mounts, vols):
+    run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi"}, {"path": vols["b"], "limit": "1Gi"}]})
+    vol_id = ids(fake_maps)[vols["a"]]
+    fake_maps.kernel_counts(vol_id, delta_bytes=700, delta_files=1)
+    base = fake_maps.vol_cfg(vol_id)
+
+    args = {"volumes": [{"path": vols["a"], "limit": "2Gi", "inodes": "100"}, {"path": vols["b"], "limit": "1Gi"}],
+            "mode": "audit"}
+    result = apply(run_module, fake_maps, args)
+    assert result["changed"] is True
+    assert (result["added"], result["updated"], result["removed"]) == ([], [vols["a"], vols["b"]], [])
+    assert result["routes_changed"] is False
+    assert result["diff"]["before"]["volumes"][0] == {"path": vols["a"], "limit": GI, "mode": "enforce"}
+    assert result["diff"]["after"]["volumes"][0] == {"path": vols["a"], "limit": 2 * GI, "inodes": 100, "mode": "audit"}
+    assert ids(fake_maps)[vols["a"]] == vol_id
+    cfg = fake_maps.vol_cfg(vol_id)
+    assert (cfg.base_bytes, cfg.base_files, cfg.epoch) == (base.base_bytes, base.base_files, base.epoch)
+    assert usage.used(cfg, fake_maps.vol_stats(vol_id))[0] == 3700  # usage kept, no rescan
+    assert applied(fake_maps)[vols["a"]] == (2 * GI, 100, "audit")
+    assert run_module(quota, args)["changed"] is False
+
+
+def test_volume_left_out_is_removed(run_module, fake_maps, mounts, vols):
+    run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi"}, {"path": vols["b"], "limit": "1Gi"}]})
+    result = apply(run_module, fake_maps, {"volumes": [{"path": vols["a"], "limit": "1Gi"},
+                                                       {"path": vols["c"], "limit": "5Gi"}]})
+    assert (result["added"], result["updated"], result["removed"]) == ([vols["c"]], [], [vols["b"]])
+    assert sorted(applied(fake_maps)) == [vols["a"], vols["c"]]
+    assert routes(fake_maps) == {volume_key(vols["a"]): ids(fake_maps)[vols["a"]],
+                                 volume_key(vols["c"]): ids(fake_maps)[vols["c"]]}
+
+
+def test_empty_list_removes_every_volume(run_module, fake_maps, mounts, vols):
+    run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi"}]})
+    result = apply(run_module, fake_maps, {"volumes": []})
+    assert (result["changed"], result["removed"]) == (True, [vols["a"]])
+    assert result["diff"]["after"] == {"volumes": []}
+    assert applied(fake_maps) == {} and routes(fake_maps) == {}
+
+
+def test_absent_removes_exactly_the_listed_volumes(run_module, fake_maps, mounts, vols):
+    run_module(quota, {"volumes": [{"path": v, "limit": "1Gi"} for v in (vols["a"], vols["b"], vols["c"])]})
+    result = apply(run_module, fake_maps, {"state": "absent", "volumes": [{"path": vols["b"]},
+                                                                          {"path": "/mnt/never/added"}]})
+    assert (result["changed"], result["added"], result["updated"], result["removed"]) == (True, [], [], [vols["b"]])
+    assert [v["path"] for v in result["diff"]["after"]["volumes"]] == [vols["a"], vols["c"]]
+    assert sorted(applied(fake_maps)) == [vols["a"], vols["c"]]
+    assert run_module(quota, {"state": "absent", "volumes": [{"path": vols["b"]}]})["changed"] is False
+
+
+def test_absent_works_when_the_directory_is_gone(run_module, fake_maps, mounts, vols):
+    run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi"}, {"path": vols["c"], "limit": "1Gi"}]})
+    os.rmdir(vols["c"])
+    result = apply(run_module, fake_maps, {"state": "absent", "volumes": [{"path": vols["c"] + "/"}]})
+    assert result["removed"] == [vols["c"]]
+
+
+def test_absent_without_a_list_removes_all(run_module, fake_maps, mounts, vols):
+    run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi"}, {"path": vols["b"], "limit": "1Gi"}]})
+    result = apply(run_module, fake_maps, {"state": "absent"})
+    assert result["removed"] == [vols["a"], vols["b"]]
+    assert applied(fake_maps) == {} and routes(fake_maps) == {}
+    assert run_module(quota, {"state": "absent"})["changed"] is False
+
+
+def test_absent_with_a_volumes_file(run_module, fake_maps, mounts, vols, tmp_path):
+    run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi"}, {"path": vols["b"], "limit": "1Gi"}]})
+    src = tmp_path / "volumes.json"
+    src.write_text(json.dumps({"volumes": [{"path": vols["a"]}]}))
+    result = apply(run_module, fake_maps, {"state": "absent", "src": str(src)})
+    assert result["removed"] == [vols["a"]]
+    assert sorted(applied(fake_maps)) == [vols["b"]]
+
+
+def test_volumes_file(run_module, fake_maps, mounts, vols, tmp_path):
+    src = tmp_path / "volumes.yaml"
+    src.write_text("# managed\nmode: audit\nvolumes:\n"
+                   "  - path: %s\n    limit: 50Gi\n"
+                   "  - path: %s\n    limit: 1Gi\n    inodes: 1000\n    mode: enforce\n" % (vols["a"], vols["b"]))
+    result = apply(run_module, fake_maps, {"src": str(src), "mode": "enforce"})
+    assert result["added"] == [vols["a"], vols["b"]]
+    # entry mode > file's top-level mode > the module's mode
+    assert applied(fake_maps) == {vols["a"]: (50 * GI, 0, "audit"), vols["b"]: (GI, 1000, "enforce")}
+    assert run_module(quota, {"src": str(src)})["changed"] is False
+
+
+def test_module_mode_is_the_default_of_entries(run_module, fake_maps, mounts, vols):
+    apply(run_module, fake_maps, {"volumes": [{"path": vols["a"], "limit": "1Gi"}], "mode": "audit"})
+    assert applied(fake_maps) == {vols["a"]: (GI, 0, "audit")}
+
+
+def test_routes_changed_alone(run_module, fake_maps, mounts, vols):
+    """A route lost (say the maps were edited by hand, or a remount moved the directory) is restored."""
+    args = {"volumes": [{"path": vols["a"], "limit": "1Gi"}]}
+    run_module(quota, args)
+    fake_maps.delete_key(volume_key(vols["a"]))
+    del fake_maps.unlocked_writes[:]  # that one was the test's
+    result = apply(run_module, fake_maps, args)
+    assert (result["changed"], result["routes_changed"]) == (True, True)
+    assert (result["added"], result["updated"], result["removed"]) == ([], [], [])
+    assert routes(fake_maps) == {volume_key(vols["a"]): 1}
+    assert run_module(quota, args)["changed"] is False
+
+
+@pytest.mark.parametrize("state", ["present", "absent"])
+def test_not_loaded(run_module, not_loaded, mounts, vols, state):
+    with pytest.raises(ModuleFail) as failed:
+        run_module(quota, {"state": state, "volumes": [{"path": vols["a"], "limit": "1Gi"}]})
+    assert failed.value.result["msg"] == (
+        "the bpfquota enforcer is not loaded (no maps pinned under %s): load it first with "
+        "bpfquota.nfs.bpf_program (state: present)" % layout.PIN_DIR)
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_every_problem_in_one_message_nothing_written(run_module, fake_maps, mounts, vols, tmp_path, check):
+    run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi"}]})
+    writes = len(fake_maps.writes)
+    afile = tmp_path / "a-file"
+    afile.write_text("")
+    args = {"volumes": [
+        {"path": vols["a"], "limit": "2 gigs"},
+        {"path": vols["b"] + "/", "limit": "1Gi"},
+        {"path": str(tmp_path / "missing"), "limit": "1Gi"},
+        {"path": str(afile), "limit": "1Gi"},
+        {"path": vols["c"]},
+        {"path": vols["c"], "limit": "1Gi", "inodes": -1},
+    ]}
+    with pytest.raises(ModuleFail) as failed:
+        run_module(quota, args, check=check)
+    msg = failed.value.result["msg"]
+    lines = msg.split("\n")
+    assert lines[0] == "invalid volumes, nothing was changed:"
+    problems = failed.value.result["problems"]
+    assert lines[1:] == problems
+    expected_starts = [
+        "volumes[0] (%s): limit: " % vols["a"],
+        "volumes[1] (%s/): path is not normalized: write it as %s" % (vols["b"], vols["b"]),
+        "volumes[2] (%s): path does not exist" % (tmp_path / "missing"),
+        "volumes[3] (%s): path is not a directory (it is a regular file)" % afile,
+        "volumes[4] (%s): missing limit" % vols["c"],
+        "volumes[5] (%s): inodes must be a positive whole number" % vols["c"],
+    ]
+    for start in expected_starts:
+        assert any(p.startswith(start) for p in problems), start
+    assert any("are the same directory" in p or "duplicate" in p for p in problems)
+    assert len(fake_maps.writes) == writes
+    assert applied(fake_maps) == {vols["a"]: (GI, 0, "enforce")}
+
+
+def test_validation_comes_before_the_maps(run_module, not_loaded, mounts, vols):
+    """An invalid list is reported as such even on a host where nothing is loaded."""
+    with pytest.raises(ModuleFail) as failed:
+        run_module(quota, {"volumes": [{"path": vols["a"], "limit": "lots"}]})
+    assert failed.value.result["msg"].startswith("invalid volumes, nothing was changed:\nvolumes[0] (%s): limit: "
+                                                 % vols["a"])
+
+
+def test_nested_volumes_refused(run_module, fake_maps, mounts, vols):
+    inner = os.path.join(vols["a"], "inner")
+    os.mkdir(inner)
+    with pytest.raises(ModuleFail) as failed:
+        run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi"}, {"path": inner, "limit": "1Gi"}]})
+    assert "inside" in failed.value.result["msg"]
+    assert fake_maps.writes == []
+
+
+def test_broken_volumes_file(run_module, fake_maps, mounts, tmp_path):
+    src = tmp_path / "volumes.yaml"
+    src.write_text("volumes:\n  - path: /x\n   limit: 1Gi\n")
+    for state in ("present", "absent"):
+        with pytest.raises(ModuleFail) as failed:
+            run_module(quota, {"src": str(src), "state": state})
+        assert failed.value.result["msg"].startswith(
+            "invalid volumes, nothing was changed:\n%s: YAML syntax error at line " % src)
+    missing = str(tmp_path / "nope.yaml")
+    with pytest.raises(ModuleFail) as failed:
+        run_module(quota, {"src": missing})
+    assert failed.value.result["msg"] == (
+        "invalid volumes, nothing was changed:\n%s: file does not exist: create it with a top-level "
+        "'volumes:' list ('volumes: []' for no volumes)" % missing)
+    assert fake_maps.writes == []
+
+
+def test_absent_volumes_file_needs_paths(run_module, fake_maps, mounts, tmp_path):
+    src = tmp_path / "volumes.json"
+    src.write_text(json.dumps({"volumes": [{"limit": "1Gi"}, "x"]}))
+    with pytest.raises(ModuleFail) as failed:
+        run_module(quota, {"src": str(src), "state": "absent"})
+    assert failed.value.result["msg"] == (
+        "invalid volumes, nothing was changed:\n%s: volumes[0]: each entry needs an absolute path\n"
+        "%s: volumes[1]: each entry needs an absolute path" % (src, src))
+
+
+def test_argument_errors(run_module, fake_maps, mounts, vols, tmp_path):
+    cases = [
+        ({}, "state is present but any of the following are missing: volumes, src"),
+        ({"volumes": [], "src": str(tmp_path / "v.yaml")}, "parameters are mutually exclusive: volumes|src"),
+        ({"volumes": [{"limit": "1Gi"}]}, "missing required arguments: path found in volumes"),
+        ({"volumes": [{"path": vols["a"], "limit": "1Gi", "mode": "warn"}]},
+         "value of mode must be one of: enforce, audit, got: warn found in volumes"),
+        ({"volumes": [], "mode": "dry-run"}, "value of mode must be one of: enforce, audit, got: dry-run"),
+        ({"volumes": [], "scan_timeout": 0}, "scan_timeout must be a positive number of seconds, not 0.0"),
+    ]
+    for args, msg in cases:
+        with pytest.raises(ModuleFail) as failed:
+            run_module(quota, args)
+        assert failed.value.result["msg"] == msg
+    with pytest.raises(ModuleFail) as failed:
+        run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi", "size": 1}]})
+    assert failed.value.result["msg"].startswith("Unsupported parameters")
+    assert "volumes.size" in failed.value.result["msg"]
+    assert fake_maps.writes == []
+
+
+def test_first_scan_that_fails_warns_and_keeps_the_volume(run_module, fake_maps, mounts, vols):
+    result = run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi"}], "scan_timeout": 1e-9})
+    assert result["changed"] is True
+    assert result["added"] == [vols["a"]]
+    assert result["warnings"] == [
+        "%s: the scan took longer than its 1e-09s budget; usage counts from zero until a reconcile succeeds"
+        % vols["a"]]
+    assert applied(fake_maps) == {vols["a"]: (GI, 0, "enforce")}
+
+
+def test_writes_happen_under_the_lock(run_module, fake_maps, mounts, vols):
+    run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi"}]})
+    run_module(quota, {"state": "absent"})
+    assert fake_maps.writes and fake_maps.unlocked_writes == []
+    assert fake_maps.closed == fake_maps.opened == 2
+
+
+def test_never_reloads_the_program(run_module, fake_maps, mounts, vols, monkeypatch):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the quota module must not load or unload programs")
+
+    for name in ("load", "unload", "trial_load"):
+        monkeypatch.setattr(loader, name, forbidden)
+    cfg = fake_maps.config()
+    run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi"}]})
+    run_module(quota, {"volumes": [{"path": vols["a"], "limit": "2Gi"}]})
+    assert fake_maps.config().obj_sha256 == cfg.obj_sha256

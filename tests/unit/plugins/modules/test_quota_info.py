@@ -1,0 +1,85 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""quota_info: read-only rows of an in-memory QuotaMaps set up through the quota module."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import pytest
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
+from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
+from ansible_collections.bpfquota.nfs.plugins.module_utils import maps as quota_maps
+from ansible_collections.bpfquota.nfs.plugins.module_utils import quota as quota_utils
+from ansible_collections.bpfquota.nfs.plugins.modules import quota, quota_info
+
+from .conftest import ModuleFail
+
+NO_DENIALS = dict((op, 0) for op in layout.OPS)
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_not_loaded_is_not_an_error(run_module, not_loaded, check):
+    result = run_module(quota_info, {}, check=check)
+    assert result == {"changed": False, "loaded": False, "volumes": [], "warnings": []}
+
+
+def test_rows(run_module, fake_maps, mounts, tmp_path):
+    a, b = tmp_path / "pv-a", tmp_path / "pv-b"
+    a.mkdir()
+    b.mkdir()
+    (a / "data").write_bytes(b"x" * 4096)
+    run_module(quota, {"volumes": [{"path": str(b), "limit": "1Mi", "inodes": 10, "mode": "audit"},
+                                   {"path": str(a), "limit": 8192}]})
+    ids = dict((path, vol_id) for path, (vol_id, v) in quota_utils.applied_volumes(fake_maps).items())
+    # what the BPF programs counted since the first scan
+    fake_maps.kernel_counts(ids[str(a)], delta_bytes=2048, delta_files=1, checks=40, write=3, create=1)
+    fake_maps.kernel_counts(ids[str(b)], checks=2)
+    writes = len(fake_maps.writes)
+
+    for check in (False, True):
+        result = run_module(quota_info, {}, check=check)
+        assert result["changed"] is False
+        assert result["loaded"] is True
+        assert result["volumes"] == [
+            {"path": str(a), "used_bytes": 4096 + 2048, "limit_bytes": 8192, "files": 1 + 1, "limit_files": 0,
+             "denials": 4, "mode": "enforce", "checks": 40,
+             "denials_by_op": dict(NO_DENIALS, write=3, create=1), "percent": 75.0},
+            {"path": str(b), "used_bytes": 0, "limit_bytes": 1 << 20, "files": 0,
+             "limit_files": 10, "denials": 0, "mode": "audit", "checks": 2, "denials_by_op": NO_DENIALS,
+             "percent": 0.0},
+        ]
+    assert len(fake_maps.writes) == writes  # read-only
+
+
+def test_no_volumes(run_module, fake_maps):
+    assert run_module(quota_info, {}) == {"changed": False, "loaded": True, "volumes": [], "warnings": []}
+
+
+def test_negative_usage_reads_as_zero(run_module, fake_maps, mounts, tmp_path):
+    """Deletes of files that predate an incomplete first scan can take the count below zero."""
+    vol = tmp_path / "pv"
+    vol.mkdir()
+    run_module(quota, {"volumes": [{"path": str(vol), "limit": "1Gi"}]})
+    fake_maps.kernel_counts(1, delta_bytes=-5000, delta_files=-3)
+    row = run_module(quota_info, {})["volumes"][0]
+    assert (row["used_bytes"], row["files"], row["percent"]) == (0, 0, 0.0)
+
+
+def test_takes_no_options(run_module, fake_maps):
+    with pytest.raises(ModuleFail) as failed:
+        run_module(quota_info, {"path": "/mnt/nfs/pv-a"})
+    assert failed.value.result["msg"].startswith("Unsupported parameters")
+    assert "path" in failed.value.result["msg"]
+
+
+def test_unreadable_maps(run_module, monkeypatch):
+    def refuse(pin_dir=layout.PIN_DIR):
+        raise libbpf.LibbpfError("opening pinned object %s/vol_cfg failed: Permission denied" % pin_dir)
+
+    monkeypatch.setattr(quota_maps, "QuotaMaps", refuse)
+    with pytest.raises(ModuleFail) as failed:
+        run_module(quota_info, {})
+    assert failed.value.result["msg"] == (
+        "cannot open the bpfquota maps under %s: opening pinned object %s/vol_cfg failed: Permission denied "
+        "(run as root)" % (layout.PIN_DIR, layout.PIN_DIR))
