@@ -14,3 +14,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 python3 -c 'import pytest, yaml' 2>/dev/null || python3 -m pip install -q pytest pyyaml
+python3 -c 'import ansible' 2>/dev/null || python3 -m pip install -q "ansible-core>=2.17"
+python3 -c 'import ansiblelint' 2>/dev/null || python3 -m pip install -q ansible-lint

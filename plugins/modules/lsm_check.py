@@ -1,0 +1,268 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, bpfquota contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: lsm_check
+short_description: Check that a host can enforce quotas with BPF LSM, and put bpf in its boot LSM list
+version_added: 0.1.0
+description:
+  - Gathers the facts that decide whether a BPF LSM program runs on the host, namely the kernel release,
+    the active LSMs, the C(lsm=) boot parameter, the kernel configuration, BTF, bpffs and libbpf,
+    and reports every reason that blocks it, each with its fix.
+  - A BPF LSM program loads and attaches even when C(bpf) is not an active LSM, but then never runs,
+    so the active list in C(/sys/kernel/security/lsm) is the fact that counts.
+  - With O(fix_boot=true), when BPF LSM is compiled in but not active, adds C(bpf) to the C(lsm=)
+    boot parameter. C(lsm=) replaces the kernel's whole LSM list, so the value is the current active
+    list plus C(bpf), in order, with no LSM dropped.
+  - On Debian and Ubuntu it writes the GRUB drop-in C(/etc/default/grub.d/50-bpfquota.cfg) and runs
+    C(update-grub). On the RHEL family it runs C(grubby --update-kernel=ALL) and sets the same
+    C(lsm=) in C(GRUB_CMDLINE_LINUX) of C(/etc/default/grub), so regenerated boot entries keep it.
+  - Nothing changes when the boot configuration already boots every kernel with C(bpf) in C(lsm=).
+  - The module never reboots. It returns RV(reboot_required) and warns when a reboot is needed.
+options:
+  fail_if_not_ready:
+    description:
+      - Fail, with every reason and its fix, when the host can't enforce quotas.
+      - A host whose only blocker is a reboot pending after O(fix_boot) does not fail.
+    type: bool
+    default: true
+  fix_boot:
+    description:
+      - When BPF LSM is compiled in (C(CONFIG_BPF_LSM=y)) but not active, add C(bpf) to the C(lsm=)
+        boot parameter of every installed kernel.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+    details:
+      - Shows the GRUB drop-in or C(/etc/default/grub) and the kernel command lines of the grubby boot entries.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: linux
+    details:
+      - O(fix_boot) supports GRUB on Debian, Ubuntu and the RHEL family (RHEL, CentOS Stream, Rocky, Alma, Fedora).
+requirements:
+  - Linux >= 5.7 (>= 6.0 on arm64) built with C(CONFIG_BPF_LSM=y) and C(CONFIG_DEBUG_INFO_BTF=y).
+  - libbpf >= 1.0.
+notes:
+  - Run it as root (C(become=true)); securityfs is mounted when it isn't.
+  - After a reboot, run it again to prove that C(bpf) is active.
+seealso:
+  - module: ansible.builtin.reboot
+author:
+  - bpfquota contributors (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Fail unless the host can enforce quotas
+  bpfquota.nfs.lsm_check:
+
+- name: Put bpf into the boot LSM list where it's compiled in but not active
+  bpfquota.nfs.lsm_check:
+    fix_boot: true
+  register: bpfquota_lsm
+
+- name: Reboot when the new LSM list needs it, and prove that bpf is active afterwards
+  ansible.builtin.reboot:
+    test_command: grep -qw bpf /sys/kernel/security/lsm
+  when: bpfquota_lsm.reboot_required
+
+- name: Gather the facts without failing
+  bpfquota.nfs.lsm_check:
+    fail_if_not_ready: false
+  register: bpfquota_lsm_facts
+"""
+
+RETURN = r"""
+kernel:
+  description: Release of the running kernel.
+  returned: always
+  type: str
+  sample: 5.15.0-91-generic
+bpf_lsm_active:
+  description: Whether C(bpf) is in the active LSM list.
+  returned: always
+  type: bool
+  sample: false
+active_lsms:
+  description: The active LSMs in order, from C(/sys/kernel/security/lsm); null when it can't be read.
+  returned: always
+  type: list
+  elements: str
+  sample: [lockdown, capability, landlock, yama, integrity, apparmor]
+cmdline_lsm:
+  description: The list of the C(lsm=) parameter the kernel booted with; null when there is none.
+  returned: always
+  type: list
+  elements: str
+  sample: null
+config_bpf_lsm:
+  description: Whether the kernel was built with C(CONFIG_BPF_LSM=y); null when its configuration wasn't found.
+  returned: always
+  type: bool
+  sample: true
+config_lsm:
+  description: The compiled-in default LSM list (C(CONFIG_LSM)); null when unknown.
+  returned: always
+  type: list
+  elements: str
+  sample: [landlock, lockdown, yama, integrity, apparmor]
+btf:
+  description: Whether the kernel's BTF is available at C(/sys/kernel/btf/vmlinux).
+  returned: always
+  type: bool
+  sample: true
+bpffs:
+  description: Whether the BPF filesystem is mounted at C(/sys/fs/bpf).
+  returned: always
+  type: bool
+  sample: true
+libbpf_version:
+  description: Version of the libbpf found (major.minor); null when there is no usable libbpf.
+  returned: always
+  type: str
+  sample: "1.1"
+proposed_lsm:
+  description: The C(lsm=) list that activates C(bpf) (the current list plus C(bpf)); null when none is needed or none would help.
+  returned: always
+  type: list
+  elements: str
+  sample: [lockdown, capability, landlock, yama, integrity, apparmor, bpf]
+ready:
+  description: Whether the running host can enforce quotas now.
+  returned: always
+  type: bool
+  sample: false
+reasons:
+  description: Why the host is not ready, each with its fix; empty when ready.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "bpf is compiled in but not active (active: lockdown,capability,landlock,yama,integrity,apparmor): add bpf to
+      the lsm= boot parameter: lsm=lockdown,capability,landlock,yama,integrity,apparmor,bpf, e.g. with
+      bpfquota_fix_boot: true, then reboot"
+reboot_required:
+  description:
+    - Whether a reboot is needed to activate C(bpf), because O(fix_boot) found or put it in the boot
+      configuration and the running kernel was booted without it.
+    - Always false without O(fix_boot).
+  returned: always
+  type: bool
+  sample: true
+boot_changes:
+  description: What O(fix_boot) changed, or would change in check mode; empty when nothing.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - create /etc/default/grub.d/50-bpfquota.cfg
+    - run /usr/sbin/update-grub
+"""
+
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.bpfquota.nfs.plugins.module_utils.bootcfg import (
+    BootConfigError,
+    apply_plan,
+    boot_lsm,
+    plan_boot_lsm,
+)
+from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError, libbpf
+from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import readiness
+
+# Where the host's files are; the unit tests point it at recorded hosts.
+HOST_ROOT = "/"
+
+ARGUMENT_SPEC = dict(
+    fail_if_not_ready=dict(type="bool", default=True),
+    fix_boot=dict(type="bool", default=False),
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    facts = readiness(root=HOST_ROOT, libbpf_version=libbpf_version(module))
+    result = dict(facts, changed=False, reboot_required=False, boot_changes=[])
+    if module.params["fix_boot"] and boot_fix_applies(facts):
+        try:
+            fix_boot(module, facts, result)
+        except BootConfigError as error:
+            module.fail_json(msg="fix_boot: %s" % (error,), **result)
+    blockers = blocking_reasons(facts, result["reboot_required"])
+    if blockers and module.params["fail_if_not_ready"]:
+        module.fail_json(msg="this host can't enforce bpfquota quotas: " + "; ".join(blockers), **result)
+    module.exit_json(**result)
+
+
+def libbpf_version(module):
+    """"major.minor" of the usable libbpf, None without one (the failure goes to a warning)."""
+    try:
+        major, minor = libbpf().version
+    except LibbpfError as error:
+        module.warn("libbpf: %s" % (error,))
+        return None
+    return "%d.%d" % (major, minor)
+
+
+def boot_fix_applies(facts):
+    """Only a kernel with BPF LSM compiled in gains anything from bpf in lsm=."""
+    return facts["config_bpf_lsm"] is True and not facts["bpf_lsm_active"]
+
+
+def fix_boot(module, facts, result):
+    """Plan bpf into lsm= of the boot config, apply it outside check mode, and report into result."""
+    lsm = boot_lsm(facts["active_lsms"], facts["cmdline_lsm"], facts["config_lsm"])
+    plan = plan_boot_lsm(HOST_ROOT, lsm, module.run_command, module.get_bin_path)
+    if plan.changed and not module.check_mode:
+        apply_plan(plan, module.run_command, file_writer(module))
+    result["changed"] = plan.changed
+    result["boot_changes"] = plan.descriptions()
+    if module._diff:
+        result["diff"] = plan.diffs()
+    booted_lsm = facts["cmdline_lsm"]
+    result["reboot_required"] = booted_lsm is None or "bpf" not in booted_lsm
+    if result["reboot_required"]:
+        module.warn("the boot configuration %s lsm=%s, but the running kernel doesn't have bpf active: "
+                    "reboot to activate it (this module never reboots)"
+                    % ("now sets" if plan.changed else "already sets", ",".join(lsm)))
+
+
+def blocking_reasons(facts, reboot_required):
+    """The reasons that keep the host unready, leaving out the one a pending reboot fixes."""
+    if not reboot_required:
+        return facts["reasons"]
+    # That reason is the one proposing the new lsm= list (see lsm.readiness).
+    activation = "lsm=" + ",".join(facts["proposed_lsm"] or ["bpf"])
+    return [reason for reason in facts["reasons"] if activation not in reason]
+
+
+def file_writer(module):
+    """write(path, text): atomic, keeping the owner, mode and SELinux label of a file it replaces."""
+    def write(path, text):
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        fd, temp = tempfile.mkstemp(prefix=".bpfquota-", dir=directory)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(temp, 0o644)
+        module.atomic_move(temp, path)
+    return write
+
+
+if __name__ == "__main__":
+    main()
