@@ -1,9 +1,11 @@
 """Unit tests for the pure parts of the VM test bed (no VM, no image build)."""
 
 import dataclasses
+import os
 import re
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -290,3 +292,29 @@ def test_include_outside_source_is_an_error(tmp_path):
 def test_recipe_is_a_frozen_dataclass():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Recipe().suite = "sid"
+
+
+def test_prune_keeps_newest_and_images_running_vms_use(tmp_path):
+    def complete_image(name: str, age: int) -> Image:
+        image = Image(tmp_path / name)
+        image.directory.mkdir()
+        for part in (image.rootfs, image.kernel, image.initrd, image.ssh_key, image.manifest):
+            part.write_text("")
+        os.utime(image.manifest, (time.time() - age, time.time() - age))
+        return image
+
+    current = complete_image("current", 0)
+    previous = complete_image("previous", 10)
+    in_use = complete_image("in-use", 20)
+    stale = complete_image("stale", 30)
+    holder = subprocess.Popen(["sh", "-c", "sleep 30", str(in_use.directory) + "/vmlinuz"])
+    while b"sleep 30" not in Path(f"/proc/{holder.pid}/cmdline").read_bytes():
+        assert holder.poll() is None
+        time.sleep(0.01)  # until the child has exec'd
+    try:
+        image_module.prune_old_images(tmp_path, keep=current, log=lambda message: None)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert current.directory.exists() and previous.directory.exists() and in_use.directory.exists()
+    assert not stale.directory.exists()
