@@ -19,7 +19,7 @@ ROUTES_TIMEOUT = 30.0  # stat() of a route under a dead NFS server must not stal
 
 
 def log(message):
-    print("bpfquota-agent: %s" % message, file=sys.stderr)
+    sys.stderr.write("bpfquota-agent: %s\n" % message)
     sys.stderr.flush()
 
 
@@ -53,7 +53,7 @@ def reconcile_round(maps, scan_timeout, budget, start=0):
         index = (start + step) % len(volumes)
         if step and time.monotonic() >= deadline:
             return index
-        path, (vol_id, _) = volumes[index]
+        path, (vol_id, dummy) = volumes[index]
         result = scan_volume(maps, vol_id, path, min(scan_timeout, max(1.0, deadline - time.monotonic())))
         if result.ok:
             log("reconciled %s: %d bytes in %d files (%.2fs)" % (path, result.used_bytes, result.used_files,
@@ -68,7 +68,7 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
     from ansible_collections.bpfquota.nfs.plugins.module_utils.cli import exclusive
     lock = lock or exclusive
     maps = QuotaMaps()
-    paths = dict((vol_id, path) for path, (vol_id, _) in quota.applied_volumes(maps).items())
+    paths = maps.paths()
     reader = EventReader(lambda event: log(describe(event, paths)))
     poller = select.poll()
     poller.register(reader.epoll_fd(), select.POLLIN)
@@ -83,13 +83,13 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
                     refresh_routes(maps)
                     next_volume = reconcile_round(maps, scan_timeout, budget, next_volume)
                     paths.clear()
-                    paths.update((vol_id, path) for path, (vol_id, _) in quota.applied_volumes(maps).items())
+                    paths.update(maps.paths())
                 next_round = time.monotonic() + interval
                 if once:
                     reader.consume()
                     return 0
             timeout_ms = max(0, int((next_round - time.monotonic()) * 1000))
-            for fd, _ in poller.poll(timeout_ms):
+            for fd, dummy in poller.poll(timeout_ms):
                 if fd == mountinfo.fileno():
                     mountinfo.seek(0)
                     mountinfo.read()  # re-arms the notification

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 
 SOURCE = "bpfquota.bpf.c"
-CLANG_ARGS = ["-g", "-O2", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86", "-Wall", "-Werror"]
+CLANG_ARGS = ("-g", "-O2", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86", "-Wall", "-Werror")
 
 
 class BuildError(Exception):
@@ -31,7 +31,7 @@ def sources_digest(src_dir, clang_args=CLANG_ARGS):
 
 
 def clang_command(clang, src_dir, out_path, clang_args=CLANG_ARGS):
-    return [clang] + clang_args + ["-I" + src_dir, "-c", os.path.join(src_dir, SOURCE), "-o", out_path]
+    return [clang] + list(clang_args) + ["-I" + src_dir, "-c", os.path.join(src_dir, SOURCE), "-o", out_path]
 
 
 def find_clang():
@@ -44,7 +44,7 @@ def find_clang():
 
 def build(src_dir, out_path, clang=None, extra_args=()):
     """Build unless `out_path` was built from the same sources. Returns {changed, path, sha256, digest}."""
-    clang_args = CLANG_ARGS + list(extra_args)
+    clang_args = list(CLANG_ARGS) + list(extra_args)
     digest = sources_digest(src_dir, clang_args)
     stamp = out_path + ".digest"
     if os.path.isfile(out_path) and os.path.isfile(stamp):
@@ -59,7 +59,7 @@ def build(src_dir, out_path, clang=None, extra_args=()):
     try:
         try:
             proc = subprocess.run(clang_command(clang, src_dir, tmp, clang_args), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, universal_newlines=True)
+                                  stderr=subprocess.PIPE, universal_newlines=True, check=False)
         except OSError as e:
             raise BuildError("can't run clang %s: %s; install clang or give the right path" % (clang, e.strerror))
         if proc.returncode != 0:

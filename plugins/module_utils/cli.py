@@ -33,6 +33,12 @@ CHECKOUT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
 DEFAULT_OBJECT = os.path.join(CHECKOUT_ROOT, "build", "bpfquota.bpf.o")
 
 
+def say(text, stream=None):
+    """Print a line: the CLI's output (Ansible modules only import the functions that return data)."""
+    stream = stream or sys.stdout
+    stream.write("%s\n" % text)
+
+
 class CliError(Exception):
     def __init__(self, message, code=EXIT_ERROR):
         Exception.__init__(self, message)
@@ -83,16 +89,16 @@ def host_facts(object_path):
 def cmd_check(args):
     facts = host_facts(args.object)
     if args.json:
-        print(json.dumps(facts, indent=2, sort_keys=True))
+        say(json.dumps(facts, indent=2, sort_keys=True))
     else:
-        print("kernel %s: BPF LSM %s" % (facts["kernel"], "ready" if facts["ready"] else "NOT ready"))
-        print("  active LSMs: %s" % ",".join(facts["active_lsms"] or ["(unknown)"]))
-        print("  lsm= on the command line: %s" % (",".join(facts["cmdline_lsm"]) if facts["cmdline_lsm"] is not None else "(none)"))
-        print("  libbpf: %s, BTF: %s, bpffs mounted: %s" % (facts["libbpf_version"] or "missing",
-                                                              "yes" if facts["btf"] else "no",
-                                                              "yes" if facts["bpffs"] else "no"))
+        say("kernel %s: BPF LSM %s" % (facts["kernel"], "ready" if facts["ready"] else "NOT ready"))
+        say("  active LSMs: %s" % ",".join(facts["active_lsms"] or ["(unknown)"]))
+        cmdline_lsm = facts["cmdline_lsm"]
+        say("  lsm= on the command line: %s" % (",".join(cmdline_lsm) if cmdline_lsm is not None else "(none)"))
+        say("  libbpf: %s, BTF: %s, bpffs mounted: %s" % (
+            facts["libbpf_version"] or "missing", "yes" if facts["btf"] else "no", "yes" if facts["bpffs"] else "no"))
         for reason in facts["reasons"]:
-            print("  - %s" % reason)
+            say("  - %s" % reason)
     return EXIT_OK if facts["ready"] else EXIT_NOT_READY
 
 
@@ -108,7 +114,7 @@ def cmd_build(args):
         result = build(os.path.join(CHECKOUT_ROOT, "bpf"), args.out)
     except BuildError as e:
         raise CliError(str(e))
-    print("%s %s (sha256 %s)" % ("built" if result["changed"] else "up to date", result["path"], result["sha256"]))
+    say("%s %s (sha256 %s)" % ("built" if result["changed"] else "up to date", result["path"], result["sha256"]))
     return EXIT_OK
 
 
@@ -124,7 +130,7 @@ def cmd_load(args):
         except (libbpf.LibbpfError, loader.ProbeFailed) as e:
             raise CliError(str(e), EXIT_NOT_READY if getattr(e, "errno", None) == 1 else EXIT_ERROR)
     verb = "upgraded to" if result["upgraded"] else ("loaded" if result["changed"] else "already loaded:")
-    print("%s %s (%d programs pinned under %s)" % (verb, result["sha256"][:16], len(result["programs"]),
+    say("%s %s (%d programs pinned under %s)" % (verb, result["sha256"][:16], len(result["programs"]),
                                                    result["pin_dir"]))
     return EXIT_OK
 
@@ -133,7 +139,7 @@ def cmd_unload(args):
     from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
     with exclusive():
         changed = loader.unload()
-    print("unloaded" if changed else "not loaded")
+    say("unloaded" if changed else "not loaded")
     return EXIT_OK
 
 
@@ -141,11 +147,11 @@ def cmd_status(args):
     from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
     st = loader.status()
     if args.json:
-        print(json.dumps(st, indent=2, sort_keys=True))
+        say(json.dumps(st, indent=2, sort_keys=True))
     elif st["loaded"]:
-        print("loaded %s: %s" % (st["sha256"][:16], ", ".join("%s=%d" % kv for kv in sorted(st["programs"].items()))))
+        say("loaded %s: %s" % (st["sha256"][:16], ", ".join("%s=%d" % kv for kv in sorted(st["programs"].items()))))
     else:
-        print("not loaded")
+        say("not loaded")
     return EXIT_OK if st["loaded"] else EXIT_NOT_LOADED
 
 
@@ -159,7 +165,11 @@ def desired_volumes(path, default_mode):
         raise CliError(str(e), EXIT_USAGE)
 
 
-def apply_volumes(maps, volumes, check, scan_timeout):
+def warn_on_stderr(message):
+    say("warning: %s" % message, sys.stderr)
+
+
+def apply_volumes(maps, volumes, check, scan_timeout, warn=warn_on_stderr):
     """Plan, then (unless check) apply and scan the new volumes. Returns the plan."""
     from ansible_collections.bpfquota.nfs.plugins.module_utils import quota, usage
     applied = quota.applied_volumes(maps)
@@ -172,8 +182,7 @@ def apply_volumes(maps, volumes, check, scan_timeout):
         for volume in the_plan.added:
             result = usage.scan_volume(maps, the_plan.ids[volume.path], volume.path, scan_timeout)
             if not result.ok:
-                print("warning: %s: %s; usage counts from zero until a reconcile succeeds" % (volume.path, result.reason),
-                      file=sys.stderr)
+                warn("%s: %s; usage counts from zero until a reconcile succeeds" % (volume.path, result.reason))
     return the_plan
 
 
@@ -199,7 +208,7 @@ def cmd_apply(args):
     with exclusive():
         with open_maps() as maps:
             the_plan = apply_volumes(maps, volumes, args.check, args.scan_timeout)
-    print("\n".join(describe_plan(the_plan, args.check)))
+    say("\n".join(describe_plan(the_plan, args.check)))
     return EXIT_OK
 
 
@@ -220,7 +229,7 @@ def cmd_report(args):
     from ansible_collections.bpfquota.nfs.plugins.module_utils.report import format_report, report_json
     with open_maps() as maps:
         rows = report_rows(maps)
-    print(report_json(rows) if args.json else format_report(rows))
+    say(report_json(rows) if args.json else format_report(rows))
     return EXIT_OK
 
 
@@ -232,7 +241,7 @@ def reconcile_all(maps, timeout, only=None):
         raise CliError("not a volume: %s (volumes: %s)" % (", ".join(unknown), ", ".join(sorted(applied)) or "none"),
                        EXIT_USAGE)
     results = []
-    for path, (vol_id, _) in sorted(applied.items()):
+    for path, (vol_id, dummy) in sorted(applied.items()):
         if only is None or path in only:
             results.append(usage.scan_volume(maps, vol_id, path, timeout))
     return results
@@ -246,9 +255,9 @@ def cmd_reconcile(args):
     failed = [r for r in results if not r.ok]
     for r in results:
         if r.ok:
-            print("%s: %s in %d files (%.2fs)" % (r.path, format_size(r.used_bytes), r.used_files, r.seconds))
+            say("%s: %s in %d files (%.2fs)" % (r.path, format_size(r.used_bytes), r.used_files, r.seconds))
         else:
-            print("%s: %s" % (r.path, r.reason), file=sys.stderr)
+            say("%s: %s" % (r.path, r.reason), sys.stderr)
     return EXIT_ERROR if failed else EXIT_OK
 
 
@@ -317,8 +326,8 @@ def main(argv=None):
     try:
         return args.func(args)
     except CliError as e:
-        print("bpfquota: %s" % e, file=sys.stderr)
+        say("bpfquota: %s" % e, sys.stderr)
         return e.code
     except PermissionError as e:
-        print("bpfquota: %s: run as root" % e, file=sys.stderr)
+        say("bpfquota: %s: run as root" % e, sys.stderr)
         return EXIT_ERROR

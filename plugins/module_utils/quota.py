@@ -47,7 +47,7 @@ def route_keys(paths, mounts, stat=os.stat):
 
 def assign_ids(applied, desired):
     """Keep the ids of volumes that stay; give new ones the lowest free ids."""
-    ids = dict((path, vol_id) for path, (vol_id, _) in applied.items() if path in desired)
+    ids = dict((path, applied[path][0]) for path in applied if path in desired)
     taken = set(ids.values())
     free = (i for i in range(1, layout.MAX_VOLUMES + 1) if i not in taken)
     for path in sorted(desired):
@@ -62,7 +62,7 @@ def plan(applied, volumes, keys_by_path):
     if len(desired) > layout.MAX_VOLUMES:
         raise CapacityError("%d volumes exceed the capacity of %d: split them across hosts or remove some"
                             % (len(desired), layout.MAX_VOLUMES))
-    added, updated, removed = diff_volumes([v for _, v in applied.values()], volumes)
+    added, updated, removed = diff_volumes([volume for dummy, volume in applied.values()], volumes)
     ids = assign_ids(applied, desired)
     keys = {}
     for path, path_keys in keys_by_path.items():
@@ -74,7 +74,7 @@ def plan(applied, volumes, keys_by_path):
             keys[key] = ids[path]
     if len(keys) > layout.MAX_ROUTES:
         raise CapacityError("%d routes to volumes exceed the capacity of %d" % (len(keys), layout.MAX_ROUTES))
-    if len(set(dev for dev, _ in keys)) > layout.MAX_DEVS:
+    if len(set(key[0] for key in keys)) > layout.MAX_DEVS:
         raise CapacityError("volumes span more than %d filesystems" % layout.MAX_DEVS)
     return Plan(added, updated, removed, ids, keys)
 
@@ -84,7 +84,7 @@ def sync_keys(maps, want):
     have = dict((k, v) for k, v in maps.keys().items() if v != layout.PROBE_VOLUME)
     stale = [k for k, v in have.items() if want.get(k) != v]
     new = [k for k, v in want.items() if have.get(k) != v]
-    dev_counts = collections.Counter(dev for dev, _ in want)
+    dev_counts = collections.Counter(key[0] for key in want)
     for dev, count in dev_counts.items():
         maps.set_dev(dev, count)
     for key in new:
@@ -92,7 +92,7 @@ def sync_keys(maps, want):
     for key in stale:
         if key not in want:
             maps.delete_key(key)
-    probe_devs = set(dev for (dev, _), v in maps.keys().items() if v == layout.PROBE_VOLUME)
+    probe_devs = set(key[0] for key, vol_id in maps.keys().items() if vol_id == layout.PROBE_VOLUME)
     for dev in maps.devs():
         if dev not in dev_counts and dev not in probe_devs:
             maps.set_dev(dev, 0)
@@ -128,7 +128,7 @@ def apply_plan(maps, the_plan):
         maps.reset_vol_stats(vol_id)
         maps.set_vol_cfg(vol_id, vol_cfg_for(volume))
         maps.set_path(vol_id, volume.path)
-    for _, volume in the_plan.updated:
+    for dummy, volume in the_plan.updated:
         vol_id = the_plan.ids[volume.path]
         maps.set_vol_cfg(vol_id, vol_cfg_for(volume, maps.vol_cfg(vol_id)))
     return sync_keys(maps, the_plan.keys) or changed

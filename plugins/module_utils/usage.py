@@ -35,7 +35,7 @@ def usage_at_flip(walk, dirty):
     inode the walk didn't see (deleted or moved away meanwhile) still counted then.
     """
     total_bytes, total_files = walk.bytes, walk.files
-    by_ino = dict((ino, rec) for (_, ino), rec in dirty.items())
+    by_ino = dict((key[1], rec) for key, rec in dirty.items())
     seen = {}
     if by_ino:
         for ino, size in zip(walk.inos, walk.sizes):

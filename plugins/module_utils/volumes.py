@@ -335,8 +335,8 @@ def _parse_json(path, text):
     try:
         return json.loads(text)
     except ValueError as error:
-        line = getattr(error, "lineno", None)
-        where = " at line %d, column %d" % (line, error.colno) if line else ""
+        line = getattr(error, "lineno", 0)
+        where = " at line %d, column %d" % (line, getattr(error, "colno", 0)) if line else ""
         message = getattr(error, "msg", str(error))
         raise VolumeError("%s: JSON syntax error%s: %s: fix the JSON" % (path, where, message))
 

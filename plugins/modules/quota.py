@@ -178,7 +178,6 @@ problems:
 """
 
 import contextlib
-import io
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -250,18 +249,13 @@ def sync(module, maps, desired, remove):
         desired = [volume for path, (vol_id, volume) in sorted(applied.items())
                    if remove is not None and path not in remove]
     routes_before = routes(maps)
-    warnings = io.StringIO()
     try:
-        with contextlib.redirect_stderr(warnings):
-            the_plan = cli.apply_volumes(maps, desired, module.check_mode, module.params["scan_timeout"])
+        the_plan = cli.apply_volumes(maps, desired, module.check_mode, module.params["scan_timeout"], warn=module.warn)
     except cli.CliError as e:
         module.fail_json(msg="invalid volumes, nothing was changed: %s" % e)
     except (OSError, libbpf.LibbpfError) as e:
         module.fail_json(msg="updating the bpfquota maps failed: %s: fix the cause and run again "
                              "(the module converges from any state, a partial update included)" % e)
-    for line in warnings.getvalue().splitlines():
-        if line.strip():
-            module.warn(line.replace("warning: ", "", 1))
     routes_changed = the_plan.keys != routes_before
     result = {
         "added": [volume.path for volume in the_plan.added],

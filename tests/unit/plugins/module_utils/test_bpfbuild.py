@@ -108,7 +108,7 @@ def test_digest_covers_c_and_h_sources_and_the_flags_only(tiny):
     append(os.path.join(tiny, "tiny.h"), "/* a comment is a change */\n")
     edited = sources_digest(tiny)
     assert edited != base
-    assert sources_digest(tiny, bpfbuild.CLANG_ARGS + ["-DX=1"]) != edited
+    assert sources_digest(tiny, list(bpfbuild.CLANG_ARGS) + ["-DX=1"]) != edited
     write(os.path.join(tiny, "new.h"), "")
     assert sources_digest(tiny) != edited
     os.rename(os.path.join(tiny, "new.h"), os.path.join(tiny, "renamed.h"))
@@ -223,14 +223,14 @@ def test_the_clang_command_line(tiny, tmp_path):
     result = build(tiny, out, clang=clang, extra_args=["-DA=1"])
     argv = read(argv_file).splitlines()
     tmp_object = argv[-1]
-    assert argv == bpfbuild.CLANG_ARGS + ["-DA=1", "-I" + tiny, "-c", os.path.join(tiny, bpfbuild.SOURCE),
+    assert argv == list(bpfbuild.CLANG_ARGS) + ["-DA=1", "-I" + tiny, "-c", os.path.join(tiny, bpfbuild.SOURCE),
                                           "-o", tmp_object]
     assert "-target" in argv and argv[argv.index("-target") + 1] == "bpf"
     assert os.path.dirname(tmp_object) == os.path.dirname(out)  # renamed into place: atomic
     assert not os.path.exists(tmp_object)
     assert read(out) == "obj\n"
     assert result["changed"] is True
-    assert result["digest"] == sources_digest(tiny, bpfbuild.CLANG_ARGS + ["-DA=1"])
+    assert result["digest"] == sources_digest(tiny, list(bpfbuild.CLANG_ARGS) + ["-DA=1"])
 
 
 def test_a_clang_that_cannot_run_leaves_nothing_behind(tiny, tmp_path):
