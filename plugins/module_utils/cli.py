@@ -130,8 +130,7 @@ def cmd_load(args):
         except (libbpf.LibbpfError, loader.ProbeFailed) as e:
             raise CliError(str(e), EXIT_NOT_READY if getattr(e, "errno", None) == 1 else EXIT_ERROR)
     verb = "upgraded to" if result["upgraded"] else ("loaded" if result["changed"] else "already loaded:")
-    say("%s %s (%d programs pinned under %s)" % (verb, result["sha256"][:16], len(result["programs"]),
-                                                   result["pin_dir"]))
+    say("%s %s (%d programs pinned under %s)" % (verb, result["sha256"][:16], len(result["programs"]), result["pin_dir"]))
     return EXIT_OK
 
 
