@@ -167,6 +167,9 @@ def reuse_or_boot(name: str, args: argparse.Namespace) -> tuple[VM, bool]:
         vm = VM.attach(name)
     except VMError:
         return boot_vm(name, args), True
+    if vm.extra_cmdline != args.cmdline:
+        raise VMError(f"VM {name!r} runs with extra kernel command line {vm.extra_cmdline!r}, not "
+                      f"{args.cmdline!r}; stop it first: python3 -m testbed down {name}")
     log(f"reusing running VM {name!r}")
     vm.wait_ssh(args.boot_timeout)
     return vm, False

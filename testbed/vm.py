@@ -155,13 +155,14 @@ class VM:
     """One QEMU guest. Create with ``VM.boot(name)`` or reach a running one with ``VM.attach(name)``."""
 
     def __init__(self, name: str, run_dir: Path, image: Image, ssh_port: int, pid: int,
-                 process: subprocess.Popen | None = None):
+                 process: subprocess.Popen | None = None, extra_cmdline: str = ""):
         self.name = name
         self.run_dir = run_dir
         self.image = image
         self.ssh_port = ssh_port
         self.pid = pid
         self._process = process  # set when this process started QEMU, so it can be reaped
+        self.extra_cmdline = extra_cmdline
 
     # ----- paths
 
@@ -215,32 +216,22 @@ class VM:
     @classmethod
     def start_qemu(cls, name: str, run_dir: Path, image: Image, ssh_port: int | None,
                    memory_mb: int, cpus: int, extra_cmdline: str) -> "VM":
-        attempts = 1 if ssh_port else PORT_ATTEMPTS
-        for attempt in range(attempts):
+        attempts_left = 1 if ssh_port else PORT_ATTEMPTS
+        while True:
+            attempts_left -= 1
             port = ssh_port or pick_free_port()
             argv = qemu_command(image, run_dir / "overlay.qcow2", run_dir / "serial.log", port,
                                 memory_mb, cpus, extra_cmdline)
-            vm = cls(name, run_dir, image, port, pid=0)
-            vm.serial_log.write_bytes(b"")
-            with open(vm.qemu_log, "wb") as qemu_output:
-                qemu_output.write(f"$ {shlex.join(argv)}\n".encode())
-                qemu_output.flush()
-                try:
-                    # Own session: a Ctrl-C meant for the caller must not kill a VM left running.
-                    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=qemu_output,
-                                               stderr=subprocess.STDOUT, start_new_session=True)
-                except OSError as error:
-                    raise BootError(f"cannot start QEMU for VM {name!r}: {error}") from error
-            vm.pid, vm._process = process.pid, process
+            process = launch(argv, run_dir / "qemu.log", run_dir / "serial.log")
+            vm = cls(name, run_dir, image, port, process.pid, process, extra_cmdline)
             vm.save_state(memory_mb=memory_mb, cpus=cpus, extra_cmdline=extra_cmdline)
             if not vm.exits_early():
                 return vm
+            vm.state_file.unlink(missing_ok=True)
             port_taken = "host forwarding rule" in vm.qemu_log.read_text(errors="replace")
-            if not (port_taken and attempt + 1 < attempts):
-                vm.state_file.unlink(missing_ok=True)
+            if not (port_taken and attempts_left > 0):
                 raise BootError(vm.describe_failure(f"QEMU exited at start with code {process.returncode}"))
             log(f"port {port} was taken; retrying with another")
-        raise AssertionError("unreachable")
 
     def exits_early(self, seconds: float = 1.5) -> bool:
         """QEMU rejects bad arguments and taken ports within moments of starting."""
@@ -259,7 +250,8 @@ class VM:
             state = json.loads((run_dir / "state.json").read_text())
         except FileNotFoundError:
             raise VMError(f"no VM named {name!r} (no {run_dir / 'state.json'})") from None
-        vm = cls(name, run_dir, Image(Path(state["image"])), state["ssh_port"], state["pid"])
+        vm = cls(name, run_dir, Image(Path(state["image"])), state["ssh_port"], state["pid"],
+                 extra_cmdline=state.get("extra_cmdline", ""))
         if not vm.is_running():
             raise VMError(f"VM {name!r} is not running (QEMU pid {vm.pid} is gone)")
         return vm
@@ -290,10 +282,12 @@ class VM:
     def _wait_for_boot(self, timeout: float, previous_boot_id: str | None) -> float:
         started = time.monotonic()
         deadline = started + timeout
+        # After a reboot, only this boot's console output counts.
+        console_start = self.serial_log_size() if previous_boot_id else 0
         while True:
             if not self.is_running():
                 raise BootError(self.describe_failure("QEMU exited while waiting for ssh"))
-            fatal = self.fatal_console_line()
+            fatal = self.fatal_console_line(console_start)
             if fatal:
                 raise BootError(self.describe_failure(f"guest failed to boot: {fatal!r}"))
             boot_id = self.try_ssh("cat /proc/sys/kernel/random/boot_id")
@@ -311,9 +305,17 @@ class VM:
             return None
         return result.stdout.decode(errors="replace") if result.returncode == 0 else None
 
-    def fatal_console_line(self) -> str | None:
+    def serial_log_size(self) -> int:
         try:
-            console = self.serial_log.read_bytes().decode(errors="replace")
+            return self.serial_log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def fatal_console_line(self, start: int = 0) -> str | None:
+        try:
+            with open(self.serial_log, "rb") as console_file:
+                console_file.seek(start)
+                console = console_file.read().decode(errors="replace")
         except FileNotFoundError:
             return None
         for line in console.splitlines():
@@ -466,6 +468,19 @@ class VM:
         if result.returncode != 0:
             raise VMError(f"file transfer failed in VM {self.name!r} (exit code {result.returncode}): "
                           f"{remote}\n{decode(result.stderr)}")
+
+
+def launch(argv: list[str], output_log: Path, serial_log: Path) -> subprocess.Popen:
+    serial_log.write_bytes(b"")  # a reused run dir must not show the previous boot's console
+    with open(output_log, "wb") as output:
+        output.write(f"$ {shlex.join(argv)}\n".encode())
+        output.flush()
+        try:
+            # Own session: a Ctrl-C meant for the caller must not kill a VM left running.
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as error:
+            raise BootError(f"cannot start {argv[0]}: {error}") from error
 
 
 def refuse_if_running(name: str, run_dir: Path) -> None:

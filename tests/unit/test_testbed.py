@@ -229,6 +229,15 @@ def test_fatal_console_line_is_detected(tmp_path):
     assert vm.fatal_console_line() is None
 
 
+def test_console_before_a_reboot_is_ignored(tmp_path):
+    vm = vm_module.VM("t", tmp_path, fake_image(tmp_path), ssh_port=2200, pid=0)
+    vm.serial_log.write_text("Kernel panic - not syncing: from a test that crashed the first boot\n")
+    size = vm.serial_log_size()
+    with open(vm.serial_log, "a") as console:
+        console.write("second boot\nWelcome to Debian\n")
+    assert vm.fatal_console_line(size) is None
+
+
 # ----- CLI helpers
 
 
