@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build what the VM tests need into build/: the BPF object, a second object for upgrade
 tests, and the static wpath helper (the VM has no compiler)."""
 import os

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The main job: boot a local VM (NFS server and client in one), load the enforcer,
 put quotas on two volumes of the NFS share, show a refused write and the report."""
 import os

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Add up JUnit XML reports and print the closing line 'N passed, M failed[, K skipped]'.
 Exit 1 when anything failed or a report is missing (a suite that didn't run is a failure)."""
 import sys

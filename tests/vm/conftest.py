@@ -51,7 +51,7 @@ def bq_ok(*args):
 def bq_process(*args, user=None):
     """The CLI as its own process, as a user runs it."""
     cmd = [sys.executable, os.path.join(ROOT, "bin", "bpfquota")] + [str(a) for a in args]
-    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -121,7 +121,7 @@ def fill(path, chunk=MiB, max_chunks=64):
     except OSError as e:
         return written, e.errno
     try:
-        for _ in range(max_chunks):
+        for dummy in range(max_chunks):
             try:
                 written += os.write(fd, b"x" * chunk)
             except OSError as e:

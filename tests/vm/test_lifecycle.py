@@ -39,7 +39,7 @@ class Mounts:
 
     def cleanup(self):
         for point in reversed(self.points):
-            subprocess.run(["umount", "-l", point])
+            subprocess.run(["umount", "-l", point], check=False)
             os.rmdir(point)
 
 
@@ -128,7 +128,7 @@ def test_enforcement_outlives_the_loader_process(share):
     code = "import os, errno\nfd = os.open(%r, os.O_WRONLY | os.O_CREAT)\n" \
            "try:\n    [os.write(fd, b'x' * (1 << 20)) for _ in range(8)]\nexcept OSError as e:\n    print(e.errno)\n" \
            % os.path.join(share.client("pv"), "f")
-    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, universal_newlines=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, universal_newlines=True, check=False).stdout
     assert out.strip() == str(errno.EDQUOT)
 
 
@@ -158,7 +158,7 @@ def test_upgrade_has_no_enforcement_gap_and_keeps_limits_and_usage(share):
 
 def tree_bytes(path):
     total = 0
-    for dirpath, _, names in os.walk(path):
+    for dirpath, dirnames, names in os.walk(path):
         for name in names:
             st = os.lstat(os.path.join(dirpath, name))
             if os.path.isfile(os.path.join(dirpath, name)) and not os.path.islink(os.path.join(dirpath, name)):
@@ -211,7 +211,7 @@ def test_agent_logs_denials(share):
         time.sleep(2)
     finally:
         agent.send_signal(signal.SIGTERM)
-        _, err = agent.communicate(timeout=30)
+        out, err = agent.communicate(timeout=30)
     assert "write refused (EDQUOT) in %s" % share.client("pv") in err, err
 
 

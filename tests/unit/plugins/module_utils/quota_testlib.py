@@ -7,6 +7,7 @@ support is needed), plus a recorder of the calls made on either, and a stand-in 
 accounting (what the BPF programs would write into vol_stats and scan_dirty).
 
 Not a test module: test_quota.py and test_usage.py import it (pytest puts this directory on sys.path).
+The fixtures built on it (bpfquota_object, real_maps, backend) are in tests/unit/conftest.py.
 """
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -283,34 +284,3 @@ def new_pin_dir():
 def remove_pins(pin_dir):
     shutil.rmtree(pin_dir, ignore_errors=True)
     assert not os.path.exists(pin_dir)
-
-
-# --- fixtures (import them into a test module to use them) ----------------------
-
-@pytest.fixture(scope="session")
-def bpfquota_object(tmp_path_factory):
-    return built_object(tmp_path_factory)
-
-
-@pytest.fixture
-def real_maps(request):
-    """RealMaps over freshly created maps pinned in a private bpffs directory (removed afterwards)."""
-    from ansible_collections.bpfquota.nfs.plugins.module_utils.bpffs import ensure_bpffs
-    from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
-    object_path = request.getfixturevalue("bpfquota_object")
-    ensure_bpffs(BPFFS)
-    pin_dir = new_pin_dir()
-    try:
-        create_pinned_maps(object_path, pin_dir)
-        with QuotaMaps(pin_dir) as quota_maps:
-            yield RealMaps(quota_maps)
-    finally:
-        remove_pins(pin_dir)
-
-
-@pytest.fixture(params=["fake", "real"])
-def backend(request):
-    """Each test using it runs twice: on FakeMaps and on real pinned BPF maps."""
-    if request.param == "fake":
-        return FakeMaps()
-    return request.getfixturevalue("real_maps")

@@ -29,7 +29,7 @@ char LICENSE[] SEC("license") = "GPL";
 SEC("raw_tp/sys_enter")
 int tiny(void *ctx)
 {
-	return TINY_VALUE;
+\treturn TINY_VALUE;
 }
 """
 
@@ -224,7 +224,7 @@ def test_the_clang_command_line(tiny, tmp_path):
     argv = read(argv_file).splitlines()
     tmp_object = argv[-1]
     assert argv == list(bpfbuild.CLANG_ARGS) + ["-DA=1", "-I" + tiny, "-c", os.path.join(tiny, bpfbuild.SOURCE),
-                                          "-o", tmp_object]
+                                                "-o", tmp_object]
     assert "-target" in argv and argv[argv.index("-target") + 1] == "bpf"
     assert os.path.dirname(tmp_object) == os.path.dirname(out)  # renamed into place: atomic
     assert not os.path.exists(tmp_object)

@@ -140,7 +140,7 @@ def set_filter(obj, comm, vol_id, op, ret, mode):
 
 
 def wait_readable(fd, seconds=5.0):
-    ready, _, _ = select.select([fd], [], [], seconds)
+    ready, writable, exceptional = select.select([fd], [], [], seconds)
     return bool(ready)
 
 

@@ -62,7 +62,7 @@ def test_abi_and_path_max_match_the_header():
 def test_ops_match_the_header_enum():
     with open(os.path.join(BPF_DIR, "bpfquota.h")) as f:
         names = re.findall(r"BQ_OP_(\w+) = (\d+)", f.read())
-    assert [n.lower() for n, _ in sorted(names, key=lambda x: int(x[1]))] == list(layout.OPS)
+    assert [n.lower() for n, value in sorted(names, key=lambda x: int(x[1]))] == list(layout.OPS)
 
 
 def test_vol_cfg_round_trip():

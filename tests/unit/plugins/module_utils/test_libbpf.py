@@ -133,7 +133,7 @@ def command(tmp_path_factory):
 
 
 def run(command, times=1):
-    for _ in range(times):
+    for dummy in range(times):
         subprocess.run([command], check=True)
 
 
@@ -175,7 +175,7 @@ def load_in_subprocess(object_path, pin_dir):
     env = dict(os.environ, PYTHONPATH=REPO_ROOT)
     result = subprocess.run([sys.executable, "-c", LOADER, object_path, pin_dir, COMMAND],
                             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True)
+                            stderr=subprocess.PIPE, universal_newlines=True, check=False)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -300,6 +300,7 @@ def test_verifier_rejection_reports_the_verifier_log(bpf_objects):
 
 @needs_root
 def test_refused_lsm_program_explains_how_to_enable_bpf_lsm(bpf_objects):
+    refused = None
     with BpfObject.open(bpf_objects["lsm"]) as obj:
         try:
             obj.load()

@@ -19,13 +19,10 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import layout, libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import NotLoaded, QuotaMaps, USER_MAPS
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import Volume
 
-from quota_testlib import (  # noqa: F401 (fixtures)
+from quota_testlib import (
     Recorder,
-    backend,
-    bpfquota_object,
     create_pinned_maps,
     new_pin_dir,
-    real_maps,
     remove_pins,
     zero_cfg,
 )
@@ -59,7 +56,7 @@ def snapshot(maps, slots=()):
 
 def keys_per_dev(keys):
     counts = {}
-    for dev, _ in keys:
+    for dev, ino in keys:
         counts[dev] = counts.get(dev, 0) + 1
     return counts
 
@@ -337,7 +334,7 @@ def test_update_changes_limits_and_mode_but_keeps_scan_state_and_routes(backend)
     p, changed = apply(maps, [vol(A, limit=GiB // 2, files=50, mode="audit")], keys)
 
     assert changed is False
-    assert [new for _, new in p.updated] == [vol(A, limit=GiB // 2, files=50, mode="audit")]
+    assert [new for old, new in p.updated] == [vol(A, limit=GiB // 2, files=50, mode="audit")]
     assert maps.vol_cfg(1) == scanned._replace(limit_bytes=GiB // 2, limit_files=50, mode=layout.MODES["audit"])
     assert maps.config().gen == gen
     assert maps.writes("set_key", "delete_key", "bump_gen", "reset_vol_stats", "set_path", "delete_path") == []
@@ -375,7 +372,7 @@ def test_gen_is_bumped_exactly_when_routes_change(backend):
     for volumes, keys in steps:
         gen = maps.config().gen
         before = maps.keys()
-        _, changed = apply(maps, volumes, keys)
+        p, changed = apply(maps, volumes, keys)
         assert changed == (maps.keys() != before)
         bumped.append(maps.config().gen != gen)
         assert maps.keys() == replan(maps, volumes, keys).keys
@@ -411,7 +408,7 @@ def test_a_route_moving_between_staying_volumes_is_rewritten_not_deleted(backend
     maps = Recorder(backend)
     apply(maps, [vol(A), vol(B)], {A: {(DEV1, 1), (DEV1, 5)}, B: {(DEV1, 2)}})
     del maps.ops[:]
-    _, changed = apply(maps, [vol(A), vol(B)], {A: {(DEV1, 1)}, B: {(DEV1, 2), (DEV1, 5)}})
+    p, changed = apply(maps, [vol(A), vol(B)], {A: {(DEV1, 1)}, B: {(DEV1, 2), (DEV1, 5)}})
     assert changed is True
     assert maps.keys() == {(DEV1, 1): 1, (DEV1, 2): 2, (DEV1, 5): 2}
     assert ("delete_key", (DEV1, 5)) not in maps.ops  # never unprotected in between

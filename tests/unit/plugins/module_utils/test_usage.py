@@ -22,12 +22,9 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import layout, usage
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import kernel_dev
 from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import WalkResult, WalkTimeout, walk_tree
 
-from quota_testlib import (  # noqa: F401 (fixtures)
+from quota_testlib import (
     Kernel,
     Recorder,
-    backend,
-    bpfquota_object,
-    real_maps,
 )
 
 VOL = 3
@@ -207,7 +204,7 @@ def test_writes_during_the_scan_are_neither_lost_nor_counted_twice(backend, tree
     configure(backend, tree, cfg_of(base_bytes=1500, base_files=6, epoch=2), stats_of((150, 20), (1, 0)))
     assert usage.used(backend.vol_cfg(VOL), backend.vol_stats(VOL)) == (1670, 7)  # 30 bytes and a file of drift
     a, b, c, d, e = (os.path.join(tree, name) for name in ("a", "b", "c", os.path.join("sub", "d"),
-                                                            os.path.join("sub", "e")))
+                                                           os.path.join("sub", "e")))
     observed = {}
 
     def after_stats_read(stats, vol_id):
@@ -218,7 +215,7 @@ def test_writes_during_the_scan_are_neither_lost_nor_counted_twice(backend, tree
         append(d, 7)
         kernel.account(VOL, nbytes=7)
 
-    def after_cfg_written(_, vol_id, cfg):
+    def after_cfg_written(result, vol_id, cfg):
         if not cfg.scanning or "flipped" in observed:
             return
         observed["flipped"] = cfg
