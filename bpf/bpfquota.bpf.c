@@ -90,6 +90,13 @@ struct {
 } vol_meta SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH); /* LRU: a create that failed leaves an entry */
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct bq_creating);
+} creating SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_INODE_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
@@ -382,9 +389,51 @@ static __always_inline int check_new_entry(struct inode *dir, struct dentry *den
 	if (!volume_of(dir, dentry->d_parent, &v))
 		return 0;
 	int ret = verdict(&v, op, 0, 1);
-	if (!ret)
+	if (!ret) {
 		account_files(&v, 1);
+		if (v.cfg->scanning) {
+			__u64 task = bpf_get_current_pid_tgid();
+			struct bq_creating rec = {
+				.name_hash = dentry->d_name.hash,
+				.name_len = dentry->d_name.len,
+				.vol_id = v.vol,
+				.epoch = v.cfg->epoch,
+			};
+			bpf_map_update_elem(&creating, &task, &rec, BPF_ANY);
+		}
+	}
 	return ret;
+}
+
+/*
+ * The inode of a create made during a scan: it didn't exist at the flip (its
+ * file count is in the delta), so the scan must not count it. With O_CREAT on
+ * a file that existed but wasn't cached, create's +1 and this record's 0 cancel.
+ */
+SEC("lsm/d_instantiate")
+int BPF_PROG(bq_d_instantiate, struct dentry *dentry, struct inode *inode)
+{
+	__u64 task = bpf_get_current_pid_tgid();
+	struct bq_creating *pending = bpf_map_lookup_elem(&creating, &task);
+
+	if (!pending || !inode || pending->name_hash != dentry->d_name.hash || pending->name_len != dentry->d_name.len)
+		return 0;
+	__u32 vol = pending->vol_id;
+	__u32 epoch = pending->epoch;
+	bpf_map_delete_elem(&creating, &task);
+	struct vol_ctx v = { .vol = vol, .dev = inode->i_sb->s_dev };
+	v.cfg = bpf_map_lookup_elem(&vol_cfg, &vol);
+	v.vs = bpf_map_lookup_elem(&vol_stats, &vol);
+	if (!v.cfg || !v.vs || !v.cfg->scanning || v.cfg->epoch != epoch)
+		return 0;
+	v.st = bpf_inode_storage_get(&inode_st, inode, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!v.st || v.st->gen)
+		return 0;
+	v.st->vol_id = vol;
+	v.st->gen = current_gen();
+	v.st->size = is_reg(inode) ? inode->i_size : 0;
+	note_dirty(&v, inode, v.st->size, 0);
+	return 0;
 }
 
 SEC("lsm/inode_create")

@@ -90,6 +90,18 @@ struct bq_vol_meta {
 	char path[BQ_PATH_MAX];
 };
 
+/*
+ * creating: LRU_HASH pid_tgid -> bq_creating. A create allowed while its volume
+ * is scanning; when the new inode appears (d_instantiate) it gets a dirty record
+ * saying it didn't exist at the flip, so the scan doesn't count it twice.
+ */
+struct bq_creating {
+	__u32 name_hash; /* the new dentry's d_name hash and length: which create this is */
+	__u32 name_len;
+	__u32 vol_id;
+	__u32 epoch;
+};
+
 /* config: ARRAY[1]. */
 struct bq_config {
 	__u32 gen;            /* bumped when the key set changes: invalidates cached volume ids; 0 = not configured */

@@ -21,7 +21,8 @@ PIN_ROOT = "/sys/fs/bpf/bpfquota"
 PIN_DIR = "%s/v%d" % (PIN_ROOT, ABI)
 LINK_DIR = PIN_DIR + "/links"
 
-MAP_NAMES = ("vol_keys", "vol_devs", "vol_cfg", "vol_stats", "scan_dirty", "config", "vol_meta", "inode_st", "events")
+MAP_NAMES = ("vol_keys", "vol_devs", "vol_cfg", "vol_stats", "scan_dirty", "config", "vol_meta", "creating",
+             "inode_st", "events")
 
 MODES = {"enforce": 1, "audit": 2}
 MODE_NAMES = dict((v, k) for k, v in MODES.items())
@@ -38,6 +39,7 @@ DIRTY = struct.Struct("=IIqq")
 CONFIG = struct.Struct("=II32s")
 VOL_META = struct.Struct("=%ds" % PATH_MAX)
 EVENT = struct.Struct("=QIIIIiI16s")
+CREATING = struct.Struct("=IIII")  # kernel-only; mirrored so the layout test covers it
 
 VolCfg = collections.namedtuple("VolCfg", "limit_bytes limit_files base_bytes base_files mode epoch scanning")
 VolStats = collections.namedtuple(

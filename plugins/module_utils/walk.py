@@ -44,8 +44,8 @@ class WalkResult:
         self.bytes = 0         # apparent size (st_size) of regular files, hard links once
         self.errors = 0        # entries or directories that couldn't be read (other than vanished)
         self.complete = True   # False when the deadline cut the walk short
-        self.inos = array("Q")   # inode number of each regular file ...
-        self.sizes = array("q")  # ... and its st_size, same index
+        self.inos = array("Q")   # inode number of each inode counted ...
+        self.sizes = array("q")  # ... and the bytes it counted for (st_size of regular files, else 0)
 
     def __repr__(self):
         return ("WalkResult(root=%r, files=%d, bytes=%d, errors=%d, complete=%r)"
@@ -99,18 +99,23 @@ def _count_entry(entry, root_dev, skip, linked, pending, result):
     if st.st_dev != root_dev or entry.path in skip:
         return  # another filesystem or mount: nothing in there belongs to this volume
     if stat.S_ISDIR(st.st_mode):
-        result.files += 1  # directories can't be hard-linked
+        _record(result, st.st_ino, 0)  # directories can't be hard-linked
         pending.append(entry.path)
         return
     if st.st_nlink > 1:
         if st.st_ino in linked:
             return
         linked.add(st.st_ino)
-    result.files += 1  # symlinks, fifos, sockets, devices: an inode each, no data bytes
-    if stat.S_ISREG(st.st_mode):
-        result.bytes += st.st_size
-        result.inos.append(st.st_ino)
-        result.sizes.append(st.st_size)
+    # Symlinks, fifos, sockets, devices: an inode each, no data bytes.
+    _record(result, st.st_ino, st.st_size if stat.S_ISREG(st.st_mode) else 0)
+
+
+def _record(result, ino, size):
+    """Count one inode; every inode is listed so a scan can correct any it saw (usage.py)."""
+    result.files += 1
+    result.bytes += size
+    result.inos.append(ino)
+    result.sizes.append(size)
 
 
 def _mount_points_below(root):

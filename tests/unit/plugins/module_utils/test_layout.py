@@ -23,6 +23,7 @@ STRUCTS = {
     "bq_dirty": layout.DIRTY,
     "bq_config": layout.CONFIG,
     "bq_vol_meta": layout.VOL_META,
+    "bq_creating": layout.CREATING,
 }
 
 

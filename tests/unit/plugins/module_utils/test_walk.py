@@ -42,7 +42,10 @@ def test_counts_files_dirs_and_apparent_bytes(tmp_path):
     assert result.errors == 0
     assert result.files == 5  # a, dir, dir/b, dir/empty, sparse (not the root itself)
     assert result.bytes == 100 + 5000 + 10 * 1024 * 1024
-    assert sorted(zip(result.inos, result.sizes)) == sorted([(a, 100), (b, 5000), (sparse, 10 * 1024 * 1024)])
+    dirs = [os.stat(str(tmp_path / "dir")).st_ino, os.stat(str(tmp_path / "dir" / "empty")).st_ino]
+    # Every counted inode is listed; directories count no bytes.
+    assert sorted(zip(result.inos, result.sizes)) == sorted(
+        [(a, 100), (b, 5000), (sparse, 10 * 1024 * 1024), (dirs[0], 0), (dirs[1], 0)])
     assert result.inos.typecode == "Q" and result.sizes.typecode == "q"
 
 
@@ -52,7 +55,7 @@ def test_hard_links_count_once(tmp_path):
     (tmp_path / "sub").mkdir()
     os.link(str(tmp_path / "one"), str(tmp_path / "sub" / "three"))
     result = walk_tree(str(tmp_path))
-    assert (result.files, result.bytes, len(result.inos)) == (2, 300, 1)  # one inode + sub
+    assert (result.files, result.bytes, len(result.inos)) == (2, 300, 2)  # one inode + sub
 
 
 def test_symlinks_are_inodes_without_bytes_and_are_not_followed(tmp_path):
@@ -65,7 +68,8 @@ def test_symlinks_are_inodes_without_bytes_and_are_not_followed(tmp_path):
     os.symlink("dangling", str(volume / "dangling"))
     os.mkfifo(str(volume / "fifo"))
     result = walk_tree(str(volume))
-    assert (result.files, result.bytes, len(result.inos)) == (4, 0, 0)
+    assert (result.files, result.bytes, len(result.inos)) == (4, 0, 4)
+    assert set(result.sizes) == {0}
 
 
 def test_deep_tree_has_no_recursion_limit(tmp_path):
