@@ -182,9 +182,13 @@ static __always_inline void note_dirty(struct vol_ctx *v, struct inode *inode, _
 				       __s64 files_before)
 {
 	struct bq_vol_cfg *cfg = v->cfg;
-	if (!cfg->scanning || v->st->epoch == cfg->epoch)
+	if (!cfg->scanning)
 		return;
-	v->st->epoch = cfg->epoch;
+	if (v->st) {
+		if (v->st->epoch == cfg->epoch)
+			return;
+		v->st->epoch = cfg->epoch;
+	}
 	struct bq_key key = { .dev = v->dev, .ino = inode->i_ino };
 	struct bq_dirty rec = {
 		.vol_id = v->vol,
@@ -197,8 +201,24 @@ static __always_inline void note_dirty(struct vol_ctx *v, struct inode *inode, _
 		__sync_fetch_and_add(&v->vs->dirty_overflow, 1);
 }
 
-/* Fill `v` for `inode` (reached through `dentry`); false when it is in no volume. */
-static __always_inline bool volume_of(struct inode *inode, struct dentry *dentry, struct vol_ctx *v)
+static __always_inline bool volume_slots(struct vol_ctx *v)
+{
+	__u32 vol = v->vol;
+
+	if (!vol || vol > PROBE_VOLUME)
+		return false;
+	v->cfg = bpf_map_lookup_elem(&vol_cfg, &vol);
+	v->vs = bpf_map_lookup_elem(&vol_stats, &vol);
+	return v->cfg && v->vs && v->cfg->mode != BQ_MODE_UNUSED;
+}
+
+/*
+ * Fill `v` for `inode` (reached through `dentry`); false when it is in no volume.
+ * With `track`, the inode gets state (cache, accounted size); without, an inode
+ * that has none is only resolved (v->st == NULL): a file created and removed
+ * without a write costs no allocation.
+ */
+static __always_inline bool volume_of(struct inode *inode, struct dentry *dentry, struct vol_ctx *v, bool track)
 {
 	if (!inode)
 		return false;
@@ -208,9 +228,14 @@ static __always_inline bool volume_of(struct inode *inode, struct dentry *dentry
 	__u32 gen = current_gen();
 	if (!gen)
 		return false;
-	struct bq_inode *st = bpf_inode_storage_get(&inode_st, inode, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!st)
-		return false;
+	struct bq_inode *st = bpf_inode_storage_get(&inode_st, inode, 0, track ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	if (!st) {
+		if (track)
+			return false;
+		v->vol = walk_to_volume(dentry, v->dev, gen);
+		v->st = 0;
+		return volume_slots(v);
+	}
 	bool first_sight = st->gen == 0;
 	if (st->gen != gen) {
 		__u32 vol = walk_to_volume(dentry, v->dev, gen);
@@ -221,12 +246,7 @@ static __always_inline bool volume_of(struct inode *inode, struct dentry *dentry
 		st->gen = gen;
 	}
 	v->vol = st->vol_id;
-	if (!v->vol || v->vol > PROBE_VOLUME)
-		return false;
-	__u32 vol = v->vol;
-	v->cfg = bpf_map_lookup_elem(&vol_cfg, &vol);
-	v->vs = bpf_map_lookup_elem(&vol_stats, &vol);
-	if (!v->cfg || !v->vs || v->cfg->mode == BQ_MODE_UNUSED)
+	if (!volume_slots(v))
 		return false;
 	v->st = st;
 	if (first_sight && is_reg(inode))
@@ -306,7 +326,7 @@ static __always_inline int check_file_growth(struct file *file, __u32 op)
 	struct inode *inode = file->f_inode;
 	struct vol_ctx v = {};
 
-	if (!inode || !is_reg(inode) || !volume_of(inode, file->f_path.dentry, &v))
+	if (!inode || !is_reg(inode) || !volume_of(inode, file->f_path.dentry, &v, true))
 		return 0;
 	account_size(&v, inode, inode->i_size);
 	return verdict(&v, op, 0, 0);
@@ -347,7 +367,10 @@ int BPF_PROG(bq_file_free, struct file *file)
 
 	if (!(file->f_mode & FMODE_WRITE) || !inode || !is_reg(inode))
 		return 0;
-	if (volume_of(inode, file->f_path.dentry, &v))
+	/* Untracked: never written through this host since it was seen, so nothing to catch up. */
+	if (!bpf_inode_storage_get(&inode_st, inode, 0, 0))
+		return 0;
+	if (volume_of(inode, file->f_path.dentry, &v, true))
 		account_size(&v, inode, inode->i_size);
 	return 0;
 }
@@ -357,7 +380,7 @@ static __always_inline int check_setattr(struct dentry *dentry, struct iattr *at
 	struct inode *inode = dentry->d_inode;
 	struct vol_ctx v = {};
 
-	if (!(attr->ia_valid & ATTR_SIZE) || !inode || !is_reg(inode) || !volume_of(inode, dentry, &v))
+	if (!(attr->ia_valid & ATTR_SIZE) || !inode || !is_reg(inode) || !volume_of(inode, dentry, &v, true))
 		return 0;
 	account_size(&v, inode, inode->i_size);
 	__s64 new_size = attr->ia_size;
@@ -386,7 +409,7 @@ static __always_inline int check_new_entry(struct inode *dir, struct dentry *den
 {
 	struct vol_ctx v = {};
 
-	if (!volume_of(dir, dentry->d_parent, &v))
+	if (!volume_of(dir, dentry->d_parent, &v, true))
 		return 0;
 	int ret = verdict(&v, op, 0, 1);
 	if (!ret) {
@@ -466,12 +489,19 @@ static __always_inline void account_removal(struct dentry *dentry)
 	struct inode *inode = dentry->d_inode;
 	struct vol_ctx v = {};
 
-	if (!volume_of(inode, dentry, &v))
+	if (!volume_of(inode, dentry, &v, false))
 		return;
 	if (is_reg(inode) && inode->i_nlink > 1)
 		return;
-	if (is_reg(inode))
+	if (is_reg(inode) && v.st) {
 		account_size(&v, inode, 0);
+	} else {
+		/* Untracked bytes are in the scan's base as i_size; other inodes count no bytes. */
+		__s64 size = is_reg(inode) ? inode->i_size : 0;
+		note_dirty(&v, inode, size, 1);
+		if (size)
+			__sync_fetch_and_add(&v.vs->delta_bytes[v.cfg->epoch & 1], -size);
+	}
 	account_files(&v, -1);
 }
 
@@ -492,7 +522,7 @@ int BPF_PROG(bq_inode_rmdir, struct inode *dir, struct dentry *dentry)
 /* The volume of directory `dir` (a new name's parent); v->vol == 0 when none. */
 static __always_inline void volume_of_dir(struct inode *dir, struct dentry *dir_dentry, struct vol_ctx *v)
 {
-	if (!volume_of(dir, dir_dentry, v))
+	if (!volume_of(dir, dir_dentry, v, true))
 		v->vol = 0;
 }
 
@@ -576,7 +606,7 @@ int BPF_PROG(bq_inode_rename, struct inode *old_dir, struct dentry *old_dentry, 
 		mark_stale(&dst);
 		return 0;
 	}
-	if (volume_of(inode, old_dentry, &item)) {
+	if (volume_of(inode, old_dentry, &item, true)) {
 		__s64 size = is_reg(inode) ? inode->i_size : 0;
 		account_size(&item, inode, 0);
 		account_files(&item, -1);
