@@ -13,6 +13,8 @@ import os
 
 import pytest
 
+import quota_testlib  # tests/unit/conftest.py puts its directory on sys.path
+
 from ansible.module_utils import basic
 from ansible.module_utils.common.text.converters import to_bytes
 
@@ -106,24 +108,19 @@ WRITES = ("set_config", "bump_gen", "set_vol_cfg", "reset_vol_stats", "set_path"
           "set_key", "delete_key", "set_dev", "clear_dirty")
 
 
-class FakeMaps(object):
-    """QuotaMaps over dicts, with the maps' semantics: vol_cfg and vol_stats are arrays (an unset slot
-    reads as zeros), the others hashes; values go through the real struct packing. Records every
-    write, and whether the writers' lock was held at the time."""
+class FakeMaps(quota_testlib.FakeMaps):
+    """The shared in-memory QuotaMaps as the modules meet it: the enforcer freshly loaded (gen 1),
+    every write recorded, with whether the writers' lock was held at the time."""
 
     def __init__(self, lock_path=None):
+        quota_testlib.FakeMaps.__init__(self)
         self._config = layout.pack_config(layout.Config(1, 1000, b"\0" * 32))
-        self._vol_cfg = {}
-        self._vol_stats = {}
-        self._meta = {}
-        self._keys = {}
-        self._devs = {}
-        self._dirty = {}
         self.lock_path = lock_path
         self.writes = []
         self.unlocked_writes = []
         self.opened = 0
         self.closed = 0
+        self._writing = 0
 
     def _write(self, name):
         self.writes.append(name)
@@ -132,86 +129,6 @@ class FakeMaps(object):
 
     def close(self):
         self.closed += 1
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    @staticmethod
-    def _slot(vol_id):
-        if not 0 <= vol_id < layout.VOLUME_SLOTS:
-            raise IndexError("volume slot %d is outside the array" % vol_id)
-        return vol_id
-
-    def config(self):
-        return layout.unpack_config(self._config)
-
-    def set_config(self, cfg):
-        self._write("set_config")
-        self._config = layout.pack_config(cfg)
-
-    def bump_gen(self):
-        self._write("bump_gen")
-        cfg = self.config()
-        self._config = layout.pack_config(cfg._replace(gen=(cfg.gen + 1) & 0xFFFFFFFF or 1))
-
-    def vol_cfg(self, vol_id):
-        return layout.unpack_vol_cfg(self._vol_cfg.get(self._slot(vol_id), b"\0" * layout.VOL_CFG.size))
-
-    def set_vol_cfg(self, vol_id, cfg):
-        self._write("set_vol_cfg")
-        self._vol_cfg[self._slot(vol_id)] = layout.pack_vol_cfg(cfg)
-
-    def vol_stats(self, vol_id):
-        return layout.unpack_vol_stats(self._vol_stats.get(self._slot(vol_id), layout.empty_vol_stats()))
-
-    def reset_vol_stats(self, vol_id):
-        self._write("reset_vol_stats")
-        self._vol_stats[self._slot(vol_id)] = layout.empty_vol_stats()
-
-    def paths(self):
-        return dict((vol_id, layout.unpack_vol_meta(raw)) for vol_id, raw in self._meta.items())
-
-    def set_path(self, vol_id, path):
-        self._write("set_path")
-        self._meta[vol_id] = layout.pack_vol_meta(path)
-
-    def delete_path(self, vol_id):
-        self._write("delete_path")
-        self._meta.pop(vol_id, None)
-
-    def keys(self):
-        return dict(self._keys)
-
-    def set_key(self, key, vol_id):
-        self._write("set_key")
-        layout.pack_key(*key)
-        self._keys[tuple(key)] = vol_id
-
-    def delete_key(self, key):
-        self._write("delete_key")
-        self._keys.pop(tuple(key), None)
-
-    def devs(self):
-        return dict(self._devs)
-
-    def set_dev(self, dev, count):
-        self._write("set_dev")
-        if count > 0:
-            self._devs[dev] = count
-        else:
-            self._devs.pop(dev, None)
-
-    def dirty(self, vol_id):
-        return dict((key, layout.unpack_dirty(raw)) for key, raw in self._dirty.items()
-                    if layout.unpack_dirty(raw).vol_id == vol_id)
-
-    def clear_dirty(self, vol_id):
-        self._write("clear_dirty")
-        for key in self.dirty(vol_id):
-            del self._dirty[key]
 
     # what only the kernel writes
     def kernel_counts(self, vol_id, delta_bytes=0, delta_files=0, checks=0, **denied):
@@ -224,9 +141,27 @@ class FakeMaps(object):
         counts = dict(stats.denied)
         for op, count in denied.items():
             counts[op] += count
-        fields = delta_b + delta_f + [stats.dirty_overflow, stats.stale, stats.last_event_ns, stats.checks + checks]
-        fields += [counts[op] for op in layout.OPS]
-        self._vol_stats[vol_id] = layout.VOL_STATS.pack(*fields)
+        self.kernel_write_stats(vol_id, stats._replace(delta_bytes=delta_b, delta_files=delta_f,
+                                                       checks=stats.checks + checks, denied=counts))
+
+
+def _recorded(name):
+    """A write method that records itself once (not the writes it makes through other methods)."""
+    write = getattr(quota_testlib.FakeMaps, name)
+
+    def recorded(self, *args):
+        if not self._writing:
+            self._write(name)
+        self._writing += 1
+        try:
+            return write(self, *args)
+        finally:
+            self._writing -= 1
+    return recorded
+
+
+for _write_name in WRITES:
+    setattr(FakeMaps, _write_name, _recorded(_write_name))
 
 
 @pytest.fixture
