@@ -257,6 +257,8 @@ static __always_inline bool volume_of(struct inode *inode, struct dentry *dentry
 /* Move the inode's accounted size to `new_size`, crediting the difference to its volume. */
 static __always_inline void account_size(struct vol_ctx *v, struct inode *inode, __s64 new_size)
 {
+	if (v->st->size == new_size)
+		return; /* overwrites and reads-back: no locked instruction on the common path */
 	__s64 old = __sync_lock_test_and_set(&v->st->size, new_size);
 	if (old == new_size)
 		return;
