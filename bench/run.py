@@ -38,6 +38,13 @@ def build_assets() -> None:
                     "bench/createunlink.c"], cwd=ROOT, check=True)
 
 
+def source_version() -> str:
+    """The tree measured: the VM gets the working tree, uncommitted changes included."""
+    result = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                            capture_output=True, text=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else "unknown (not a git checkout)"
+
+
 def other_qemu_count(own_run_dir: Path) -> int:
     """Running QEMU processes except the one of our VM (whose command line names its run directory)."""
     count = 0
@@ -112,10 +119,15 @@ def main() -> int:
     args = parser.parse_args()
 
     started = time.monotonic()
+    try:
+        own_run_dir = run_dir_for(args.name)
+    except VMError as error:
+        parser.error(str(error))
     vm = None
-    with HostNoise(run_dir_for(args.name)) as noise:
+    with HostNoise(own_run_dir) as noise:
         try:
             build_assets()
+            version = source_version()
             log(f"booting VM {args.name!r}")
             vm = VM.boot(args.name, image=ensure_image())
             table = run_in_vm(vm)
@@ -128,7 +140,7 @@ def main() -> int:
                     log(f"VM {vm.name!r} left running: {shlex.join(vm.ssh_argv())}")
                 else:
                     vm.shutdown()
-    report = "\n".join([table.rstrip("\n"), noise.summary(),
+    report = "\n".join([table.rstrip("\n"), noise.summary(), f"source: {version}",
                         f"total runtime of bench/run.py: {time.monotonic() - started:.0f} s"
                         " (build, boot, copy, benchmark, power-off)"]) + "\n"
     RESULTS.parent.mkdir(exist_ok=True)

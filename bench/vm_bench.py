@@ -7,6 +7,7 @@ then the overshoot past a limit and the reconcile scan rate against du. Progress
 the table goes to --out. Under TCG only ratios inside one run mean anything, not absolute figures.
 """
 import argparse
+import contextlib
 import errno
 import json
 import os
@@ -20,7 +21,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, quota, usage  # noqa: E402
+from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, libbpf, loader, quota, usage  # noqa: E402
 
 BPFQUOTA = [sys.executable, os.path.join(ROOT, "bin", "bpfquota")]
 OBJECT = os.path.join(ROOT, "build", "bpfquota.bpf.o")
@@ -125,15 +126,22 @@ class Enforcer:
     def configure(self, volume_count, fs):
         if volume_count is None:
             self.unload()
-            return
+        else:
+            self.apply(self.volumes_file(volume_count, fs), scan=[fs.measured])
+
+    def volumes_file(self, volume_count, fs):
+        """The volumes file of a configuration, validated and its routes resolved (the slow part) once."""
         entries = [volume_entry(fs.volume(i), BIG_LIMIT) for i in range(volume_count)]
-        self.apply(write_volumes_file("%s-%d" % (fs.name, volume_count), entries), scan=[fs.measured])
+        return self.prepare(write_volumes_file("%s-%d" % (fs.name, volume_count), entries))
+
+    def prepare(self, volumes_file):
+        if volumes_file not in self.prepared:
+            self.prepared[volumes_file] = prepare_volumes(volumes_file)
+        return volumes_file
 
     def apply(self, volumes_file, scan):
         self.load()
-        if volumes_file not in self.prepared:
-            self.prepared[volumes_file] = prepare_volumes(volumes_file)
-        apply_prepared(*self.prepared[volumes_file], scan=scan)
+        apply_prepared(*self.prepared[self.prepare(volumes_file)], scan=scan)
 
 
 def volume_entry(path, limit):
@@ -227,17 +235,18 @@ WORKLOADS = [
 
 
 def calibrate(workload, directory):
-    """A size that makes one run last about TARGET_SECONDS here. The first runs, which also warm caches
-    up, can be off by 2x (NFS create+unlink was), so the size is checked by one more run at it."""
+    """A size that makes one run last at least about TARGET_SECONDS here. The first runs, which also warm
+    caches up, can be off by 2x (NFS create+unlink was), so one more run is made at the estimated size,
+    and the faster of the two rates sets the size: a faster run later would otherwise end too soon."""
     size = workload.first_size
     while True:
         _, seconds = workload(directory, size)
         if seconds >= 0.5:
             break
         size *= 8
-    size = scaled_to_target(size, seconds)
-    _, seconds = workload(directory, size)
-    return scaled_to_target(size, seconds)
+    estimate = scaled_to_target(size, seconds)
+    _, estimate_seconds = workload(directory, estimate)
+    return max(estimate, scaled_to_target(estimate, estimate_seconds))
 
 
 def scaled_to_target(size, seconds):
@@ -258,6 +267,12 @@ def measure_filesystem(fs, enforcer, results, sizes, durations):
     for workload in WORKLOADS:
         sizes[(fs.name, workload.key)] = calibrate(workload, fs.measured)
         progress("%s %s: %d per run" % (fs.name, workload.label, sizes[(fs.name, workload.key)]))
+    for _, heading, volume_count in CONFIGS:
+        if volume_count is not None:  # before the rounds, so they all last about as long
+            started = time.monotonic()
+            enforcer.volumes_file(volume_count, fs)
+            progress("%s %s: volumes file validated, routes resolved in %.0fs" % (
+                fs.name, heading, time.monotonic() - started))
     for round_index in range(REPEATS):
         for key, heading, volume_count in rotated(CONFIGS, round_index):
             started = time.monotonic()
@@ -276,6 +291,16 @@ def cell(values):
     return "%.1f (%.1f-%.1f)" % (statistics.median(values), min(values), max(values))
 
 
+def paired_ratios(values, baseline):
+    """Each round's value over the same round's no-enforcer value. Runs of one round are at most about
+    a minute apart, so a shift in the host's load between rounds cancels out of these."""
+    return [value / base for value, base in zip(values, baseline)]
+
+
+def ratio_cell(ratios):
+    return "%.3f (%.2f-%.2f)" % (statistics.median(ratios), min(ratios), max(ratios))
+
+
 def verdict(ratio, target):
     return ">=%.2f %s" % (target, "PASS" if ratio >= target else "MISS") if target else "-"
 
@@ -292,10 +317,10 @@ def matrix_table(results, sizes, durations):
             row = ["%s %s" % (workload.label, workload.unit), fs.name, cell(base_values)]
             for key, _, _ in CONFIGS[1:]:
                 values = results[(fs.name, workload.key, key)]
-                ratio = statistics.median(values) / statistics.median(base_values)
-                row += [cell(values), "%.3f" % ratio]
+                ratios = paired_ratios(values, base_values)
+                row += [cell(values), ratio_cell(ratios)]
                 if key not in DIAGNOSTIC_CONFIGS:
-                    row.append(verdict(ratio, workload.target))
+                    row.append(verdict(statistics.median(ratios), workload.target))
             rows.append(row)
     notes = ["run sizes: " + "; ".join("%s %s %s" % (fs.name, w.label, size_text(w, sizes[(fs.name, w.key)]))
                                        for fs in FILESYSTEMS for w in WORKLOADS),
@@ -312,6 +337,102 @@ def format_columns(rows):
     lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return lines
+
+
+# ----- time spent inside the enforcer's programs
+
+# The kernel times every BPF program run when kernel.bpf_stats_enabled is 1 (run_time_ns in the
+# program fd's fdinfo). That costs two clock reads per run, so it is on only in this separate pass,
+# never while the matrix above is measured. The programs' time over the run's wall time is the
+# enforcer's share of it, in one run, without comparing runs made at different times: host noise,
+# which moves the matrix's values by 10 % and more, slows both sides of this quotient alike. Not
+# included: the LSM hook dispatch and the BPF trampoline around each program.
+BPF_STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
+
+
+@contextlib.contextmanager
+def bpf_stats():
+    with open(BPF_STATS_SYSCTL, "w") as f:
+        f.write("1\n")
+    try:
+        yield
+    finally:
+        with open(BPF_STATS_SYSCTL, "w") as f:
+            f.write("0\n")
+
+
+@contextlib.contextmanager
+def enforcer_programs():
+    """{program name: fd} of the loaded enforcer's programs (from its pinned links)."""
+    fds = {}
+    try:
+        for name, prog_id in sorted(loader.status()["programs"].items()):
+            fd = libbpf.libbpf().bpf_prog_get_fd_by_id(prog_id)
+            if fd < 0:
+                raise RuntimeError("cannot open program %s (id %d): %s" % (name, prog_id, os.strerror(-fd)))
+            fds[name] = fd
+        yield fds
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def program_stats(fds):
+    """{program name: (run_time_ns, run_cnt)} so far."""
+    stats = {}
+    for name, fd in fds.items():
+        with open("/proc/self/fdinfo/%d" % fd) as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        stats[name] = (int(fields["run_time_ns"]), int(fields["run_cnt"]))
+    return stats
+
+
+def stats_delta(before, after):
+    return dict((name, (after[name][0] - before[name][0], after[name][1] - before[name][1])) for name in after)
+
+
+def measure_program_share(fs, enforcer, sizes, shares):
+    """One run of each workload per loaded configuration: {program: (ns, runs)} spent in it, and the run's seconds."""
+    with bpf_stats():
+        for key, heading, volume_count in CONFIGS:
+            if volume_count is None:
+                continue
+            enforcer.configure(volume_count, fs)
+            with enforcer_programs() as fds:
+                for workload in WORKLOADS:
+                    before = program_stats(fds)
+                    _, seconds = workload(fs.measured, sizes[(fs.name, workload.key)])
+                    shares[(fs.name, workload.key, key)] = (stats_delta(before, program_stats(fds)), seconds)
+            progress("%s %s, time in the programs: %s" % (fs.name, heading, ", ".join(
+                "%s %.2f%%" % (w.key, 100 * share_of_run(*shares[(fs.name, w.key, key)])) for w in WORKLOADS)))
+
+
+def share_of_run(per_program, seconds):
+    return sum(ns for ns, _ in per_program.values()) / (seconds * 1e9)
+
+
+def busiest_programs(per_program, ops):
+    """'name runs/op x ns/run' for the programs holding >= 10 % of the time, busiest first."""
+    total = sum(ns for ns, _ in per_program.values()) or 1
+    busiest = sorted(((ns, runs, name) for name, (ns, runs) in per_program.items() if runs and ns >= total / 10),
+                     reverse=True)
+    return ", ".join("%s %.1fx%.0fns" % (name.replace("bq_", ""), runs / ops, ns / runs) for ns, runs, name in busiest)
+
+
+def share_table(shares, sizes):
+    loaded = [(key, label) for key, label, count in CONFIGS if count is not None]
+    rows = [["workload", "fs"] + [label for _, label in loaded] + ["where, with 1 volume: program runs/op x ns/run"]]
+    for workload in WORKLOADS:
+        for fs in FILESYSTEMS:
+            ops = sizes[(fs.name, workload.key)]
+            row = [workload.label, fs.name]
+            for key, _ in loaded:
+                per_program, seconds = shares[(fs.name, workload.key, key)]
+                spent = sum(ns for ns, _ in per_program.values())
+                row.append("%.2f%% (%.0f ns/op)" % (100 * share_of_run(per_program, seconds), spent / ops))
+            row.append(busiest_programs(shares[(fs.name, workload.key, "one")][0], ops))
+            rows.append(row)
+    return format_columns(rows)
 
 
 # ----- overshoot
@@ -451,7 +572,8 @@ def header_lines():
         "bpfquota benchmark (inside the test-bed VM: QEMU TCG, %d vCPUs; only ratios within this run mean anything)"
         % os.cpu_count(),
         "kernel %s, VM clock at start %s" % (platform.release(), time.strftime("%Y-%m-%d %H:%M:%S %Z")),
-        "cells: median (min-max) of %d runs; ratio = median / no-enforcer median; higher is better everywhere" % REPEATS,
+        "cells: median (min-max) of %d runs, one per round; ratio: median (min-max) over the rounds of the run's value"
+        " / the same round's no-enforcer value; higher is better everywhere" % REPEATS,
         "configurations interleaved round-robin, order rotated each round; each run ~%.1f s (size calibrated with no "
         "enforcer)" % TARGET_SECONDS,
         "'loaded, 0 volumes': enforcer loaded, no volume anywhere (a diagnostic: the hooks' own cost, no target)",
@@ -477,10 +599,15 @@ def main():
     lines = header_lines()
     prepare()
     enforcer = Enforcer()
-    results, sizes, durations = {}, {}, []
+    results, sizes, durations, shares = {}, {}, [], {}
     for fs in FILESYSTEMS:
         measure_filesystem(fs, enforcer, results, sizes, durations)
+        measure_program_share(fs, enforcer, sizes, shares)
     lines += [""] + matrix_table(results, sizes, durations)
+    lines += ["", "== time inside the enforcer's BPF programs, share of each run's wall time (and per op);",
+              "   separate pass, one run each, kernel.bpf_stats_enabled=1 (its clock reads count in the programs' time);",
+              "   the LSM hook dispatch and the trampolines around the programs are not included"]
+    lines += share_table(shares, sizes)
     lines += ["", "== overshoot"] + overshoot_lines(*measure_overshoot(enforcer))
     lines += ["", "== reconcile scan rate"] + reconcile_lines(*measure_reconcile(enforcer))
     enforcer.unload()
