@@ -50,7 +50,8 @@ def run(argv, **kwargs):
     """A command that must succeed; its output, with the command's stderr in the error if not."""
     result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, **kwargs)
     if result.returncode != 0:
-        raise RuntimeError("%s failed (rc %d):\n%s%s" % (" ".join(argv), result.returncode, result.stdout, result.stderr))
+        raise RuntimeError("%s failed (rc %d):\n%s%s" % (" ".join(argv), result.returncode,
+                                                         result.stdout, result.stderr))
     return result.stdout
 
 
@@ -392,7 +393,7 @@ def stats_delta(before, after):
 
 
 def measure_program_share(fs, enforcer, sizes, shares):
-    """One run of each workload per loaded configuration: {program: (ns, runs)} spent in it, and the run's seconds."""
+    """One run of each workload per loaded configuration; shares[...] = ({program: (ns, runs)}, run's seconds)."""
     with bpf_stats():
         for key, heading, volume_count in CONFIGS:
             if volume_count is None:
@@ -604,9 +605,9 @@ def main():
         measure_filesystem(fs, enforcer, results, sizes, durations)
         measure_program_share(fs, enforcer, sizes, shares)
     lines += [""] + matrix_table(results, sizes, durations)
-    lines += ["", "== time inside the enforcer's BPF programs, share of each run's wall time (and per op);",
-              "   separate pass, one run each, kernel.bpf_stats_enabled=1 (its clock reads count in the programs' time);",
-              "   the LSM hook dispatch and the trampolines around the programs are not included"]
+    lines += ["", "== time inside the enforcer's BPF programs, share of each run's wall time (and per op);"] + [
+        "   separate pass, one run each, kernel.bpf_stats_enabled=1 (its clock reads count in the programs' time);",
+        "   the LSM hook dispatch and the trampolines around the programs are not included"]
     lines += share_table(shares, sizes)
     lines += ["", "== overshoot"] + overshoot_lines(*measure_overshoot(enforcer))
     lines += ["", "== reconcile scan rate"] + reconcile_lines(*measure_reconcile(enforcer))
