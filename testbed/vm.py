@@ -98,10 +98,15 @@ def qemu_command(
     cpus: int = DEFAULT_CPUS,
     extra_cmdline: str = "",
 ) -> list[str]:
-    """QEMU's argv. TCG only: KVM hangs stock kernels on the hosts this runs on."""
+    """QEMU's argv. TCG only: KVM hangs stock kernels on the hosts this runs on.
+
+    One TCG thread for all vCPUs: with one thread per vCPU, a vCPU can keep running a stale
+    translation of kernel text that another vCPU just patched (text_poke of the BPF trampoline
+    call when programs are attached or replaced) and spins in the int3 handler for ever.
+    """
     return [
         "qemu-system-x86_64",
-        "-accel", "tcg",
+        "-accel", "tcg,thread=single",
         "-cpu", "max",
         "-smp", str(cpus),
         "-m", str(memory_mb),
