@@ -26,7 +26,8 @@ from testbed.workspace import WorkspaceError, source_files  # noqa: E402
 REMOTE_ROOT = "/root/bpfquota"
 REMOTE_RESULTS = "/root/bench-results.txt"
 RESULTS = ROOT / "build" / "bench-results.txt"
-ASSETS = ["build/bpfquota.bpf.o", "build/createunlink"]
+# The import link ansible_collections/bpfquota/nfs isn't tracked by git: included like a build product.
+ASSETS = ["build/bpfquota.bpf.o", "build/createunlink", "ansible_collections/bpfquota/nfs"]
 BENCH_TIMEOUT = 3600  # seconds; a normal run takes well under half of this
 
 

@@ -10,7 +10,8 @@ sys.path.insert(0, str(ROOT))
 from testbed.vm import VM  # noqa: E402
 from testbed.workspace import source_files  # noqa: E402
 
-ASSETS = ["build/bpfquota.bpf.o"]
+# The import link ansible_collections/bpfquota/nfs isn't tracked by git: included like a build product.
+ASSETS = ["build/bpfquota.bpf.o", "ansible_collections/bpfquota/nfs"]
 VOLUMES = """\
 volumes:
   - path: /mnt/nfs4/pvs/pv-web
