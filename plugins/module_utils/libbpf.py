@@ -145,6 +145,11 @@ _SIGNATURES = {
     "bpf_map_update_elem": (_c_int, [_c_int, _c_void_p, _c_void_p, ctypes.c_uint64]),
     "bpf_map_delete_elem": (_c_int, [_c_int, _c_void_p]),
     "bpf_map_get_next_key": (_c_int, [_c_int, _c_void_p, _c_void_p]),
+    # opts (struct bpf_map_batch_opts *) is always NULL: default flags.
+    "bpf_map_lookup_batch": (_c_int, [_c_int, _c_void_p, _c_void_p, _c_void_p, _c_void_p,
+                                      ctypes.POINTER(_c_uint32), _c_void_p]),
+    "bpf_map_update_batch": (_c_int, [_c_int, _c_void_p, _c_void_p, ctypes.POINTER(_c_uint32), _c_void_p]),
+    "bpf_map_delete_batch": (_c_int, [_c_int, _c_void_p, ctypes.POINTER(_c_uint32), _c_void_p]),
     "bpf_obj_get_info_by_fd": (_c_int, [_c_int, _c_void_p, ctypes.POINTER(_c_uint32)]),
     "bpf_map_get_fd_by_id": (_c_int, [_c_uint32]),
     "bpf_prog_get_fd_by_id": (_c_int, [_c_uint32]),
@@ -628,6 +633,74 @@ def map_keys(fd, key_size):
         following = _next_key(lib, fd, key, key_size)
         yield key
         key = following
+
+
+# Bytes of keys and values one BPF_MAP_LOOKUP_BATCH call copies out at most.
+_BATCH_BYTES = 1 << 20
+
+
+def map_lookup_batch(fd, key_size, value_size, count, token=None):
+    """One BPF_MAP_LOOKUP_BATCH of up to `count` entries, starting after `token` (None: at the start).
+
+    Returns (keys, values, n, next token): the n keys and values packed back to back, and the
+    token to pass next, None once the map is exhausted. A token is opaque: for hash maps a bucket
+    index, for arrays the last index read (so pack(i - 1) starts an array read at index i).
+    """
+    keys = ctypes.create_string_buffer(key_size * count)
+    values = ctypes.create_string_buffer(value_size * count)
+    out = ctypes.create_string_buffer(max(key_size, 4))  # a hash map's token is a u32 bucket index
+    found = _c_uint32(count)
+    ret = libbpf().bpf_map_lookup_batch(fd, token, out, keys, values, ctypes.byref(found), None)
+    if ret != -errno.ENOENT:  # ENOENT: the end of the map, after `found` more entries
+        _check(ret, "reading a batch of map fd %d failed" % fd)
+    n = found.value
+    return keys.raw[:n * key_size], values.raw[:n * value_size], n, out.raw if ret == 0 else None
+
+
+def map_batches(fd, key_size, value_size, token=None, limit=None):
+    """Yield (keys, values, n) batches of the whole map, or (arrays) of at most `limit` entries after `token`."""
+    per_call = max(1, _BATCH_BYTES // (key_size + value_size))
+    while limit is None or limit > 0:
+        count = per_call if limit is None else min(per_call, limit)
+        try:
+            keys, values, n, token = map_lookup_batch(fd, key_size, value_size, count, token)
+        except LibbpfError as e:
+            if e.errno != errno.ENOSPC or limit is not None:
+                raise
+            per_call *= 2  # a hash bucket holds more entries than one call may return
+            continue
+        if n:
+            yield keys, values, n
+        if limit is not None:
+            limit -= n
+        if token is None:
+            return
+
+
+def map_update_batch(fd, keys, values, count):
+    """Store `count` entries given as packed keys and values (BPF_ANY), in one syscall."""
+    done = _c_uint32(count)
+    ret = libbpf().bpf_map_update_batch(fd, keys, values, ctypes.byref(done), None)
+    if ret < 0:
+        raise _error("updating map fd %d failed at entry %d of %d" % (fd, done.value, count), -ret,
+                     _update_hint(-ret) or _privilege_hint(-ret))
+
+
+def map_delete_batch(fd, keys, key_size):
+    """Delete the packed `keys` in as few syscalls as possible; keys already gone are skipped.
+    Returns how many were deleted."""
+    count = len(keys) // key_size
+    deleted = offset = 0
+    while offset < count:
+        done = _c_uint32(count - offset)
+        ret = libbpf().bpf_map_delete_batch(fd, keys[offset * key_size:], ctypes.byref(done), None)
+        deleted += done.value
+        offset += done.value
+        if ret == -errno.ENOENT:
+            offset += 1  # the kernel stops at a missing key: skip it
+        else:
+            _check(ret, "deleting a batch of keys from map fd %d failed" % fd)
+    return deleted
 
 
 def _fd_by_id(getter, kind, object_id):

@@ -40,11 +40,14 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import (
     LibbpfError,
     libbpf,
     link_info,
+    map_batches,
     map_delete,
+    map_delete_batch,
     map_info,
     map_keys,
     map_lookup,
     map_update,
+    map_update_batch,
     num_possible_cpus,
     obj_get,
     obj_pin,
@@ -482,6 +485,41 @@ def test_array_map_keys_and_delete(bpf_objects):
         with pytest.raises(LibbpfError) as raised:
             map_delete(fd, u32(0))
         assert raised.value.errno == errno.EINVAL
+
+
+def batched_items(batches, key_size, value_size):
+    """{key: value} of map_batches' output, checking each batch's sizes."""
+    items = {}
+    for keys, values, n in batches:
+        assert (len(keys), len(values)) == (n * key_size, n * value_size)
+        for i in range(n):
+            items[keys[i * key_size:(i + 1) * key_size]] = values[i * value_size:(i + 1) * value_size]
+    return items
+
+
+@needs_root
+def test_hash_map_batches(bpf_objects, monkeypatch):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf as libbpf_module
+    monkeypatch.setattr(libbpf_module, "_BATCH_BYTES", 12)  # one entry a call: several calls
+    with load_counter(bpf_objects["counter"]) as obj:
+        fd = obj.map_fd("scratch")
+        assert list(map_batches(fd, 4, 8)) == []
+        map_update_batch(fd, b"".join(u32(k) for k in (1, 2, 3)), b"".join(u64(k * 10) for k in (1, 2, 3)), 3)
+        assert batched_items(map_batches(fd, 4, 8), 4, 8) == {u32(k): u64(k * 10) for k in (1, 2, 3)}
+        with pytest.raises(LibbpfError) as raised:
+            map_update_batch(fd, u32(4) + u32(5), u64(4) + u64(5), 2)  # 4 fits, 5 doesn't
+        assert raised.value.errno == errno.E2BIG and "at entry 1 of 2" in str(raised.value)
+        assert map_delete_batch(fd, b"".join(u32(k) for k in (1, 9, 3, 8)), 4) == 2  # 9 and 8 weren't there
+        assert batched_items(map_batches(fd, 4, 8), 4, 8) == {u32(2): u64(20), u32(4): u64(4)}
+
+
+@needs_root
+def test_array_map_batches_from_an_index(bpf_objects):
+    with load_counter(bpf_objects["counter"]) as obj:
+        fd = obj.map_fd("exec_counts")
+        map_update_batch(fd, u32(0) + u32(1), u64(7) + u64(8), 2)
+        assert batched_items(map_batches(fd, 4, 8), 4, 8) == {u32(0): u64(7), u32(1): u64(8)}
+        assert batched_items(map_batches(fd, 4, 8, token=u32(0), limit=1), 4, 8) == {u32(1): u64(8)}
 
 
 @needs_root
