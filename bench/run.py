@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run the bpfquota benchmarks: build, boot a test-bed VM, run bench/vm_bench.py in it, print its table.
 
     python3 bench/run.py [--name VM] [--keep]

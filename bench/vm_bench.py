@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """bpfquota benchmarks, run as root inside the test-bed VM (bench/run.py copies the repo in and starts this).
 
 Measures write throughput and create+unlink rate with no enforcer, with the enforcer and 1 volume,
@@ -48,7 +47,8 @@ def progress(message):
 
 def run(argv, **kwargs):
     """A command that must succeed; its output, with the command's stderr in the error if not."""
-    result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, **kwargs)
+    result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False,
+                            **kwargs)
     if result.returncode != 0:
         raise RuntimeError("%s failed (rc %d):\n%s%s" % (" ".join(argv), result.returncode,
                                                          result.stdout, result.stderr))
@@ -204,7 +204,7 @@ def dd_write(directory, block_size, count):
 def create_unlink(directory, count):
     """Create+close+unlink cycles per second, as measured by the static helper itself."""
     os.sync()  # writeback left by the workload before must not land inside this one
-    rate, _, seconds = run([CREATEUNLINK, directory, str(count)]).split()
+    rate, dummy_count, seconds = run([CREATEUNLINK, directory, str(count)]).split()
     return float(rate), float(seconds)
 
 
@@ -241,12 +241,12 @@ def calibrate(workload, directory):
     and the faster of the two rates sets the size: a faster run later would otherwise end too soon."""
     size = workload.first_size
     while True:
-        _, seconds = workload(directory, size)
+        dummy_rate, seconds = workload(directory, size)
         if seconds >= 0.5:
             break
         size *= 8
     estimate = scaled_to_target(size, seconds)
-    _, estimate_seconds = workload(directory, estimate)
+    dummy_rate, estimate_seconds = workload(directory, estimate)
     return max(estimate, scaled_to_target(estimate, estimate_seconds))
 
 
@@ -268,7 +268,7 @@ def measure_filesystem(fs, enforcer, results, sizes, durations):
     for workload in WORKLOADS:
         sizes[(fs.name, workload.key)] = calibrate(workload, fs.measured)
         progress("%s %s: %d per run" % (fs.name, workload.label, sizes[(fs.name, workload.key)]))
-    for _, heading, volume_count in CONFIGS:
+    for dummy_key, heading, volume_count in CONFIGS:
         if volume_count is not None:  # before the rounds, so they all last about as long
             started = time.monotonic()
             enforcer.volumes_file(volume_count, fs)
@@ -309,14 +309,14 @@ def verdict(ratio, target):
 def matrix_table(results, sizes, durations):
     baseline = CONFIGS[0]
     heading = ["workload", "fs", baseline[1]]
-    for key, label, _ in CONFIGS[1:]:
+    for key, label, dummy_count in CONFIGS[1:]:
         heading += [label, "ratio"] + ([] if key in DIAGNOSTIC_CONFIGS else ["target"])
     rows = [heading]
     for workload in WORKLOADS:
         for fs in FILESYSTEMS:
             base_values = results[(fs.name, workload.key, baseline[0])]
             row = ["%s %s" % (workload.label, workload.unit), fs.name, cell(base_values)]
-            for key, _, _ in CONFIGS[1:]:
+            for key in [config[0] for config in CONFIGS[1:]]:
                 values = results[(fs.name, workload.key, key)]
                 ratios = paired_ratios(values, base_values)
                 row += [cell(values), ratio_cell(ratios)]
@@ -402,19 +402,19 @@ def measure_program_share(fs, enforcer, sizes, shares):
             with enforcer_programs() as fds:
                 for workload in WORKLOADS:
                     before = program_stats(fds)
-                    _, seconds = workload(fs.measured, sizes[(fs.name, workload.key)])
+                    dummy_rate, seconds = workload(fs.measured, sizes[(fs.name, workload.key)])
                     shares[(fs.name, workload.key, key)] = (stats_delta(before, program_stats(fds)), seconds)
             progress("%s %s, time in the programs: %s" % (fs.name, heading, ", ".join(
                 "%s %.2f%%" % (w.key, 100 * share_of_run(*shares[(fs.name, w.key, key)])) for w in WORKLOADS)))
 
 
 def share_of_run(per_program, seconds):
-    return sum(ns for ns, _ in per_program.values()) / (seconds * 1e9)
+    return sum(ns for ns, dummy_runs in per_program.values()) / (seconds * 1e9)
 
 
 def busiest_programs(per_program, ops):
     """'name runs/op x ns/run' for the programs holding >= 10 % of the time, busiest first."""
-    total = sum(ns for ns, _ in per_program.values()) or 1
+    total = sum(ns for ns, dummy_runs in per_program.values()) or 1
     busiest = sorted(((ns, runs, name) for name, (ns, runs) in per_program.items() if runs and ns >= total / 10),
                      reverse=True)
     return ", ".join("%s %.1fx%.0fns" % (name.replace("bq_", ""), runs / ops, ns / runs) for ns, runs, name in busiest)
@@ -422,14 +422,14 @@ def busiest_programs(per_program, ops):
 
 def share_table(shares, sizes):
     loaded = [(key, label) for key, label, count in CONFIGS if count is not None]
-    rows = [["workload", "fs"] + [label for _, label in loaded] + ["where, with 1 volume: program runs/op x ns/run"]]
+    rows = [["workload", "fs"] + [label for dummy_key, label in loaded] + ["where, with 1 volume: program runs/op x ns/run"]]
     for workload in WORKLOADS:
         for fs in FILESYSTEMS:
             ops = sizes[(fs.name, workload.key)]
             row = [workload.label, fs.name]
-            for key, _ in loaded:
+            for key, dummy_label in loaded:
                 per_program, seconds = shares[(fs.name, workload.key, key)]
-                spent = sum(ns for ns, _ in per_program.values())
+                spent = sum(ns for ns, dummy_runs in per_program.values())
                 row.append("%.2f%% (%.0f ns/op)" % (100 * share_of_run(per_program, seconds), spent / ops))
             row.append(busiest_programs(shares[(fs.name, workload.key, "one")][0], ops))
             rows.append(row)
@@ -529,8 +529,8 @@ def measure_reconcile(enforcer):
     creator, client = "/srv/nfs/bench/tree", "/mnt/nfs4/bench/tree"
     started = time.monotonic()
     build_tree(creator)
-    progress("built %d files in %d dirs server-side in %.0fs" % (TREE_DIRS * TREE_FILES_PER_DIR, TREE_DIRS,
-                                                                  time.monotonic() - started))
+    progress("built %d files in %d dirs server-side in %.0fs" % (
+        TREE_DIRS * TREE_FILES_PER_DIR, TREE_DIRS, time.monotonic() - started))
     # No first scan: the timed reconciles below are the scans.
     enforcer.apply(write_volumes_file("tree", [volume_entry(client, BIG_LIMIT)]), scan=[])
     scans, dus = [], []
@@ -545,8 +545,8 @@ def measure_reconcile(enforcer):
 
 
 def reconcile_lines(scans, dus, entries, file_bytes):
-    scan_rates = [inodes / seconds for seconds, inodes, _ in scans]
-    du_rates = [entries / seconds for seconds, _ in dus]
+    scan_rates = [inodes / seconds for seconds, inodes, dummy_bytes in scans]
+    du_rates = [entries / seconds for seconds, dummy_bytes in dus]
     scan_inodes, scan_bytes = scans[-1][1], scans[-1][2]
     du_bytes = dus[-1][1]
     ratio = statistics.median(scan_rates) / statistics.median(du_rates)
@@ -554,9 +554,9 @@ def reconcile_lines(scans, dus, entries, file_bytes):
         "tree: %d dirs x %d files on nfs4.2 (%d entries below the volume), caches dropped before each run" % (
             TREE_DIRS, TREE_FILES_PER_DIR, entries),
         "bpfquota reconcile: %s entries/s (its printed seconds: %s)" % (
-            cell(scan_rates), ", ".join("%.2f" % s for s, _, _ in scans)),
+            cell(scan_rates), ", ".join("%.2f" % scan[0] for scan in scans)),
         "du --apparent-size: %s entries/s (wall time around du: %s)" % (
-            cell(du_rates), ", ".join("%.2f" % s for s, _ in dus)),
+            cell(du_rates), ", ".join("%.2f" % du[0] for du in dus)),
         "ratio reconcile/du: %.3f" % ratio,
         "result: reconcile %d inodes, %d B; find: %d entries, %d B in regular files (find -type f -printf %%s summed) "
         "-> %s" % (scan_inodes, scan_bytes, entries, file_bytes,
