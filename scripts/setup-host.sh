@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# What the host needs to build the BPF object and run the VM test bed (Debian bookworm packages
-# and PyPI only). Quick when everything is already installed.
+# What the host needs to build the BPF object, run the VM test bed and the static checks
+# (scripts/lint.sh: ansible-test sanity with shellcheck, ansible-lint) — Debian bookworm packages
+# and PyPI only. Quick when everything is already installed.
 set -euo pipefail
 packages=(clang llvm libbpf-dev libbpf1 bpftool gcc libc6-dev qemu-system-x86 qemu-utils debootstrap cpio
-          e2fsprogs openssh-client python3-yaml)
+          e2fsprogs openssh-client python3-yaml shellcheck git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
