@@ -51,15 +51,12 @@ class QuotaMaps:
     def _lookup(self, name, key, size):
         return libbpf.map_lookup(self.fds[name], key, size)
 
-    def _update(self, name, key, value):
-        libbpf.map_update(self.fds[name], key, value, libbpf.BPF_ANY)
-
     # config
     def config(self):
         return layout.unpack_config(self._lookup("config", layout.U32.pack(0), layout.CONFIG.size))
 
     def set_config(self, cfg):
-        self._update("config", layout.U32.pack(0), layout.pack_config(cfg))
+        libbpf.map_update(self.fds["config"], layout.U32.pack(0), layout.pack_config(cfg))
 
     def bump_gen(self):
         """Invalidate every inode's cached volume id (the key set changed)."""
@@ -72,72 +69,125 @@ class QuotaMaps:
         return layout.unpack_vol_cfg(self._lookup("vol_cfg", layout.U32.pack(vol_id), layout.VOL_CFG.size))
 
     def set_vol_cfg(self, vol_id, cfg):
-        self._update("vol_cfg", layout.U32.pack(vol_id), layout.pack_vol_cfg(cfg))
+        self.set_vol_cfgs({vol_id: cfg})
 
     def vol_stats(self, vol_id):
         return layout.unpack_vol_stats(self._lookup("vol_stats", layout.U32.pack(vol_id), layout.VOL_STATS.size))
 
     def reset_vol_stats(self, vol_id):
-        self._update("vol_stats", layout.U32.pack(vol_id), layout.empty_vol_stats())
+        self.reset_vol_stats_of([vol_id])
 
     def paths(self):
         """{volume id: path} of every configured volume."""
-        out = {}
-        for key in libbpf.map_keys(self.fds["vol_meta"], layout.U32.size):
-            raw = self._lookup("vol_meta", key, layout.VOL_META.size)
-            if raw is not None:
-                out[layout.U32.unpack(key)[0]] = layout.unpack_vol_meta(raw)
-        return out
+        return dict((layout.U32.unpack(key)[0], layout.unpack_vol_meta(value))
+                    for key, value in self._items("vol_meta", layout.U32.size, layout.VOL_META.size))
 
     def set_path(self, vol_id, path):
-        self._update("vol_meta", layout.U32.pack(vol_id), layout.pack_vol_meta(path))
+        self.set_paths({vol_id: path})
 
     def delete_path(self, vol_id):
-        libbpf.map_delete(self.fds["vol_meta"], layout.U32.pack(vol_id))
+        self.delete_paths([vol_id])
 
     # routes
     def keys(self):
         """{(dev, ino): volume id} for every route."""
-        out = {}
-        for key in libbpf.map_keys(self.fds["vol_keys"], layout.KEY.size):
-            raw = self._lookup("vol_keys", key, layout.U32.size)
-            if raw is not None:
-                out[layout.unpack_key(key)] = layout.U32.unpack(raw)[0]
-        return out
+        return dict((layout.unpack_key(key), layout.U32.unpack(value)[0])
+                    for key, value in self._items("vol_keys", layout.KEY.size, layout.U32.size))
 
     def set_key(self, key, vol_id):
-        self._update("vol_keys", layout.pack_key(*key), layout.U32.pack(vol_id))
+        self.set_keys({key: vol_id})
 
     def delete_key(self, key):
-        libbpf.map_delete(self.fds["vol_keys"], layout.pack_key(*key))
+        self.delete_keys([key])
 
     def devs(self):
-        out = {}
-        for key in libbpf.map_keys(self.fds["vol_devs"], layout.U64.size):
-            raw = self._lookup("vol_devs", key, layout.U32.size)
-            if raw is not None:
-                out[layout.U64.unpack(key)[0]] = layout.U32.unpack(raw)[0]
-        return out
+        """{dev: number of routes on it} of every filesystem that holds a volume."""
+        return dict((layout.U64.unpack(key)[0], layout.U32.unpack(value)[0])
+                    for key, value in self._items("vol_devs", layout.U64.size, layout.U32.size))
 
     def set_dev(self, dev, count):
-        if count > 0:
-            self._update("vol_devs", layout.U64.pack(dev), layout.U32.pack(count))
-        else:
-            libbpf.map_delete(self.fds["vol_devs"], layout.U64.pack(dev))
+        self.set_devs({dev: count})
 
     # scans
+    def all_dirty(self):
+        """{(dev, ino): Dirty} of every volume."""
+        return dict((layout.unpack_key(key), layout.unpack_dirty(value))
+                    for key, value in self._items("scan_dirty", layout.KEY.size, layout.DIRTY.size))
+
     def dirty(self, vol_id):
         """{(dev, ino): Dirty} recorded for volume `vol_id`."""
-        out = {}
-        for key in libbpf.map_keys(self.fds["scan_dirty"], layout.KEY.size):
-            raw = self._lookup("scan_dirty", key, layout.DIRTY.size)
-            if raw is None:
-                continue
-            rec = layout.unpack_dirty(raw)
-            if rec.vol_id == vol_id:
-                out[layout.unpack_key(key)] = rec
-        return out
+        return dict((key, rec) for key, rec in self.all_dirty().items() if rec.vol_id == vol_id)
 
     def clear_dirty(self, vol_id):
-        for key in self.dirty(vol_id):
-            libbpf.map_delete(self.fds["scan_dirty"], layout.pack_key(*key))
+        self.delete_dirty(self.dirty(vol_id))
+
+    # many entries at once: one syscall per map instead of one per entry
+    def vol_cfgs(self, vol_ids):
+        """{volume id: VolCfg} of `vol_ids`."""
+        return self._slots("vol_cfg", layout.VOL_CFG.size, vol_ids, layout.unpack_vol_cfg)
+
+    def set_vol_cfgs(self, cfgs):
+        """Write {volume id: VolCfg}."""
+        self._update_many("vol_cfg", [(layout.U32.pack(i), layout.pack_vol_cfg(cfg)) for i, cfg in cfgs.items()])
+
+    def vol_stats_of(self, vol_ids):
+        """{volume id: VolStats} of `vol_ids`."""
+        return self._slots("vol_stats", layout.VOL_STATS.size, vol_ids, layout.unpack_vol_stats)
+
+    def reset_vol_stats_of(self, vol_ids):
+        self._update_many("vol_stats", [(layout.U32.pack(i), layout.empty_vol_stats()) for i in vol_ids])
+
+    def set_paths(self, paths):
+        """Write {volume id: path}."""
+        self._update_many("vol_meta", [(layout.U32.pack(i), layout.pack_vol_meta(p)) for i, p in paths.items()])
+
+    def delete_paths(self, vol_ids):
+        self._delete_many("vol_meta", [layout.U32.pack(i) for i in vol_ids], layout.U32.size)
+
+    def set_keys(self, keys):
+        """Write {(dev, ino): volume id}."""
+        self._update_many("vol_keys", [(layout.pack_key(*key), layout.U32.pack(i)) for key, i in keys.items()])
+
+    def delete_keys(self, keys):
+        self._delete_many("vol_keys", [layout.pack_key(*key) for key in keys], layout.KEY.size)
+
+    def set_devs(self, counts):
+        """Write {dev: route count}; a count of 0 removes the dev."""
+        self._update_many("vol_devs", [(layout.U64.pack(dev), layout.U32.pack(count))
+                                       for dev, count in counts.items() if count > 0])
+        self._delete_many("vol_devs", [layout.U64.pack(dev) for dev, count in counts.items() if count <= 0],
+                          layout.U64.size)
+
+    def delete_dirty(self, keys):
+        self._delete_many("scan_dirty", [layout.pack_key(*key) for key in keys], layout.KEY.size)
+
+    def _items(self, name, key_size, value_size):
+        """(key, value) bytes of every entry of a hash map."""
+        for keys, values, n in libbpf.map_batches(self.fds[name], key_size, value_size):
+            for i in range(n):
+                yield keys[i * key_size:(i + 1) * key_size], values[i * value_size:(i + 1) * value_size]
+
+    def _slots(self, name, value_size, vol_ids, unpack):
+        """{id: unpack(value)} of the array slots `vol_ids`, read as one range of the array."""
+        wanted = set(vol_ids)
+        if not wanted:
+            return {}
+        low, high = min(wanted), max(wanted)
+        start = layout.U32.pack(low - 1) if low else None  # an array's batch token is the index before
+        out = {}
+        for keys, values, n in libbpf.map_batches(self.fds[name], layout.U32.size, value_size, start,
+                                                  high - low + 1):
+            for i in range(n):
+                vol_id = layout.U32.unpack_from(keys, i * layout.U32.size)[0]
+                if vol_id in wanted:
+                    out[vol_id] = unpack(values[i * value_size:(i + 1) * value_size])
+        return out
+
+    def _update_many(self, name, items):
+        if items:
+            libbpf.map_update_batch(self.fds[name], b"".join(key for key, dummy in items),
+                                    b"".join(value for dummy, value in items), len(items))
+
+    def _delete_many(self, name, keys, key_size):
+        if keys:
+            libbpf.map_delete_batch(self.fds[name], b"".join(keys), key_size)

@@ -31,6 +31,18 @@ BPFFS = "/sys/fs/bpf"
 WRITES = ("set_config", "bump_gen", "set_vol_cfg", "reset_vol_stats", "set_path", "delete_path",
           "set_key", "delete_key", "set_dev", "clear_dirty")
 
+# The writes of many entries at once, and the one-entry writes each amounts to, in order.
+BULK_WRITES = {
+    "set_vol_cfgs": lambda cfgs: [("set_vol_cfg", vol_id, cfg) for vol_id, cfg in cfgs.items()],
+    "reset_vol_stats_of": lambda vol_ids: [("reset_vol_stats", vol_id) for vol_id in vol_ids],
+    "set_paths": lambda paths: [("set_path", vol_id, path) for vol_id, path in paths.items()],
+    "delete_paths": lambda vol_ids: [("delete_path", vol_id) for vol_id in vol_ids],
+    "set_keys": lambda keys: [("set_key", key, vol_id) for key, vol_id in keys.items()],
+    "delete_keys": lambda keys: [("delete_key", key) for key in keys],
+    "set_devs": lambda counts: [("set_dev", dev, count) for dev, count in counts.items()],
+    "delete_dirty": lambda keys: [("delete_dirty", key) for key in keys],
+}
+
 _pin_numbers = itertools.count()
 
 
@@ -129,13 +141,53 @@ class FakeMaps:
         else:
             self._devs.pop(dev, None)
 
+    def all_dirty(self):
+        return dict((key, layout.unpack_dirty(raw)) for key, raw in self._dirty.items())
+
     def dirty(self, vol_id):
-        return dict((key, layout.unpack_dirty(raw)) for key, raw in self._dirty.items()
-                    if layout.unpack_dirty(raw).vol_id == vol_id)
+        return dict((key, rec) for key, rec in self.all_dirty().items() if rec.vol_id == vol_id)
 
     def clear_dirty(self, vol_id):
-        for key in self.dirty(vol_id):
-            del self._dirty[key]
+        self.delete_dirty(self.dirty(vol_id))
+
+    # many entries at once
+    def vol_cfgs(self, vol_ids):
+        return dict((vol_id, self.vol_cfg(vol_id)) for vol_id in vol_ids)
+
+    def set_vol_cfgs(self, cfgs):
+        for vol_id, cfg in cfgs.items():
+            self.set_vol_cfg(vol_id, cfg)
+
+    def vol_stats_of(self, vol_ids):
+        return dict((vol_id, self.vol_stats(vol_id)) for vol_id in vol_ids)
+
+    def reset_vol_stats_of(self, vol_ids):
+        for vol_id in vol_ids:
+            self.reset_vol_stats(vol_id)
+
+    def set_paths(self, paths):
+        for vol_id, path in paths.items():
+            self.set_path(vol_id, path)
+
+    def delete_paths(self, vol_ids):
+        for vol_id in vol_ids:
+            self.delete_path(vol_id)
+
+    def set_keys(self, keys):
+        for key, vol_id in keys.items():
+            self.set_key(key, vol_id)
+
+    def delete_keys(self, keys):
+        for key in keys:
+            self.delete_key(key)
+
+    def set_devs(self, counts):
+        for dev, count in counts.items():
+            self.set_dev(dev, count)
+
+    def delete_dirty(self, keys):
+        for key in keys:
+            self._dirty.pop(tuple(key), None)
 
     # what only the kernel writes
     def kernel_write_stats(self, vol_id, stats):
@@ -168,7 +220,8 @@ class RealMaps:
 
 
 class Recorder:
-    """Forwards to a maps object and records every write as (method, args) in `ops`.
+    """Forwards to a maps object and records every write as (method, args) in `ops`; a write of
+    many entries is recorded as the one-entry writes it amounts to (BULK_WRITES).
     hooks[name] = (before, after) callables run around a call (either may be None)."""
 
     def __init__(self, maps):
@@ -188,6 +241,8 @@ class Recorder:
             result = target(*args)
             if name in WRITES:
                 self.ops.append((name,) + args)
+            elif name in BULK_WRITES:
+                self.ops.extend(BULK_WRITES[name](*args))
             if after:
                 after(result, *args)
             return result

@@ -232,6 +232,54 @@ def test_back_end_semantics(backend):
     assert backend.vol_cfg(layout.MAX_VOLUMES) == cfg
 
 
+def test_back_end_semantics_of_many_entries_at_once(backend):
+    cfgs = {1: layout.VolCfg(GiB, 1, 2, 3, 1, 4, 0), 5: layout.VolCfg(2 * GiB, 0, -7, -1, 2, 9, 1),
+            layout.MAX_VOLUMES: layout.VolCfg(1, 0, 0, 0, 1, 0, 0)}
+    backend.set_vol_cfgs(cfgs)
+    assert backend.vol_cfgs([1, 5, 7, layout.MAX_VOLUMES]) == dict(list(cfgs.items()) + [(7, zero_cfg())])
+    backend.kernel_write_stats(5, backend.vol_stats(5)._replace(delta_bytes=(10, -3), checks=4))
+    stats = backend.vol_stats_of([5, 6])
+    assert (stats[5].delta_bytes, stats[5].checks, stats[6] == backend.vol_stats(6)) == ((10, -3), 4, True)
+    backend.reset_vol_stats_of([5])
+    assert backend.vol_stats_of([5])[5] == backend.vol_stats(6)
+    assert (backend.vol_cfgs([]), backend.vol_stats_of([])) == ({}, {})
+
+    backend.set_paths({1: A, 2: B, 3: C})
+    backend.delete_paths([2, 3, 4])  # 4 was never there
+    assert backend.paths() == {1: A}
+
+    backend.set_keys({(DEV1, 1): 1, (DEV1, 2): 2, (DEV2, 1): 1})
+    backend.delete_keys([(DEV1, 2), (DEV3, 9)])
+    assert backend.keys() == {(DEV1, 1): 1, (DEV2, 1): 1}
+
+    backend.set_devs({DEV1: 2, DEV2: 1})
+    backend.set_devs({DEV1: 1, DEV2: 0, DEV3: 0})
+    assert backend.devs() == {DEV1: 1}
+
+    backend.kernel_write_dirty((DEV1, 7), layout.Dirty(1, 3, 100, 1))
+    backend.kernel_write_dirty((DEV1, 8), layout.Dirty(2, 3, 0, 0))
+    assert backend.all_dirty() == {(DEV1, 7): layout.Dirty(1, 3, 100, 1), (DEV1, 8): layout.Dirty(2, 3, 0, 0)}
+    backend.delete_dirty([(DEV1, 7), (DEV2, 7)])
+    assert backend.all_dirty() == {(DEV1, 8): layout.Dirty(2, 3, 0, 0)}
+
+    for write in (backend.set_vol_cfgs, backend.set_paths, backend.set_keys, backend.set_devs):
+        write({})
+    for delete in (backend.reset_vol_stats_of, backend.delete_paths, backend.delete_keys, backend.delete_dirty):
+        delete([])
+    assert (backend.paths(), backend.keys(), backend.devs()) == ({1: A}, {(DEV1, 1): 1, (DEV2, 1): 1}, {DEV1: 1})
+
+
+def test_thousands_of_entries_read_back_whole(backend):
+    """More than one batch of each map (vol_meta's 4 KiB values take ~250 a batch)."""
+    ids = range(1, 3001)
+    backend.set_paths(dict((i, "/srv/pv-%05d" % i) for i in ids))
+    backend.set_keys(dict(((DEV1, i), i) for i in ids))
+    backend.set_vol_cfgs(dict((i, layout.VolCfg(i, 0, 0, 0, 1, i, 0)) for i in ids))
+    assert backend.paths() == dict((i, "/srv/pv-%05d" % i) for i in ids)
+    assert backend.keys() == dict(((DEV1, i), i) for i in ids)
+    assert [cfg.epoch for vol_id, cfg in sorted(backend.vol_cfgs([2999, 7, 1500]).items())] == [7, 1500, 2999]
+
+
 def test_real_maps_are_the_objects_maps_pinned_like_the_loader(bpfquota_object):
     pin_dir = new_pin_dir()
     try:

@@ -104,8 +104,7 @@ def lock_is_held(path):
         return False
 
 
-WRITES = ("set_config", "bump_gen", "set_vol_cfg", "reset_vol_stats", "set_path", "delete_path",
-          "set_key", "delete_key", "set_dev", "clear_dirty")
+WRITES = quota_testlib.WRITES + tuple(quota_testlib.BULK_WRITES)
 
 
 class FakeMaps(quota_testlib.FakeMaps):
