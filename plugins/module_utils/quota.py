@@ -26,14 +26,12 @@ def read_mounts():
 
 def applied_volumes(maps):
     """{path: (volume id, Volume)} as the maps hold them."""
+    paths = dict((vol_id, path) for vol_id, path in maps.paths().items() if vol_id <= layout.MAX_VOLUMES)
     out = {}
-    for vol_id, path in maps.paths().items():
-        if vol_id > layout.MAX_VOLUMES:
-            continue
-        cfg = maps.vol_cfg(vol_id)
-        if cfg.mode == layout.MODE_UNUSED:
-            continue
-        out[path] = (vol_id, Volume(path, cfg.limit_bytes, cfg.limit_files, layout.MODE_NAMES[cfg.mode]))
+    for vol_id, cfg in maps.vol_cfgs(paths).items():
+        if cfg.mode != layout.MODE_UNUSED:
+            path = paths[vol_id]
+            out[path] = (vol_id, Volume(path, cfg.limit_bytes, cfg.limit_files, layout.MODE_NAMES[cfg.mode]))
     return out
 
 
@@ -80,22 +78,20 @@ def plan(applied, volumes, keys_by_path):
 
 
 def sync_keys(maps, want):
-    """Make vol_keys and vol_devs equal `want` ({(dev, ino): id}); True when anything changed."""
-    have = dict((k, v) for k, v in maps.keys().items() if v != layout.PROBE_VOLUME)
-    stale = [k for k, v in have.items() if want.get(k) != v]
-    new = [k for k, v in want.items() if have.get(k) != v]
+    """Make vol_keys and vol_devs equal `want` ({(dev, ino): id}); True when anything changed.
+    Writes only what differs: re-syncing an unchanged set writes nothing."""
+    current = maps.keys()
+    have = dict((k, v) for k, v in current.items() if v != layout.PROBE_VOLUME)
+    probe_devs = set(key[0] for key, vol_id in current.items() if vol_id == layout.PROBE_VOLUME)
+    stale = [k for k in have if k not in want]
+    new = dict((k, v) for k, v in want.items() if have.get(k) != v)
     dev_counts = collections.Counter(key[0] for key in want)
-    for dev, count in dev_counts.items():
-        maps.set_dev(dev, count)
-    for key in new:
-        maps.set_key(key, want[key])
-    for key in stale:
-        if key not in want:
-            maps.delete_key(key)
-    probe_devs = set(key[0] for key, vol_id in maps.keys().items() if vol_id == layout.PROBE_VOLUME)
-    for dev in maps.devs():
-        if dev not in dev_counts and dev not in probe_devs:
-            maps.set_dev(dev, 0)
+    devs = maps.devs()
+    # Devs first: a route on a dev the kernel doesn't check would not be found.
+    maps.set_devs(dict((dev, count) for dev, count in dev_counts.items() if devs.get(dev) != count))
+    maps.set_keys(new)
+    maps.delete_keys(stale)
+    maps.set_devs(dict((dev, 0) for dev in devs if dev not in dev_counts and dev not in probe_devs))
     if stale or new:
         maps.bump_gen()
     return bool(stale or new)
@@ -108,27 +104,26 @@ def vol_cfg_for(volume, old=None):
                          mode=layout.MODES[volume.mode])
 
 
-def apply_plan(maps, the_plan):
+def apply_plan(maps, the_plan, applied=None):
     """Write a plan. Removed volumes go first (routes, then slots), so a slot that a new
-    volume reuses is never reachable under its old owner; new slots exist before their keys."""
-    applied_ids = dict((p, i) for i, p in maps.paths().items())
-    removed_ids = set(applied_ids[v.path] for v in the_plan.removed)
+    volume reuses is never reachable under its old owner; new slots exist before their keys.
+    `applied` is applied_volumes(maps) if the caller has it at hand (it names the removed ids)."""
     changed = False
-    if removed_ids:
+    if the_plan.removed:
+        applied = applied if applied is not None else applied_volumes(maps)
+        removed_ids = set(applied[v.path][0] for v in the_plan.removed)
         remaining = dict((k, v) for k, v in maps.keys().items()
                          if v not in removed_ids and v != layout.PROBE_VOLUME)
         changed = sync_keys(maps, remaining)
-    for vol_id in removed_ids:
-        maps.set_vol_cfg(vol_id, layout.VolCfg(0, 0, 0, 0, layout.MODE_UNUSED, 0, 0))
-        maps.reset_vol_stats(vol_id)
-        maps.clear_dirty(vol_id)
-        maps.delete_path(vol_id)
-    for volume in the_plan.added:
-        vol_id = the_plan.ids[volume.path]
-        maps.reset_vol_stats(vol_id)
-        maps.set_vol_cfg(vol_id, vol_cfg_for(volume))
-        maps.set_path(vol_id, volume.path)
-    for dummy, volume in the_plan.updated:
-        vol_id = the_plan.ids[volume.path]
-        maps.set_vol_cfg(vol_id, vol_cfg_for(volume, maps.vol_cfg(vol_id)))
+        maps.set_vol_cfgs(dict((vol_id, layout.VolCfg(0, 0, 0, 0, layout.MODE_UNUSED, 0, 0)) for vol_id in removed_ids))
+        maps.reset_vol_stats_of(removed_ids)
+        maps.delete_dirty([key for key, rec in maps.all_dirty().items() if rec.vol_id in removed_ids])
+        maps.delete_paths(removed_ids)
+    added = dict((the_plan.ids[v.path], v) for v in the_plan.added)
+    maps.reset_vol_stats_of(added)
+    maps.set_vol_cfgs(dict((vol_id, vol_cfg_for(v)) for vol_id, v in added.items()))
+    maps.set_paths(dict((vol_id, v.path) for vol_id, v in added.items()))
+    updated = dict((the_plan.ids[new.path], new) for dummy, new in the_plan.updated)
+    old_cfgs = maps.vol_cfgs(updated)
+    maps.set_vol_cfgs(dict((vol_id, vol_cfg_for(v, old_cfgs[vol_id])) for vol_id, v in updated.items()))
     return sync_keys(maps, the_plan.keys) or changed
