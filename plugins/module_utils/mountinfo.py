@@ -12,6 +12,7 @@ __metaclass__ = type
 # mount of server:/export/pv-a) shows the same directory under another dev. Every such route has
 # to be registered, or writes through it escape the quota.
 
+import bisect
 import collections
 import os
 import re
@@ -104,65 +105,132 @@ def split_nfs_source(source):
     return host, _normal("/" + path)
 
 
-def mount_points_below(path, mounts):
-    """Mount points strictly below path: a tree walk must not descend into them."""
-    path = _normal(path)
-    return sorted(set(m.mount_point for m in mounts if _relative(m.mount_point, path) not in (None, "")))
+class MountTable:
+    """The mount table, indexed once for the routes of many volumes.
 
-
-def volume_routes(volume_path, mounts, stat=os.stat):
-    """Every path on this host through which the directory at volume_path is reachable.
-
-    volume_path comes first, the other routes follow sorted. A route is returned only after stat
-    confirms it is a directory with the volume's inode number on the mount it was derived from;
-    the BPF key of each route is volume_key(route). Only paths derived from mounts that can hold
-    the volume are ever stat'ed: bind mounts of its filesystem and NFS mounts of its server.
-    stat may hang on a dead NFS server: pass a wrapper with a timeout that raises TimeoutError
-    (it propagates: a route that couldn't be checked can't be ruled out; other OSErrors mean
-    "not a route"). volume_path should be canonical: the mount table speaks in canonical paths.
+    Each volume then costs a few dictionary lookups (by the ancestors of its path inside its
+    filesystem) instead of a pass over every mount: csi-driver-nfs leaves one mount per volume in
+    use on a node, and 10 000 volumes x that many mounts would take minutes.
     """
-    path = _normal(os.path.abspath(volume_path))
-    volume_stat = stat(path)
-    if not stat_module.S_ISDIR(volume_stat.st_mode):
-        raise NotADirectoryError("volume %s is not a directory" % (path,))
-    home = _mount_holding(path, os.major(volume_stat.st_dev), os.minor(volume_stat.st_dev), mounts)
-    if home is None:
-        # st_dev isn't any superblock's s_dev (btrfs subvolume, overlayfs): nothing to derive from
-        return [path]
-    below_home = _relative(path, home.mount_point)
-    volume_fs_paths = set(_join(root, below_home) for root in _fs_roots(home))
 
-    candidates = set()
-    for mount in mounts:
-        if _same_filesystem(mount, home):
-            for candidate in _candidates_on(mount, home, volume_fs_paths):
-                candidates.add((candidate, mount.major, mount.minor))
+    def __init__(self, mounts):
+        self._by_dev = collections.defaultdict(list)   # (major, minor) -> mounts of that superblock
+        self._by_root = collections.defaultdict(list)  # (filesystem, path in it) -> [(mount, root guess)]
+        self._roots = {}                                # mount id -> _fs_roots(mount)
+        self._majors = {}                               # mount id -> NFS major version
+        self._learned = {}                              # (home id, mount id) -> the candidate kind that held
+        self._points = sorted(set(m.mount_point for m in mounts))
+        for mount in mounts:
+            self._by_dev[(mount.major, mount.minor)].append(mount)
+            self._roots[mount.mount_id] = _fs_roots(mount)
+            fs = _filesystem(mount)
+            for root in self._roots[mount.mount_id]:
+                self._by_root[(fs, root)].append((mount, False))
+                if is_nfs(mount):
+                    self._majors[mount.mount_id] = _nfs_major(mount)
+                    for suffix in _suffixes(root):
+                        self._by_root[(fs, suffix)].append((mount, True))
 
-    routes = set()
-    for candidate, major, minor in sorted(candidates):
-        if candidate == path:
-            continue
-        if _is_same_directory(candidate, major, minor, volume_stat.st_ino, stat):
-            routes.add(candidate)
-    return [path] + sorted(routes)
+    def mount_points_below(self, path):
+        """Mount points strictly below path: a tree walk must not descend into them."""
+        prefix = _normal(path).rstrip("/") + "/"
+        below = []
+        for point in self._points[bisect.bisect_right(self._points, prefix):]:  # "/" itself isn't below "/"
+            if not point.startswith(prefix):
+                break  # sorted: the paths below `path` form one run
+            below.append(point)
+        return below
+
+    def routes(self, volume_path, stat=os.stat):
+        """Every path on this host through which the directory at volume_path is reachable.
+
+        volume_path comes first, the other routes follow sorted. A route is returned only after
+        stat confirms it is a directory with the volume's inode number on the mount it was derived
+        from; the BPF key of each route is volume_key(route). Only paths derived from mounts that
+        can hold the volume are ever stat'ed: bind mounts of its filesystem and NFS mounts of its
+        server. stat may hang on a dead NFS server: pass a wrapper with a timeout that raises
+        TimeoutError (it propagates: a route that couldn't be checked can't be ruled out; other
+        OSErrors mean "not a route"). volume_path should be canonical: the mount table speaks in
+        canonical paths.
+        """
+        path, volume_stat, home, candidates = self._candidates(volume_path, stat)
+        routes = set()
+        for candidate, major, minor in sorted(set((c, m.major, m.minor) for m, c, kind in candidates)):
+            if candidate != path and _is_same_directory(candidate, major, minor, volume_stat.st_ino, stat):
+                routes.add(candidate)
+        return [path] + sorted(routes)
+
+    def keys(self, volume_path, stat=os.stat):
+        """The BPF keys (dev, ino) of the volume's routes: volume_key() of each of routes(), cheaper.
+
+        All routes on one superblock share a key: once one is confirmed, the other candidates on
+        that superblock are not stat'ed; the superblock of volume_path itself needs none. The
+        candidate kind that held for an earlier volume between the same two mounts goes first.
+        """
+        path, volume_stat, home, candidates = self._candidates(volume_path, stat)
+        ino = volume_stat.st_ino
+        keys = set([(kernel_dev(volume_stat.st_dev), ino)])
+        tries = collections.defaultdict(list)  # (major, minor) -> [(not learned, candidate, mount, kind)]
+        for mount, candidate, kind in candidates:
+            if (mount.major, mount.minor) != _major_minor(volume_stat):
+                learned = self._learned.get((home.mount_id, mount.mount_id)) == kind
+                tries[(mount.major, mount.minor)].append((not learned, candidate, mount, kind))
+        for (major, minor), dev_tries in tries.items():
+            for dummy, candidate, mount, kind in sorted(dev_tries, key=lambda t: t[:2]):
+                if _is_same_directory(candidate, major, minor, ino, stat):
+                    keys.add(((major << 20) | minor, ino))
+                    self._learned[(home.mount_id, mount.mount_id)] = kind
+                    break
+        return keys
+
+    def _candidates(self, volume_path, stat):
+        """(path, its stat, the mount holding it, [(mount, candidate path, kind)]): the paths below
+        mounts of the volume's filesystem that may be the volume, found by looking up the ancestors
+        of its paths inside the filesystem. kind says how a candidate was derived (keys() learns it)."""
+        path = _normal(os.path.abspath(volume_path))
+        volume_stat = stat(path)
+        if not stat_module.S_ISDIR(volume_stat.st_mode):
+            raise NotADirectoryError("volume %s is not a directory" % (path,))
+        major, minor = _major_minor(volume_stat)
+        home = _mount_holding(path, major, minor, self._by_dev.get((major, minor), ()))
+        if home is None:
+            # st_dev isn't any superblock's s_dev (btrfs subvolume, overlayfs): nothing to derive from
+            return path, volume_stat, None, []
+        below_home = _relative(path, home.mount_point)
+        fs = _filesystem(home)
+        home_major = self._majors.get(home.mount_id)
+        candidates = []
+        for volume_fs_path in set(_join(root, below_home) for root in self._roots[home.mount_id]):
+            # NFSv4 paths may be relative to a pseudo-root (fsid=0) that NFSv3 paths don't know
+            # about: the same directory is /srv/nfs/pv-a over v3 and /pv-a over v4. The prefix
+            # can't be told from the mount table, so across versions each one is tried: leading
+            # components stripped from the volume's path, or from the mount's root (a root guess).
+            variants = [volume_fs_path] + (_suffixes(volume_fs_path) if home_major else [])
+            for stripped, variant in enumerate(variants):
+                for ancestor, rest in _ancestors(variant):
+                    for mount, root_guess in self._by_root.get((fs, ancestor), ()):
+                        guessed = bool(stripped) + root_guess
+                        across = self._majors.get(mount.mount_id, home_major) != home_major
+                        if guessed == 0 or (guessed == 1 and across):
+                            candidates.append((mount, _join(mount.mount_point, rest), (stripped, ancestor)))
+        return path, volume_stat, home, candidates
 
 
-def _candidates_on(mount, home, volume_fs_paths):
-    """Paths below mount that would be the volume, given the volume's paths inside its filesystem."""
-    pairs = []
-    for mount_root in _fs_roots(mount):
-        for volume_fs_path in volume_fs_paths:
-            pairs.append((volume_fs_path, mount_root))
-            if is_nfs(mount) and _nfs_major(mount) != _nfs_major(home):
-                # NFSv4 paths may be relative to a pseudo-root (fsid=0) that NFSv3 paths don't
-                # know about: the same directory is /srv/nfs/pv-a over v3 and /pv-a over v4.
-                # The prefix can't be told from the mount table, so try each one.
-                pairs.extend((suffix, mount_root) for suffix in _suffixes(volume_fs_path))
-                pairs.extend((volume_fs_path, suffix) for suffix in _suffixes(mount_root))
-    for volume_fs_path, mount_root in pairs:
-        rest = _relative(volume_fs_path, mount_root)
-        if rest is not None:
-            yield _join(mount.mount_point, rest)
+def _filesystem(mount):
+    """What all mounts of one filesystem share: their NFS server, else their superblock."""
+    server = split_nfs_source(mount.source) if is_nfs(mount) else None
+    return ("nfs", server[0]) if server else ("dev", mount.major, mount.minor)
+
+
+def _major_minor(st):
+    return os.major(st.st_dev), os.minor(st.st_dev)
+
+
+def _ancestors(path):
+    """(ancestor, the rest of path below it) for path itself, its parent, ... and "/"."""
+    parts = path.strip("/").split("/") if path != "/" else []
+    for index in range(len(parts), -1, -1):
+        yield "/" + "/".join(parts[:index]), "/".join(parts[index:])
 
 
 def _nfs_major(mount):
@@ -211,16 +279,6 @@ def _mount_holding(path, major, minor, mounts):
     covered = set(m.parent_id for m in best)
     uncovered = [m for m in best if m.mount_id not in covered]
     return (uncovered or best)[-1]
-
-
-def _same_filesystem(mount, home):
-    if (mount.major, mount.minor) == (home.major, home.minor):
-        return True
-    if not (is_nfs(mount) and is_nfs(home)):
-        return False
-    mount_server = split_nfs_source(mount.source)
-    home_server = split_nfs_source(home.source)
-    return mount_server is not None and home_server is not None and mount_server[0] == home_server[0]
 
 
 def _fs_roots(mount):

@@ -9,7 +9,7 @@ import collections
 import os
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
-from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import parse_mountinfo, volume_key, volume_routes
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MountTable, parse_mountinfo
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import Volume, diff_volumes
 
 Plan = collections.namedtuple("Plan", "added updated removed ids keys")
@@ -37,10 +37,8 @@ def applied_volumes(maps):
 
 def route_keys(paths, mounts, stat=os.stat):
     """{path: set of (dev, ino)}: every way this host reaches each volume's directory."""
-    out = {}
-    for path in paths:
-        out[path] = set(volume_key(route, stat) for route in volume_routes(path, mounts, stat))
-    return out
+    table = MountTable(mounts)
+    return dict((path, table.keys(path, stat)) for path in paths)
 
 
 def assign_ids(applied, desired):

@@ -17,10 +17,7 @@ import stat
 import time
 from array import array
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import (
-    mount_points_below,
-    read_mountinfo,
-)
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MountTable, read_mountinfo
 
 # Errors that mean "the entry went away while we looked": not a problem, just a moving tree.
 _VANISHED = (errno.ENOENT, errno.ENOTDIR, errno.ESTALE)
@@ -120,7 +117,7 @@ def _record(result, ino, size):
 
 def _mount_points_below(root):
     try:
-        return mount_points_below(root, read_mountinfo())
+        return MountTable(read_mountinfo()).mount_points_below(root)
     except (OSError, ValueError):
         return ()
 

@@ -11,14 +11,17 @@ import stat
 import pytest
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import (
+    MountTable,
     kernel_dev,
-    mount_points_below,
     parse_mountinfo,
     read_mountinfo,
     split_nfs_source,
     volume_key,
-    volume_routes,
 )
+
+
+def volume_routes(volume_path, mounts, stat=os.stat):
+    return MountTable(mounts).routes(volume_path, stat)
 
 # Recorded on this project's dev host (6.18): a bind mount of a directory with a space in its
 # name, a shared tmpfs with a space in its source, and a bind of it below itself.
@@ -159,9 +162,11 @@ def test_split_nfs_source():
 
 def test_mount_points_below():
     mounts = parse_mountinfo(NFS_LINES)
-    assert mount_points_below("/mnt", mounts) == ["/mnt/a", "/mnt/b", "/mnt/c", "/mnt/d",
-                                                  "/mnt/elsewhere", "/mnt/other", "/mnt/v3"]
-    assert mount_points_below("/mnt/a", mounts) == []
+    table = MountTable(mounts)
+    assert table.mount_points_below("/mnt") == ["/mnt/a", "/mnt/b", "/mnt/c", "/mnt/d",
+                                                "/mnt/elsewhere", "/mnt/other", "/mnt/v3"]
+    assert table.mount_points_below("/mnt/a") == table.mount_points_below("/mnt/a/") == []
+    assert table.mount_points_below("/") == sorted(m.mount_point for m in mounts if m.mount_point != "/")
 
 
 def nfs_host():
@@ -306,3 +311,67 @@ def test_volume_on_a_tmpfs_has_its_own_key(tmp_path, mounted):
     assert routes == [str(tmp_path / "fs" / "vol"), str(tmp_path / "again" / "vol")]
     dev, _ino = volume_key(routes[0])
     assert dev >> 20 == 0  # anonymous dev of a tmpfs: major 0
+
+
+# --- MountTable.keys: the routes' keys with fewer stats, for many volumes ------------------------
+
+def keys_of_routes(routes, fs):
+    return set(volume_key(route, fs) for route in routes)
+
+
+@pytest.mark.parametrize("volume", ["/mnt/nfs3/sub/pv-a", "/mnt/nfs4/sub/pv-a", "/mnt/D/pv-a", "/mnt/E/pv-a",
+                                    "/mnt/F/pv-a"])
+def test_keys_are_the_keys_of_the_routes(volume):
+    table = MountTable(parse_mountinfo(VM_NFS_LINES))
+    fs = FakeFs(VM_PV_A)
+    assert table.keys(volume, fs) == keys_of_routes(table.routes(volume, fs), fs)
+    assert len(table.keys(volume, fs)) == 4  # superblocks 0:41 (v3), 0:42 (v4), 0:43 and 0:44 (nosharecache)
+
+
+def test_keys_stat_one_route_per_other_superblock():
+    table = MountTable(parse_mountinfo(NFS_LINES))
+    fs = nfs_host()
+    assert table.keys("/mnt/a/sub/pv-a", fs) == keys_of_routes(table.routes("/mnt/a/sub/pv-a", fs), fs)
+    del fs.calls[:]
+    table.keys("/mnt/a/sub/pv-a", fs)
+    # the volume, then one route on each other superblock: /mnt/b is /mnt/a's superblock, not stat'ed
+    assert sorted(fs.calls) == ["/mnt/a/sub/pv-a", "/mnt/c/sub/pv-a", "/mnt/d", "/mnt/v3/pv-a"]
+
+
+def pseudo_root_host(count):
+    """Volumes /srv/nfs/pvs/pv-N (fileid 1000 + N) over NFSv3 at /mnt/nfs3 and NFSv4 at /mnt/nfs4,
+    whose pseudo-root is /srv/nfs, as the test bed mounts them."""
+    dirs = {}
+    for index in range(count):
+        dirs["/mnt/nfs3/pvs/pv-%d" % index] = (0, 41, 1000 + index)
+        dirs["/mnt/nfs4/pvs/pv-%d" % index] = (0, 42, 1000 + index)
+    return FakeFs(dirs)
+
+
+def test_across_nfs_versions_the_pseudo_root_guess_that_held_goes_first():
+    table = MountTable(parse_mountinfo(VM_NFS_LINES))
+    fs = pseudo_root_host(3)
+    assert table.keys("/mnt/nfs3/pvs/pv-0", fs) == set([(41, 1000), (42, 1000)])
+    first = len(fs.calls)
+    del fs.calls[:]
+    assert table.keys("/mnt/nfs3/pvs/pv-1", fs) == set([(41, 1001), (42, 1001)])
+    # /srv/nfs/pvs/pv-1 over v4 was guessed as /mnt/nfs4/pvs/pv-1 (pseudo-root stripped) first
+    assert fs.calls[:2] == ["/mnt/nfs3/pvs/pv-1", "/mnt/nfs4/pvs/pv-1"]
+    assert first > len(fs.calls)
+    assert table.keys("/mnt/nfs4/pvs/pv-2", fs) == set([(41, 1002), (42, 1002)])
+
+
+def test_many_volumes_and_many_per_volume_mounts_cost_lookups_not_passes():
+    # csi-driver-nfs style: each volume also mounted on its own (another superblock each)
+    count = 2000
+    lines = [line + "\n" for line in VM_NFS_LINES.splitlines() if " /mnt/nfs" in line]
+    fs = pseudo_root_host(count)
+    for index in range(count):
+        lines.append("%d 27 0:%d / /var/lib/kubelet/pv-%d rw - nfs4 127.0.0.1:/pvs/pv-%d %s\n"
+                     % (1000 + index, 1000 + index, index, index, VM_OPTS4))
+        fs.dirs["/var/lib/kubelet/pv-%d" % index] = (0, 1000 + index, 1000 + index)
+    table = MountTable(parse_mountinfo("".join(lines)))
+    for index in range(count):
+        volume = "/mnt/nfs4/pvs/pv-%d" % index
+        assert table.keys(volume, fs) == set([(42, 1000 + index), (41, 1000 + index), (1000 + index, 1000 + index)])
+    assert len(fs.calls) == 3 * count  # each volume and one route on each of its two other superblocks
