@@ -79,8 +79,8 @@ class QuotaMaps:
 
     def paths(self):
         """{volume id: path} of every configured volume."""
-        return dict((layout.U32.unpack(key)[0], layout.unpack_vol_meta(value))
-                    for key, value in self._items("vol_meta", layout.U32.size, layout.VOL_META.size))
+        return dict((vol_id, layout.unpack_vol_meta(raw))
+                    for (vol_id,), (raw,) in self._items("vol_meta", layout.U32, layout.VOL_META))
 
     def set_path(self, vol_id, path):
         self.set_paths({vol_id: path})
@@ -91,8 +91,7 @@ class QuotaMaps:
     # routes
     def keys(self):
         """{(dev, ino): volume id} for every route."""
-        return dict((layout.unpack_key(key), layout.U32.unpack(value)[0])
-                    for key, value in self._items("vol_keys", layout.KEY.size, layout.U32.size))
+        return dict((key, vol_id) for key, (vol_id,) in self._items("vol_keys", layout.KEY, layout.U32))
 
     def set_key(self, key, vol_id):
         self.set_keys({key: vol_id})
@@ -102,8 +101,7 @@ class QuotaMaps:
 
     def devs(self):
         """{dev: number of routes on it} of every filesystem that holds a volume."""
-        return dict((layout.U64.unpack(key)[0], layout.U32.unpack(value)[0])
-                    for key, value in self._items("vol_devs", layout.U64.size, layout.U32.size))
+        return dict((dev, count) for (dev,), (count,) in self._items("vol_devs", layout.U64, layout.U32))
 
     def set_dev(self, dev, count):
         self.set_devs({dev: count})
@@ -111,8 +109,7 @@ class QuotaMaps:
     # scans
     def all_dirty(self):
         """{(dev, ino): Dirty} of every volume."""
-        return dict((layout.unpack_key(key), layout.unpack_dirty(value))
-                    for key, value in self._items("scan_dirty", layout.KEY.size, layout.DIRTY.size))
+        return dict((key, layout.Dirty(*fields)) for key, fields in self._items("scan_dirty", layout.KEY, layout.DIRTY))
 
     def dirty(self, vol_id):
         """{(dev, ino): Dirty} recorded for volume `vol_id`."""
@@ -161,11 +158,11 @@ class QuotaMaps:
     def delete_dirty(self, keys):
         self._delete_many("scan_dirty", [layout.pack_key(*key) for key in keys], layout.KEY.size)
 
-    def _items(self, name, key_size, value_size):
-        """(key, value) bytes of every entry of a hash map."""
-        for keys, values, n in libbpf.map_batches(self.fds[name], key_size, value_size):
-            for i in range(n):
-                yield keys[i * key_size:(i + 1) * key_size], values[i * value_size:(i + 1) * value_size]
+    def _items(self, name, key_struct, value_struct):
+        """(key fields, value fields) of every entry of a hash map, unpacked with the structs."""
+        for keys, values, dummy in libbpf.map_batches(self.fds[name], key_struct.size, value_struct.size):
+            for item in zip(key_struct.iter_unpack(keys), value_struct.iter_unpack(values)):
+                yield item
 
     def _slots(self, name, value_size, vol_ids, unpack):
         """{id: unpack(value)} of the array slots `vol_ids`, read as one range of the array."""
