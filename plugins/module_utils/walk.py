@@ -14,6 +14,7 @@ import pickle
 import select
 import signal
 import stat
+import struct
 import time
 from array import array
 
@@ -49,19 +50,20 @@ class WalkResult:
                 % (self.root, self.files, self.bytes, self.errors, self.complete))
 
 
-def walk_tree(root, deadline=None, skip=None):
+def walk_tree(root, deadline=None, skip=None, mounts=None):
     """Count the inodes and regular-file bytes below root without leaving its filesystem or mount.
 
     deadline is a time.monotonic() value; once passed, the walk stops and complete is False.
-    skip holds paths not to descend into; by default the mount points below root from
-    /proc/self/mountinfo, so a bind mount of the same filesystem (same st_dev) isn't walked
-    either: its files aren't in the volume for the BPF side, which follows dentry parents.
+    skip holds paths not to descend into; by default the mount points below root in `mounts` (a
+    MountTable; by default read from /proc/self/mountinfo), so a bind mount of the same filesystem
+    (same st_dev) isn't walked either: its files aren't in the volume for the BPF side, which
+    follows dentry parents.
     """
     result = WalkResult(root)
     root = os.path.realpath(root)  # the mount table speaks in canonical paths
     root_dev = os.stat(root).st_dev
     if skip is None:
-        skip = _mount_points_below(root)
+        skip = (mounts or _mount_table()).mount_points_below(root)
     skip = frozenset(skip)
     linked = set()  # (ino) of regular files with more than one link already counted
     pending = [root]  # directories still to list; a list, not recursion: trees go 64+ levels deep
@@ -115,11 +117,26 @@ def _record(result, ino, size):
     result.sizes.append(size)
 
 
-def _mount_points_below(root):
+def walk_trees(roots, timeout, deadline=None):
+    """Yield walk_tree() of each root in turn, or the WalkError it raised, reading the mount table
+    once for all. Each walk gets `timeout` seconds, and none goes past the time.monotonic()
+    `deadline`. Made to run in a Worker: the walks of many volumes in one child."""
+    mounts = _mount_table()
+    for root in roots:
+        walk_deadline = time.monotonic() + timeout
+        if deadline is not None:
+            walk_deadline = min(walk_deadline, deadline)
+        try:
+            yield walk_tree(root, walk_deadline, mounts=mounts)
+        except Exception as error:
+            yield WalkError(describe_error(error))
+
+
+def _mount_table():
     try:
-        return MountTable(read_mountinfo()).mount_points_below(root)
+        return MountTable(read_mountinfo())
     except (OSError, ValueError):
-        return ()
+        return MountTable([])  # no mount points known: walk everything on root's filesystem
 
 
 def _expired(deadline):
@@ -149,63 +166,154 @@ def run_with_timeout(func, args, timeout):
     An exception in the child comes back as WalkError("<type>: <message>"). timeout None waits
     forever. On timeout the child is SIGKILLed and left to reap_children().
     """
-    reap_children()
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        _child(func, args, write_fd)  # never returns
-    os.close(write_fd)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        payload = _read_until(read_fd, deadline)
-    finally:
-        os.close(read_fd)
-    if payload is None:
-        _abandon(pid)
-        raise WalkTimeout("%s did not finish within %s seconds" % (_name(func), timeout))
-    _reap_finished(pid)
-    if not payload:
-        raise WalkError("%s: child process died without a result" % (_name(func),))
-    outcome, value = pickle.loads(payload)
-    if outcome == "error":
-        raise WalkError(value)
-    return value
+    with Worker(lambda *args: [func(*args)], _name(func)) as worker:
+        return list(worker.run(args, timeout))[0]
 
 
-def _child(func, args, write_fd):
+class Worker:
+    """A forked child that runs a generator function on request and streams back each item it
+    yields, so that many walks cost one fork. Like run_with_timeout, it can't hang the caller: a
+    child that stays silent too long is SIGKILLed and left to reap_children().
+
+        with Worker(walk_trees) as worker:
+            for result in worker.run((roots, timeout), timeout + 5):
+                ...
+    """
+
+    def __init__(self, func, name=None):
+        self.name = name or _name(func)
+        reap_children()
+        request_read, self._requests = os.pipe()
+        self._results, result_write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self._requests)
+            os.close(self._results)
+            _serve(func, _Reader(request_read), result_write)  # never returns
+        os.close(request_read)
+        os.close(result_write)
+        self._reader = _Reader(self._results)
+        self._busy = False  # a request is under way
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def run(self, args, silence, deadline=None):
+        """Yield the items of func(*args) as the child sends them.
+
+        WalkTimeout when the child sends nothing for `silence` seconds (None: no limit) or
+        anything after the time.monotonic() `deadline`: the child is killed and the worker closed.
+        WalkError("<type>: <message>") when func raised, or when the child died.
+        """
+        if self.pid is None:
+            raise WalkError("%s: its child process was killed after a timeout" % self.name)
+        _send(self._requests, args)
+        self._busy = True
+        while True:
+            limit = None if silence is None else time.monotonic() + silence
+            if deadline is not None:
+                limit = deadline if limit is None else min(limit, deadline)
+            try:
+                message = self._reader.next(limit)
+            except EOFError:
+                raise WalkError("%s: child process died without a result" % self.name)
+            if message is None:
+                self._kill()
+                raise WalkTimeout("%s did not finish within %s seconds" % (self.name, silence))
+            kind, value = message
+            self._busy = kind == "item"
+            if kind == "end":
+                return
+            if kind == "error":
+                raise WalkError(value)
+            yield value
+
+    def close(self):
+        """Let the child go: it exits once its requests pipe is closed, or is killed if it is
+        still working on a request nobody will read."""
+        if self._busy:
+            self._kill()
+        if self.pid is not None:
+            os.close(self._requests)
+            os.close(self._results)
+            _reap_finished(self.pid)
+            self.pid = None
+
+    def _kill(self):
+        os.close(self._requests)
+        os.close(self._results)
+        _abandon(self.pid)
+        self.pid = None
+        self._busy = False
+
+
+def _serve(func, requests, result_fd):
+    """The child of a Worker: run each request until the parent closes the pipe."""
     # os._exit everywhere: the child must not run the parent's atexit handlers or flush its buffers.
     status = 0
     try:
-        try:
-            payload = pickle.dumps(("ok", func(*args)), pickle.HIGHEST_PROTOCOL)
-        except BaseException as error:  # the parent gets every failure, KeyboardInterrupt included
-            status = 1
-            message = type(error).__name__ + (": %s" % (error,) if str(error) else "")
-            payload = pickle.dumps(("error", message), pickle.HIGHEST_PROTOCOL)
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(write_fd, view):]
+        while True:
+            args = requests.next(None)
+            try:
+                for value in func(*args):
+                    _send(result_fd, ("item", value))
+                message = ("end", None)
+            except BaseException as error:  # the parent gets every failure, KeyboardInterrupt included
+                message = ("error", describe_error(error))
+            _send(result_fd, message)
+    except EOFError:
+        pass  # no more requests
     except BaseException:
         status = 2
     finally:
         os._exit(status)
 
 
-def _read_until(read_fd, deadline):
-    """Everything the child writes until EOF, or None when deadline passes first."""
-    chunks = []
-    while True:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            return None
-        ready, _w, _x = select.select([read_fd], [], [], remaining)
-        if not ready:
-            continue
-        chunk = os.read(read_fd, 1 << 20)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+def describe_error(error):
+    """"<type>: <message>", as a WalkError from the child says it."""
+    return type(error).__name__ + (": %s" % (error,) if str(error) else "")
+
+
+_LENGTH = struct.Struct("=Q")
+
+
+def _send(fd, message):
+    """Write one message: its pickle's length, then the pickle."""
+    payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_LENGTH.pack(len(payload)) + payload)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class _Reader:
+    """The messages _send() writes into a pipe, one at a time."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buffer = bytearray()
+
+    def next(self, deadline):
+        """The next message, or None once the time.monotonic() deadline (None: none) has passed;
+        EOFError when the writer closed the pipe before a whole message arrived."""
+        while True:
+            if len(self.buffer) >= _LENGTH.size:
+                end = _LENGTH.size + _LENGTH.unpack_from(self.buffer)[0]
+                if len(self.buffer) >= end:
+                    message = pickle.loads(bytes(self.buffer[_LENGTH.size:end]))
+                    del self.buffer[:end]
+                    return message
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            ready, _w, _x = select.select([self.fd], [], [], remaining)
+            if ready:
+                chunk = os.read(self.fd, 1 << 20)
+                if not chunk:
+                    raise EOFError("the writer closed the pipe")
+                self.buffer += chunk
 
 
 def _abandon(pid):

@@ -14,9 +14,11 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import walk
 from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import (
     WalkError,
     WalkTimeout,
+    Worker,
     reap_children,
     run_with_timeout,
     walk_tree,
+    walk_trees,
 )
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
@@ -222,3 +224,100 @@ def test_walk_result_pickles():
     result = walk_tree(os.path.dirname(__file__), skip=())
     again = pickle.loads(pickle.dumps(result))
     assert (again.files, again.bytes, list(again.inos)) == (result.files, result.bytes, list(result.inos))
+
+
+# --- Worker and walk_trees: many walks in one child -----------------------------------------
+
+def _numbers(count, pause=0.0):
+    for number in range(count):
+        time.sleep(pause)
+        yield (os.getpid(), number)
+
+
+def _fail_after(count):
+    for number in range(count):
+        yield number
+    raise KeyError("volume-%d" % count)
+
+
+def wait_for_reaped_children():
+    deadline = time.monotonic() + 5
+    while reap_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return reap_children()
+
+
+def test_a_worker_serves_many_requests_from_one_child():
+    with Worker(_numbers) as worker:
+        first = list(worker.run((3,), 30))
+        second = list(worker.run((2,), 30))
+    assert [n for pid, n in first] == [0, 1, 2] and [n for pid, n in second] == [0, 1]
+    assert len(set(pid for pid, n in first + second)) == 1 and first[0][0] != os.getpid()
+    assert wait_for_reaped_children() == 0
+
+
+def test_a_worker_streams_items_before_its_request_ends():
+    with Worker(_numbers) as worker:
+        got = []
+        with pytest.raises(WalkTimeout):
+            for item in worker.run((5, 0.4), 2.0, deadline=time.monotonic() + 1.0):
+                got.append(item[1])
+        assert 1 <= len(got) < 5  # what arrived before the deadline is kept
+        with pytest.raises(WalkError, match="killed after a timeout"):
+            list(worker.run((1,), 30))
+    assert wait_for_reaped_children() == 0
+
+
+def test_a_silent_worker_is_killed_after_the_silence_allowed():
+    started = time.monotonic()
+    with Worker(_numbers) as worker:
+        with pytest.raises(WalkTimeout):
+            list(worker.run((2, 30), 0.5))
+    assert time.monotonic() - started < 5
+    assert wait_for_reaped_children() == 0
+
+
+def test_a_worker_reports_a_failed_request_and_serves_the_next():
+    with Worker(_fail_after) as worker:
+        for count in (2, 1):
+            got = []
+            with pytest.raises(WalkError, match=r"^KeyError: 'volume-%d'$" % count):
+                for item in worker.run((count,), 30):
+                    got.append(item)
+            assert got == list(range(count))
+    with Worker(lambda: [os._exit(3)]) as worker:
+        with pytest.raises(WalkError, match="died without a result"):
+            list(worker.run((), 30))
+
+
+def _one_then_sleep():
+    yield 1
+    time.sleep(30)
+    yield 2
+
+
+def test_closing_a_worker_in_the_middle_of_a_request_kills_its_child():
+    started = time.monotonic()
+    with Worker(_one_then_sleep) as worker:
+        assert next(worker.run((), 60)) == 1
+    assert wait_for_reaped_children() == 0
+    assert time.monotonic() - started < 10
+
+
+def test_walk_trees_walks_each_root_within_its_time(tmp_path):
+    for name, size in (("a", 10), ("b", 20)):
+        (tmp_path / name).mkdir()
+        write(tmp_path / name / "f", size)
+    roots = [str(tmp_path / "a"), str(tmp_path / "gone"), str(tmp_path / "b")]
+    a, gone, b = walk_trees(roots, 30)
+    assert (a.bytes, b.bytes, a.complete, b.complete) == (10, 20, True, True)
+    assert isinstance(gone, WalkError) and str(gone).startswith("FileNotFoundError")
+    late = list(walk_trees(roots[:1], 30, deadline=time.monotonic() - 1))[0]
+    assert late.complete is False  # the deadline passed before the walk began
+
+
+def test_walk_trees_in_a_worker(tmp_path):
+    write(tmp_path / "f", 7)
+    with Worker(walk_trees) as worker:
+        (result,) = worker.run(([str(tmp_path)], 30), 35)
+    assert (result.files, result.bytes) == (1, 7)
