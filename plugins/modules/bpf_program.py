@@ -38,14 +38,11 @@ options:
       - Required when O(state=present); ignored when O(state=absent).
     type: path
 notes:
-  - Needs root.
   - Check mode compares the sha256 of O(object) with the loaded program's and predicts C(changed)
     exactly without loading anything. It runs the same readiness check as a real run, trial load
     included (the programs go through the verifier and are dropped at once; nothing is attached or
     pinned), so it fails exactly where the real run would.
   - Readiness is only checked when a load or upgrade is needed; an unchanged run costs one status read.
-  - The module takes the same lock as the C(bpfquota) command and agent (C(/run/bpfquota.lock)) while
-    it loads or unloads.
 requirements:
   - Linux with C(CONFIG_BPF_LSM=y), C(bpf) in the active LSM list, BTF (C(/sys/kernel/btf/vmlinux)).
   - libbpf >= 1.0 on the managed host.
@@ -57,15 +54,12 @@ author:
   - bpfquota contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - bpfquota.nfs.bpfquota
+  - bpfquota.nfs.bpfquota.enforcer
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: full
     details: The diff shows whether a program is loaded and its sha256, before and after.
-  platform:
-    platforms: posix
-    details: Linux only.
 """
 
 EXAMPLES = r"""

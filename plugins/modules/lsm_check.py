@@ -37,20 +37,17 @@ options:
         boot parameter of every installed kernel.
     type: bool
     default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - bpfquota.nfs.bpfquota
 attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - Shows the GRUB drop-in or C(/etc/default/grub) and the kernel command lines of the grubby boot entries.
   platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: linux
     details:
+      - Linux only (BPF LSM).
       - O(fix_boot) supports GRUB on Debian, Ubuntu and the RHEL family (RHEL, CentOS Stream, Rocky, Alma, Fedora).
 requirements:
   - Linux >= 5.7 (>= 6.0 on arm64) built with C(CONFIG_BPF_LSM=y) and C(CONFIG_DEBUG_INFO_BTF=y).

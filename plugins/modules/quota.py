@@ -82,11 +82,8 @@ options:
     type: float
     default: 60.0
 notes:
-  - Needs root.
   - Check mode plans the change from the maps and the mount table and reports it (C(changed),
     C(added), C(updated), C(removed), diff) exactly, without writing anything.
-  - The module takes the same lock as the C(bpfquota) command and agent (C(/run/bpfquota.lock)) while
-    it writes.
   - Routes are registered too; a directory reachable through several mounts (bind mounts, another
     NFS mount of the same export) is limited through all of them.
 requirements:
@@ -99,15 +96,12 @@ author:
   - bpfquota contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - bpfquota.nfs.bpfquota
+  - bpfquota.nfs.bpfquota.enforcer
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: full
     details: Before and after are the canonical volumes documents (sorted by path, limits in bytes).
-  platform:
-    platforms: posix
-    details: Linux only.
 """
 
 EXAMPLES = r"""

@@ -27,14 +27,10 @@ author:
   - bpfquota contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - bpfquota.nfs.bpfquota
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: none
-  platform:
-    platforms: posix
-    details: Linux only.
 """
 
 EXAMPLES = r"""
