@@ -1,7 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, bpfquota contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Compile bpf/ into a CO-RE object; skipped when the sources haven't changed."""
+"""Compile bpf/ into a CO-RE object; skipped when the sources haven't changed.
+
+A built collection (scripts/build-collection.sh) carries an object prebuilt from its sources in
+bpf/prebuilt/, with the digest of the sources it came from beside it: a build whose sources and
+flags have that digest copies it instead of compiling, so a controller without clang can build.
+"""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
@@ -12,6 +17,7 @@ import subprocess
 import tempfile
 
 SOURCE = "bpfquota.bpf.c"
+PREBUILT = os.path.join("prebuilt", "bpfquota.bpf.o")  # relative to the source directory
 CLANG_ARGS = ("-g", "-O2", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86", "-Wall", "-Werror")
 
 
@@ -42,38 +48,83 @@ def find_clang():
     raise BuildError("clang not found: install clang (Debian/Ubuntu: apt-get install clang libbpf-dev)")
 
 
-def build(src_dir, out_path, clang=None, extra_args=()):
-    """Build unless `out_path` was built from the same sources. Returns {changed, path, sha256, digest}."""
+def read_stamp(object_path):
+    """The digest `object_path` was built from (its `.digest` stamp), or None without a complete build."""
+    if not os.path.isfile(object_path):
+        return None
+    try:
+        with open(object_path + ".digest") as f:
+            return f.read().strip() or None
+    except (IOError, OSError):
+        return None
+
+
+def prebuilt_object(src_dir, digest):
+    """The object prebuilt into `src_dir` (PREBUILT) when it was built from `digest`, else None."""
+    path = os.path.join(src_dir, PREBUILT)
+    return path if read_stamp(path) == digest else None
+
+
+def no_prebuilt_reason(src_dir, digest):
+    """Why no prebuilt object can stand in for a build of `digest` from `src_dir`."""
+    path = os.path.join(src_dir, PREBUILT)
+    stamp = read_stamp(path)
+    if stamp is None:
+        return ("no prebuilt object at %s (a collection built by scripts/build-collection.sh carries one)" % path)
+    return ("the prebuilt object %s was built from other sources or flags (digest %s, these are %s)"
+            % (path, stamp, digest))
+
+
+def find_clang_or_prebuilt_error(src_dir, digest):
+    """find_clang(), with why no prebuilt object could be used either when there is no clang."""
+    try:
+        return find_clang()
+    except BuildError as e:
+        raise BuildError("%s; %s" % (e, no_prebuilt_reason(src_dir, digest)))
+
+
+def build(src_dir, out_path, clang=None, extra_args=(), prebuilt=True):
+    """Build unless `out_path` was built from the same sources; with `prebuilt`, a matching prebuilt
+    object (see prebuilt_object) is copied instead of compiling. Returns {changed, path, sha256,
+    digest, prebuilt}: prebuilt is True when `out_path` was copied from the prebuilt object."""
     clang_args = list(CLANG_ARGS) + list(extra_args)
     digest = sources_digest(src_dir, clang_args)
-    stamp = out_path + ".digest"
-    if os.path.isfile(out_path) and os.path.isfile(stamp):
-        with open(stamp) as f:
-            if f.read().strip() == digest:
-                return {"changed": False, "path": out_path, "sha256": _sha256(out_path), "digest": digest}
-    clang = clang or find_clang()
+    if read_stamp(out_path) == digest:
+        return {"changed": False, "path": out_path, "sha256": _sha256(out_path), "digest": digest,
+                "prebuilt": False}
+    ready = prebuilt_object(src_dir, digest) if prebuilt else None
+    if ready is None:
+        clang = clang or find_clang_or_prebuilt_error(src_dir, digest)
     out_dir = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(out_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".o")
     os.close(fd)
     try:
-        try:
-            proc = subprocess.run(clang_command(clang, src_dir, tmp, clang_args), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, universal_newlines=True, check=False)
-        except OSError as e:
-            raise BuildError("can't run clang %s: %s; install clang or give the right path" % (clang, e.strerror))
-        if proc.returncode != 0:
-            if "No available targets are compatible" in proc.stderr or "unknown target" in proc.stderr:
-                raise BuildError("%s has no BPF target: install a clang built with the BPF backend "
-                                 "(Debian/Ubuntu's clang has it)" % clang)
-            raise BuildError("clang failed (rc %d):\n%s" % (proc.returncode, proc.stderr.strip()))
+        if ready is not None:
+            shutil.copyfile(ready, tmp)
+        else:
+            _compile(clang, src_dir, tmp, clang_args)
         os.rename(tmp, out_path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    with open(stamp, "w") as f:
+    with open(out_path + ".digest", "w") as f:
         f.write(digest + "\n")
-    return {"changed": True, "path": out_path, "sha256": _sha256(out_path), "digest": digest}
+    return {"changed": True, "path": out_path, "sha256": _sha256(out_path), "digest": digest,
+            "prebuilt": ready is not None}
+
+
+def _compile(clang, src_dir, out_path, clang_args):
+    try:
+        proc = subprocess.run(clang_command(clang, src_dir, out_path, clang_args), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    except OSError as e:
+        raise BuildError("can't run clang %s: %s; install clang or give the right path" % (clang, e.strerror))
+    if proc.returncode != 0:
+        if "No available targets are compatible" in proc.stderr or "unknown target" in proc.stderr:
+            raise BuildError("%s has no BPF target: install a clang built with the BPF backend "
+                             "(Debian/Ubuntu's clang has it)" % clang)
+        raise BuildError("clang failed (rc %d):\n%s" % (proc.returncode, proc.stderr.strip()))
 
 
 def _sha256(path):

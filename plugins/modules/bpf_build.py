@@ -16,6 +16,10 @@ description:
     The identity of a build is a content hash of every C(.c) and C(.h) file in O(src) plus the
     flags, kept next to the object in C(<dest>.digest); timestamps play no part.
   - The object is written atomically; a failed build leaves an existing object untouched.
+  - A collection artifact built by C(scripts/build-collection.sh) carries an object prebuilt from its
+    sources in C(bpf/prebuilt/), with the digest of the sources and flags it came from. When that
+    digest is the one of O(src), the module copies the prebuilt object instead of compiling, so a
+    controller without clang can run the rollout (see O(prebuilt)).
   - Build once (for example on the controller, with C(delegate_to) set to V(localhost) and C(run_once))
     and copy the object to the hosts, which then need no compiler.
 options:
@@ -37,27 +41,36 @@ options:
       - The clang to compile with, as a path or a command name looked up in E(PATH).
       - Defaults to the first of C(clang), C(clang-19) ... C(clang-14) found in E(PATH).
       - It must have the BPF backend (Debian, Ubuntu, Fedora and RHEL clang packages do).
+      - Not needed when O(dest) is up to date or a prebuilt object is used.
     type: path
+  prebuilt:
+    description:
+      - Copy the object prebuilt into O(src) (C(prebuilt/bpfquota.bpf.o) and its C(.digest) stamp)
+        when it was built from the same sources and flags, instead of compiling.
+      - V(false) always compiles with clang.
+    type: bool
+    default: true
 notes:
   - In check mode the module compares the sources' hash with the stamp of O(dest) and reports
     whether it would build; it compiles nothing and writes nothing. It fails, as the real run would,
-    when a build is needed and clang is missing.
+    when a build is needed, no prebuilt object matches and clang is missing.
 requirements:
-  - clang with the BPF target (Debian/Ubuntu C(clang), RHEL/Fedora C(clang)).
+  - clang with the BPF target (Debian/Ubuntu C(clang), RHEL/Fedora C(clang)), unless the collection
+    carries a prebuilt object for its sources.
 seealso:
   - module: bpfquota.nfs.bpf_program
 author:
   - bpfquota contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - bpfquota.nfs.bpfquota
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: full
     details: The diff shows the sources digest and the object's sha256 before and after.
   platform:
     platforms: posix
+    details: Any POSIX host with clang; without clang when the collection carries a prebuilt object for its sources.
 """
 
 EXAMPLES = r"""
@@ -94,6 +107,11 @@ digest:
   returned: always
   type: str
   sample: 9b74c9897bac770ffc029102a200c5de1f4e3b1f2e8d0c6a4b2c9e8f7d6a5b4c
+prebuilt:
+  description: Whether O(dest) was (or in check mode would be) copied from the prebuilt object rather than compiled.
+  returned: always
+  type: bool
+  sample: true
 src:
   description: The source directory used.
   returned: always
@@ -115,33 +133,25 @@ def default_src():
     return os.path.join(collection_root, "bpf")
 
 
-def resolve_clang(module, clang):
-    """The clang to run, or fail_json when it isn't there (bpfbuild would only say 'No such file')."""
+def resolve_clang(module, clang, src, digest):
+    """The clang to run, or fail_json when it isn't there (bpfbuild would only say 'No such file').
+    Only asked for when no prebuilt object can stand in for the build: the message says why."""
+    why_not_prebuilt = bpfbuild.no_prebuilt_reason(src, digest)
     if clang is None:
         try:
             return bpfbuild.find_clang()
         except bpfbuild.BuildError as e:
-            module.fail_json(msg=str(e))
+            module.fail_json(msg="%s; %s" % (e, why_not_prebuilt))
     if "/" not in clang:
         found = module.get_bin_path(clang)
         if found is None:
-            module.fail_json(msg="clang %r not found in PATH: install clang or give its full path in clang" % clang)
+            module.fail_json(msg="clang %r not found in PATH: install clang or give its full path in clang; %s"
+                             % (clang, why_not_prebuilt))
         return found
     if not (os.path.isfile(clang) and os.access(clang, os.X_OK)):
-        module.fail_json(msg="clang %s does not exist or is not executable: install clang or fix the clang option"
-                         % clang)
+        module.fail_json(msg="clang %s does not exist or is not executable: install clang or fix the clang option; %s"
+                         % (clang, why_not_prebuilt))
     return clang
-
-
-def stamp_digest(dest):
-    """The digest dest was built from, or None when there is no complete earlier build."""
-    if not os.path.isfile(dest):
-        return None
-    try:
-        with open(dest + ".digest") as f:
-            return f.read().strip() or None
-    except (IOError, OSError):
-        return None
 
 
 def main():
@@ -150,6 +160,7 @@ def main():
             src=dict(type="path"),
             dest=dict(type="path", required=True),
             clang=dict(type="path"),
+            prebuilt=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
@@ -164,24 +175,27 @@ def main():
         digest = bpfbuild.sources_digest(src)
     except (IOError, OSError) as e:
         module.fail_json(msg="cannot read the BPF sources in %s: %s" % (src, e))
-    before_digest = stamp_digest(dest)
+    before_digest = bpfbuild.read_stamp(dest)
     before_sha = module.sha256(dest) if os.path.isfile(dest) else None
     needs_build = before_digest != digest
-    clang = resolve_clang(module, module.params["clang"]) if needs_build else module.params["clang"]
+    prebuilt = bpfbuild.prebuilt_object(src, digest) if needs_build and module.params["prebuilt"] else None
+    clang = module.params["clang"]
+    if needs_build and prebuilt is None:
+        clang = resolve_clang(module, clang, src, digest)
 
     if not needs_build:
-        result = {"changed": False, "path": dest, "sha256": before_sha, "digest": digest}
+        result = {"changed": False, "path": dest, "sha256": before_sha, "digest": digest, "prebuilt": False}
     elif module.check_mode:
-        result = {"changed": True, "path": dest, "sha256": None, "digest": digest}
+        result = {"changed": True, "path": dest, "sha256": None, "digest": digest, "prebuilt": prebuilt is not None}
     else:
         try:
-            built = bpfbuild.build(src, dest, clang=clang)
+            built = bpfbuild.build(src, dest, clang=clang, prebuilt=module.params["prebuilt"])
         except bpfbuild.BuildError as e:
             module.fail_json(msg="building %s failed: %s" % (dest, e))
         except (IOError, OSError) as e:
             module.fail_json(msg="building %s failed: %s" % (dest, e))
         result = {"changed": built["changed"], "path": built["path"], "sha256": built["sha256"],
-                  "digest": built["digest"]}
+                  "digest": built["digest"], "prebuilt": built["prebuilt"]}
     result["src"] = src
     if module._diff:
         result["diff"] = {

@@ -76,7 +76,7 @@ def read(path):
 
 def test_real_sources_build_once_and_rebuild_after_a_change(clang, tmp_path):
     src = str(tmp_path / "bpf")
-    shutil.copytree(BPF_SRC, src)
+    shutil.copytree(BPF_SRC, src, ignore=shutil.ignore_patterns("prebuilt"))
     out = str(tmp_path / "out" / "bpfquota.bpf.o")
 
     first = build(src, out)
@@ -244,3 +244,36 @@ def test_a_clang_path_that_does_not_exist_is_a_build_error(tiny, tmp_path):
     with pytest.raises(BuildError) as info:
         build(tiny, str(tmp_path / "tiny.o"), clang=missing)
     assert missing in str(info.value)
+
+
+def test_a_matching_prebuilt_object_stands_in_for_clang(clang, tiny, tmp_path, monkeypatch):
+    prebuilt = build(tiny, os.path.join(tiny, bpfbuild.PREBUILT), prebuilt=False)
+    assert prebuilt["prebuilt"] is False and bpfbuild.prebuilt_object(tiny, prebuilt["digest"])
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    out = str(tmp_path / "out" / "tiny.o")
+    copied = build(tiny, out)
+    assert copied == dict(prebuilt, path=out, prebuilt=True)
+    assert read(out + ".digest") == prebuilt["digest"] + "\n"
+    assert build(tiny, out) == dict(copied, changed=False, prebuilt=False)
+    assert leftovers(os.path.dirname(out)) == []
+
+
+def test_a_prebuilt_object_only_stands_in_for_its_own_sources_and_flags(clang, tiny, tmp_path, monkeypatch):
+    prebuilt = build(tiny, os.path.join(tiny, bpfbuild.PREBUILT), prebuilt=False)
+    flagged = build(tiny, str(tmp_path / "flagged.o"), extra_args=["-DTINY_EXTRA=1"])
+    assert flagged["prebuilt"] is False and flagged["digest"] != prebuilt["digest"]
+    assert build(tiny, str(tmp_path / "compiled.o"), prebuilt=False)["prebuilt"] is False
+
+    append(os.path.join(tiny, "tiny.h"), "/* edited */\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(BuildError) as info:
+        build(tiny, str(tmp_path / "stale.o"))
+    assert str(info.value) == (
+        "clang not found: install clang (Debian/Ubuntu: apt-get install clang libbpf-dev); the prebuilt object "
+        "%s was built from other sources or flags (digest %s, these are %s)"
+        % (os.path.join(tiny, bpfbuild.PREBUILT), prebuilt["digest"], sources_digest(tiny)))
+    os.unlink(os.path.join(tiny, bpfbuild.PREBUILT))
+    with pytest.raises(BuildError) as info:
+        build(tiny, str(tmp_path / "stale.o"))
+    assert str(info.value).endswith("; no prebuilt object at %s (a collection built by scripts/build-collection.sh "
+                                    "carries one)" % os.path.join(tiny, bpfbuild.PREBUILT))

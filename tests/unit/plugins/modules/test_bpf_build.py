@@ -42,10 +42,16 @@ def snapshot(directory):
 
 @pytest.fixture
 def src(tmp_path):
-    """A copy of the repo's BPF sources that a test may edit."""
+    """A copy of the repo's BPF sources that a test may edit (without an object that
+    scripts/build-collection.sh may have prebuilt there)."""
     copy = str(tmp_path / "bpf")
-    shutil.copytree(REPO_BPF, copy)
+    shutil.copytree(REPO_BPF, copy, ignore=shutil.ignore_patterns("prebuilt"))
     return copy
+
+
+def no_prebuilt(src):
+    return "no prebuilt object at %s (a collection built by scripts/build-collection.sh carries one)" % (
+        os.path.join(src, "prebuilt", "bpfquota.bpf.o"))
 
 
 @pytest.fixture
@@ -185,14 +191,16 @@ def test_missing_clang_path(run_module, tmp_path, src, out_dir):
         with pytest.raises(ModuleFail) as failed:
             run_module(bpf_build, {"src": src, "dest": os.path.join(out_dir, "o"), "clang": missing}, check=check)
         assert failed.value.result["msg"] == (
-            "clang %s does not exist or is not executable: install clang or fix the clang option" % missing)
+            "clang %s does not exist or is not executable: install clang or fix the clang option; %s"
+            % (missing, no_prebuilt(src)))
 
 
 def test_clang_name_not_in_path(run_module, src, out_dir):
     with pytest.raises(ModuleFail) as failed:
         run_module(bpf_build, {"src": src, "dest": os.path.join(out_dir, "o"), "clang": "clang-nonexistent-99"})
     assert failed.value.result["msg"] == (
-        "clang 'clang-nonexistent-99' not found in PATH: install clang or give its full path in clang")
+        "clang 'clang-nonexistent-99' not found in PATH: install clang or give its full path in clang; %s"
+        % no_prebuilt(src))
 
 
 def test_no_clang_installed(run_module, monkeypatch, tmp_path, src, out_dir):
@@ -203,7 +211,7 @@ def test_no_clang_installed(run_module, monkeypatch, tmp_path, src, out_dir):
         with pytest.raises(ModuleFail) as failed:
             run_module(bpf_build, {"src": src, "dest": os.path.join(out_dir, "o")}, check=check)
         assert failed.value.result["msg"] == (
-            "clang not found: install clang (Debian/Ubuntu: apt-get install clang libbpf-dev)")
+            "clang not found: install clang (Debian/Ubuntu: apt-get install clang libbpf-dev); %s" % no_prebuilt(src))
     assert not os.path.exists(out_dir)
 
 
@@ -231,3 +239,67 @@ def test_dest_is_required(run_module, src):
     with pytest.raises(ModuleFail) as failed:
         run_module(bpf_build, {"src": src})
     assert failed.value.result["msg"] == "missing required arguments: dest"
+
+
+# --- the object prebuilt into a collection artifact (scripts/build-collection.sh)
+
+def prebuild(src):
+    """What scripts/build-collection.sh does: <src>/prebuilt/bpfquota.bpf.o and its stamp."""
+    return bpfbuild.build(src, os.path.join(src, bpfbuild.PREBUILT), prebuilt=False)
+
+
+def hide_clang(monkeypatch, tmp_path):
+    empty = tmp_path / "empty-path"
+    empty.mkdir(exist_ok=True)
+    monkeypatch.setenv("PATH", str(empty))
+
+
+def test_a_matching_prebuilt_object_is_copied_without_clang(run_module, monkeypatch, tmp_path, src, out_dir):
+    made = prebuild(src)
+    hide_clang(monkeypatch, tmp_path)
+    dest = os.path.join(out_dir, "bpfquota.bpf.o")
+
+    check = run_module(bpf_build, {"src": src, "dest": dest}, check=True)
+    assert (check["changed"], check["prebuilt"], check["sha256"]) == (True, True, None)
+    assert not os.path.exists(out_dir)
+
+    result = run_module(bpf_build, {"src": src, "dest": dest}, diff=True)
+    assert result["changed"] is True and result["prebuilt"] is True
+    assert result["sha256"] == made["sha256"] == sha256_of(dest)
+    assert result["digest"] == made["digest"] == bpfbuild.sources_digest(src)
+    with open(dest + ".digest") as f:
+        assert f.read() == made["digest"] + "\n"
+    assert result["diff"]["after"] == {"digest": made["digest"], "sha256": made["sha256"]}
+
+    again = run_module(bpf_build, {"src": src, "dest": dest})
+    assert (again["changed"], again["prebuilt"], again["sha256"]) == (False, False, made["sha256"])
+
+
+def test_prebuilt_false_compiles(run_module, monkeypatch, tmp_path, src, out_dir):
+    prebuild(src)
+    dest = os.path.join(out_dir, "bpfquota.bpf.o")
+    result = run_module(bpf_build, {"src": src, "dest": dest, "prebuilt": False})
+    assert result["changed"] is True and result["prebuilt"] is False
+    os.unlink(dest + ".digest")
+    hide_clang(monkeypatch, tmp_path)
+    with pytest.raises(ModuleFail) as failed:
+        run_module(bpf_build, {"src": src, "dest": dest, "prebuilt": False})
+    assert failed.value.result["msg"].startswith("clang not found: install clang")
+
+
+def test_a_prebuilt_object_of_other_sources_is_not_used(run_module, monkeypatch, tmp_path, src, out_dir):
+    made = prebuild(src)
+    with open(os.path.join(src, "bpfquota.h"), "a") as f:
+        f.write("\n/* edited after the prebuild */\n")
+    dest = os.path.join(out_dir, "bpfquota.bpf.o")
+    compiled = run_module(bpf_build, {"src": src, "dest": dest}, check=True)
+    assert (compiled["changed"], compiled["prebuilt"]) == (True, False)
+
+    hide_clang(monkeypatch, tmp_path)
+    with pytest.raises(ModuleFail) as failed:
+        run_module(bpf_build, {"src": src, "dest": dest})
+    assert failed.value.result["msg"] == (
+        "clang not found: install clang (Debian/Ubuntu: apt-get install clang libbpf-dev); the prebuilt object %s "
+        "was built from other sources or flags (digest %s, these are %s)"
+        % (os.path.join(src, "prebuilt", "bpfquota.bpf.o"), made["digest"], bpfbuild.sources_digest(src)))
+    assert not os.path.exists(out_dir)
