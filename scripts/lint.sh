@@ -36,6 +36,31 @@ step() {  # step NAME RC LOG: record the result of a step that has no report of 
 
 # --- ansible-test sanity
 started=$SECONDS
+# ansible-test puts pip into its venvs with a get-pip script downloaded from a host this machine can't
+# reach (only package registries are). Where that script isn't cached yet, cache a stand-in: CPython's
+# ensurepip, then the pinned pip ansible-test asks for, from the package index.
+pip_version=$(python3 -c 'import os, re, ansible_test
+path = os.path.join(os.path.dirname(ansible_test.__file__), "_internal", "python_requirements.py")
+print(re.search(r"pip=.([0-9.]+).", open(path).read()).group(1))' 2>/dev/null)
+get_pip="$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
+if [ -n "$pip_version" ] && [ ! -e "$get_pip" ]; then
+  mkdir -p "$(dirname "$get_pip")"
+  cat >"$get_pip" <<'EOF'
+# Stand-in for ansible-test's get-pip bootstrap script, cached by bpfquota's scripts/lint.sh:
+# CPython's bundled pip, which then installs the pip asked for (checking TLS against the system's
+# CA bundle, as newer pips do through truststore).
+import ensurepip
+import os
+import subprocess
+import sys
+
+ensurepip.bootstrap()
+args = [arg for arg in sys.argv[1:] if arg not in ("--no-setuptools", "--no-wheel")]
+cafile = "/etc/ssl/certs/ca-certificates.crt"
+cert = ["--cert", cafile] if os.path.isfile(cafile) else []
+sys.exit(subprocess.call([sys.executable, "-m", "pip", "install"] + cert + args))
+EOF
+fi
 collection="$work/ansible_collections/bpfquota/nfs"
 mkdir -p "$collection"
 git ls-files -z --cached --others --exclude-standard \
