@@ -5,7 +5,9 @@
 
 The module can't find it by itself: it runs from a zipped payload that carries only the
 module_utils. The path is valid where the controller's files are, so build on the controller
-(delegate_to: localhost) or give src.
+(delegate_to: localhost) or give src. A collection installed from the artifact of
+scripts/build-collection.sh has an object prebuilt from those sources in bpf/prebuilt/, which the
+module copies instead of compiling: such a controller needs no clang.
 """
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
