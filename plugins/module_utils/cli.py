@@ -168,20 +168,23 @@ def warn_on_stderr(message):
     say("warning: %s" % message, sys.stderr)
 
 
-def apply_volumes(maps, volumes, check, scan_timeout, warn=warn_on_stderr):
-    """Plan, then (unless check) apply and scan the new volumes. Returns the plan."""
+def apply_volumes(maps, volumes, check, scan_timeout, warn=warn_on_stderr, scan_budget=None, applied=None):
+    """Plan, then (unless check) apply and scan the new volumes. Returns the plan.
+    Each first scan gets scan_timeout seconds, all of them scan_budget (None: no limit);
+    `applied` is quota.applied_volumes(maps) if the caller has read it already."""
     from ansible_collections.bpfquota.nfs.plugins.module_utils import quota, usage
-    applied = quota.applied_volumes(maps)
+    if applied is None:
+        applied = quota.applied_volumes(maps)
     try:
         the_plan = quota.plan(applied, volumes, quota.route_keys([v.path for v in volumes], quota.read_mounts()))
     except ValueError as e:
         raise CliError(str(e), EXIT_USAGE)
     if not check:
-        quota.apply_plan(maps, the_plan)
-        for volume in the_plan.added:
-            result = usage.scan_volume(maps, the_plan.ids[volume.path], volume.path, scan_timeout)
+        quota.apply_plan(maps, the_plan, applied)
+        targets = [(the_plan.ids[volume.path], volume.path) for volume in the_plan.added]
+        for result in usage.scan_volumes(maps, targets, scan_timeout, scan_budget):
             if not result.ok:
-                warn("%s: %s; usage counts from zero until a reconcile succeeds" % (volume.path, result.reason))
+                warn("%s: %s; usage counts from zero until a reconcile succeeds" % (result.path, result.reason))
     return the_plan
 
 
@@ -206,17 +209,20 @@ def cmd_apply(args):
     volumes = desired_volumes(args.file, args.mode)
     with exclusive():
         with open_maps() as maps:
-            the_plan = apply_volumes(maps, volumes, args.check, args.scan_timeout)
+            the_plan = apply_volumes(maps, volumes, args.check, args.scan_timeout, scan_budget=args.scan_budget)
     say("\n".join(describe_plan(the_plan, args.check)))
     return EXIT_OK
 
 
 def report_rows(maps):
     from ansible_collections.bpfquota.nfs.plugins.module_utils import quota, usage
+    applied = quota.applied_volumes(maps)
+    ids = [vol_id for vol_id, volume in applied.values()]
+    cfgs, all_stats = maps.vol_cfgs(ids), maps.vol_stats_of(ids)
     rows = []
-    for path, (vol_id, volume) in quota.applied_volumes(maps).items():
-        stats = maps.vol_stats(vol_id)
-        used_bytes, used_files = usage.used(maps.vol_cfg(vol_id), stats)
+    for path, (vol_id, volume) in applied.items():
+        stats = all_stats[vol_id]
+        used_bytes, used_files = usage.used(cfgs[vol_id], stats)
         rows.append({"path": path, "used_bytes": max(used_bytes, 0), "limit_bytes": volume.limit_bytes,
                      "files": max(used_files, 0), "limit_files": volume.limit_files,
                      "denials": sum(stats.denied.values()), "mode": volume.mode,
@@ -298,6 +304,9 @@ def parser():
     c.add_argument("--check", action="store_true", help="dry run: print what would change")
     c.add_argument("--mode", choices=sorted(layout.MODES), default="enforce", help="default mode of entries")
     c.add_argument("--scan-timeout", type=float, default=60.0, help="seconds per new volume's first scan")
+    c.add_argument("--scan-budget", type=float, default=None,
+                   help="seconds for all first scans together (default: no limit); volumes not scanned in time "
+                        "count from zero until a reconcile (the agent's) re-bases them")
     c.set_defaults(func=cmd_apply)
 
     c = sub.add_parser("report", help="usage per volume, like xfs_quota report -h")

@@ -10,6 +10,11 @@ change of each inode also leaves a dirty record saying what that inode
 counted when the flip happened. The walk's total, with every dirty inode's
 stat() replaced by that record, is the usage at the flip; the changes since
 the flip are exactly delta[new parity] minus what it held before the flip.
+
+Many volumes are scanned in chunks: a chunk's epochs flip together, one forked
+child walks their trees one after the other, and the chunk is finished
+together. Each volume's walk still lies between its own flip and the read of
+its dirty records, which is all the protocol needs.
 """
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -17,9 +22,13 @@ __metaclass__ = type
 import collections
 import time
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import WalkError, WalkTimeout, run_with_timeout, walk_tree
+from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import WalkError, WalkTimeout, Worker, walk_trees
 
 ScanResult = collections.namedtuple("ScanResult", "vol_id path ok used_bytes used_files seconds reason")
+
+GRACE = 5.0           # seconds a walk may overrun its deadline (one slow stat, pickling) before its child is killed
+CHUNK_SECONDS = 1.0   # chunks are sized so that their walks take about this long: the time volumes stay flipped
+MAX_CHUNK = 1024
 
 
 def used(cfg, stats):
@@ -51,46 +60,151 @@ def usage_at_flip(walk, dirty):
     return total_bytes, total_files
 
 
+def new_base(flipped, before, after, walk, dirty):
+    """(base bytes, base files) that make the usage equal the walk's, or (None, why not).
+
+    flipped: the volume's config as flipped; before/after: its counters read before the flip and
+    after the walk; walk: a WalkResult; dirty: its dirty records read after the walk.
+    """
+    if walk.errors:
+        # Re-basing on a partial view would stop protecting what couldn't be read.
+        return None, ("%d entries of %s could not be read (root_squash? EIO?): usage left as it was; "
+                      "export the share with no_root_squash to the clients or fix the errors" % (walk.errors, walk.root))
+    if after.dirty_overflow != before.dirty_overflow:
+        return None, "too many files changed during the scan to track; it will be retried"
+    at_flip_bytes, at_flip_files = usage_at_flip(walk, dirty)
+    new_parity = flipped.epoch & 1
+    old_parity = 1 - new_parity
+    return (at_flip_bytes - before.delta_bytes[new_parity] - after.delta_bytes[old_parity],
+            at_flip_files - before.delta_files[new_parity] - after.delta_files[old_parity]), ""
+
+
+def next_chunk_size(size, seconds):
+    """The next chunk's size, from how long the last one's walks took: about CHUNK_SECONDS of
+    walking, growing at most fourfold a step (the next trees may be bigger)."""
+    fitting = int(size * CHUNK_SECONDS / seconds) if seconds > 0 else MAX_CHUNK
+    return max(1, min(fitting, 4 * size, MAX_CHUNK))
+
+
 def scan_volume(maps, vol_id, path, timeout):
     """Re-base one volume from a walk of its tree. Never hangs: the walk runs in a child with a timeout."""
+    return scan_volumes(maps, [(vol_id, path)], timeout)[0]
+
+
+def scan_volumes(maps, targets, timeout, budget=None):
+    """Re-base the volumes [(volume id, path)] from walks of their trees; their ScanResults, in order.
+
+    One forked child walks them all; each walk gets `timeout` seconds and all of them `budget`
+    seconds (None: no limit). A walk whose child stops answering (a dead NFS server) gets it
+    killed and ends the batch: the next walks would most likely hang on the same server, one
+    timeout each. Volumes not reached are reported as not scanned, with why.
+    """
+    limits = _Limits(timeout, budget, None if budget is None else time.monotonic() + budget)
+    results = {}
+    stopped = None
+    pending = list(targets)
+    size = 1
+    with Worker(walk_trees) as worker:
+        while pending and stopped is None:
+            if _expired(limits.deadline):
+                stopped = "the %gs budget for scans ran out" % budget
+                break
+            chunk, pending = pending[:size], pending[size:]
+            started = time.monotonic()
+            stopped = _scan_chunk(maps, worker, chunk, limits, results)
+            size = next_chunk_size(len(chunk), time.monotonic() - started)
+    for vol_id, path in targets:
+        if vol_id not in results:
+            results[vol_id] = ScanResult(vol_id, path, False, None, None, 0.0, "not scanned: %s" % stopped)
+    return [results[vol_id] for vol_id, path in targets]
+
+
+_Limits = collections.namedtuple("_Limits", "timeout budget deadline")
+
+
+def _scan_chunk(maps, worker, chunk, limits, results):
+    """Flip, walk and finish one chunk into `results`; why the batch must stop, or None."""
+    ids = [vol_id for vol_id, path in chunk]
+    flipped, before = _flip(maps, ids)
+    walks, seconds = {}, {}
+    stopped = "the scans were interrupted"  # until every walk of the chunk is in
     started = time.monotonic()
-    cfg = maps.vol_cfg(vol_id)
-    maps.clear_dirty(vol_id)
-    new_parity = (cfg.epoch + 1) & 1
-    before = maps.vol_stats(vol_id)
-    cfg = cfg._replace(epoch=(cfg.epoch + 1) & 0xFFFFFFFF, scanning=1)
-    maps.set_vol_cfg(vol_id, cfg)
-    result = None
-    reason = ""
+    run_deadline = None if limits.deadline is None else limits.deadline + GRACE
     try:
-        walk = run_with_timeout(walk_tree, (path, started + timeout), timeout + 5)
-        dirty = maps.dirty(vol_id)
-        after = maps.vol_stats(vol_id)
-        if not walk.complete:
-            reason = "the scan took longer than its %gs budget" % timeout
-        elif walk.errors:
-            # Re-basing on a partial view would stop protecting what couldn't be read.
-            reason = ("%d entries of %s could not be read (root_squash? EIO?): usage left as it was; "
-                      "export the share with no_root_squash to the clients or fix the errors" % (walk.errors, path))
-        elif after.dirty_overflow != before.dirty_overflow:
-            reason = "too many files changed during the scan to track; it will be retried"
-        else:
-            at_flip_bytes, at_flip_files = usage_at_flip(walk, dirty)
-            old_parity = 1 - new_parity
-            base_bytes = at_flip_bytes - before.delta_bytes[new_parity] - after.delta_bytes[old_parity]
-            base_files = at_flip_files - before.delta_files[new_parity] - after.delta_files[old_parity]
-            cfg = cfg._replace(base_bytes=base_bytes, base_files=base_files)
-            result = used(cfg, after)
+        for index, walk in enumerate(worker.run(([path for vol_id, path in chunk], limits.timeout, limits.deadline),
+                                                limits.timeout + GRACE, run_deadline)):
+            walks[ids[index]] = walk
+            seconds[ids[index]] = time.monotonic() - started
+            started = time.monotonic()
+        stopped = None
     except WalkTimeout:
-        reason = "the scan of %s did not finish in %gs (NFS server unreachable?)" % (path, timeout)
+        vol_id, path = chunk[len(walks)]
+        walks[vol_id] = "the scan of %s did not finish in %gs (NFS server unreachable?)" % (path, limits.timeout)
+        stopped = "the scan of %s before it hung" % path
     except WalkError as e:
-        reason = "the scan of %s failed: %s" % (path, e)
+        vol_id, path = chunk[len(walks)]
+        walks[vol_id] = "the scan of %s failed: %s" % (path, e)
+        stopped = "the scanning process failed at %s" % path
     finally:
-        # Only the scan state (and base, on success) changes: limits may have been updated meanwhile.
-        latest = maps.vol_cfg(vol_id)
-        maps.set_vol_cfg(vol_id, latest._replace(scanning=0, base_bytes=cfg.base_bytes, base_files=cfg.base_files))
-        maps.clear_dirty(vol_id)
-    seconds = time.monotonic() - started
-    if result is None:
-        return ScanResult(vol_id, path, False, None, None, seconds, reason)
-    return ScanResult(vol_id, path, True, result[0], result[1], seconds, "")
+        _finish(maps, chunk, flipped, before, walks, seconds, limits, results, "not scanned: %s" % stopped)
+    return stopped
+
+
+def _flip(maps, ids):
+    """Start the scans of `ids`: drop their stale dirty records (an aborted scan's), read their
+    counters, then flip their epochs with `scanning` on. Returns (flipped configs, counters)."""
+    cfgs = maps.vol_cfgs(ids)
+    maps.delete_dirty(_dirty_of(maps, ids))
+    before = maps.vol_stats_of(ids)
+    flipped = dict((vol_id, cfg._replace(epoch=(cfg.epoch + 1) & 0xFFFFFFFF, scanning=1)) for vol_id, cfg in cfgs.items())
+    maps.set_vol_cfgs(flipped)
+    return flipped, before
+
+
+def _finish(maps, chunk, flipped, before, walks, seconds, limits, results, unwalked):
+    """End the scans of a chunk: re-base the volumes whose walk succeeded, switch `scanning` off
+    and drop the dirty records (the flips stay: the kernel keeps counting in the new epoch).
+    `unwalked` is the reason given for volumes without a walk."""
+    ids = [vol_id for vol_id, path in chunk]
+    dirty = collections.defaultdict(dict)
+    for key, rec in _dirty_of(maps, ids).items():
+        dirty[rec.vol_id][key] = rec
+    after = maps.vol_stats_of(ids)
+    bases = {}
+    for vol_id, path in chunk:
+        walk = walks.get(vol_id, unwalked)
+        if isinstance(walk, str):
+            base, reason = None, walk
+        elif isinstance(walk, WalkError):
+            base, reason = None, "the scan of %s failed: %s" % (path, walk)
+        elif not walk.complete:
+            base, reason = None, _overran(limits)
+        else:
+            base, reason = new_base(flipped[vol_id], before[vol_id], after[vol_id], walk, dirty[vol_id])
+        if base is None:
+            results[vol_id] = ScanResult(vol_id, path, False, None, None, seconds.get(vol_id, 0.0), reason)
+            bases[vol_id] = (flipped[vol_id].base_bytes, flipped[vol_id].base_files)
+        else:
+            bases[vol_id] = base
+            usage = used(flipped[vol_id]._replace(base_bytes=base[0], base_files=base[1]), after[vol_id])
+            results[vol_id] = ScanResult(vol_id, path, True, usage[0], usage[1], seconds[vol_id], "")
+    # Only the scan state (and base, on success) changes: limits may have been updated meanwhile.
+    latest = maps.vol_cfgs(ids)
+    maps.set_vol_cfgs(dict((vol_id, latest[vol_id]._replace(scanning=0, base_bytes=base[0], base_files=base[1]))
+                           for vol_id, base in bases.items()))
+    maps.delete_dirty(_dirty_of(maps, ids))
+
+
+def _dirty_of(maps, ids):
+    ids = set(ids)
+    return dict((key, rec) for key, rec in maps.all_dirty().items() if rec.vol_id in ids)
+
+
+def _overran(limits):
+    if _expired(limits.deadline):
+        return "the %gs budget for scans ran out during the scan" % limits.budget
+    return "the scan took longer than its %gs budget" % limits.timeout
+
+
+def _expired(deadline):
+    return deadline is not None and time.monotonic() >= deadline

@@ -244,7 +244,8 @@ def sync(module, maps, desired, remove):
                    if remove is not None and path not in remove]
     routes_before = routes(maps)
     try:
-        the_plan = cli.apply_volumes(maps, desired, module.check_mode, module.params["scan_timeout"], warn=module.warn)
+        the_plan = cli.apply_volumes(maps, desired, module.check_mode, module.params["scan_timeout"], warn=module.warn,
+                                     applied=applied)
     except cli.CliError as e:
         module.fail_json(msg="invalid volumes, nothing was changed: %s" % e)
     except (OSError, libbpf.LibbpfError) as e:

@@ -330,6 +330,20 @@ def test_apply_warns_when_a_first_scan_fails(on_test_maps, tmp_path, capsys):
     assert maps.paths() == {1: a} and maps.vol_cfg(1).base_bytes == 0 and maps.vol_cfg(1).scanning == 0
 
 
+def test_apply_leaves_the_volumes_it_had_no_time_to_scan_counting_from_zero(on_test_maps, tmp_path, capsys):
+    maps = on_test_maps
+    a = make_volume(tmp_path, "pv-a", {"f": 10})
+    b = make_volume(tmp_path, "pv-b", {"g": 20})
+    path = volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Gi}\n  - {path: %s, limit: 1Gi}\n" % (a, b))
+    assert cli.main(["apply", "--scan-budget", "0", path]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines() == ["warning: %s: not scanned: the 0s budget for scans ran out; usage counts from zero "
+                                "until a reconcile succeeds" % volume for volume in (a, b)]
+    assert out.splitlines()[-1] == "2 added, 0 updated, 0 removed"
+    assert [(maps.vol_cfg(i).base_bytes, maps.vol_cfg(i).epoch, maps.vol_cfg(i).scanning) for i in (1, 2)] == [
+        (0, 0, 0)] * 2
+
+
 def test_apply_refuses_two_volumes_that_are_one_directory(on_test_maps, tmp_path, capsys, monkeypatch):
     from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
     a = make_volume(tmp_path, "pv-a", {})

@@ -15,12 +15,13 @@ __metaclass__ = type
 import os
 import shutil
 import tempfile
+import time
 
 import pytest
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout, usage
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import kernel_dev
-from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import WalkResult, WalkTimeout, walk_tree
+from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import WalkResult, reap_children, walk_tree, walk_trees
 
 from quota_testlib import (
     Kernel,
@@ -29,6 +30,13 @@ from quota_testlib import (
 
 VOL = 3
 GiB = 1 << 30
+
+
+def wait_for_reaped_children():
+    deadline = time.monotonic() + 5
+    while reap_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return reap_children()
 
 
 def stats_of(delta_bytes=(0, 0), delta_files=(0, 0), overflow=0):
@@ -207,15 +215,16 @@ def test_writes_during_the_scan_are_neither_lost_nor_counted_twice(backend, tree
                                                            os.path.join("sub", "e")))
     observed = {}
 
-    def after_stats_read(stats, vol_id):
+    def after_stats_read(stats, vol_ids):
         if "before" in observed:
             return
-        observed["before"] = stats
+        observed["before"] = stats[VOL]
         # Still before the flip (scanning is off): d grows by 7 into the old epoch's delta.
         append(d, 7)
         kernel.account(VOL, nbytes=7)
 
-    def after_cfg_written(result, vol_id, cfg):
+    def after_cfg_written(result, cfgs):
+        cfg = cfgs[VOL]
         if not cfg.scanning or "flipped" in observed:
             return
         observed["flipped"] = cfg
@@ -234,15 +243,18 @@ def test_writes_during_the_scan_are_neither_lost_nor_counted_twice(backend, tree
         kernel.account(VOL, nbytes=-200, nfiles=-1)
         observed["at_flip"] = (1700 + 7, 6)
 
-    def before_dirty_read(vol_id):
+    def before_dirty_read():
+        if "flipped" not in observed or "walked" in observed:
+            return
+        observed["walked"] = True
         # After the walk: e (seen at 1000 bytes) grows by 1000; the walk can't have seen it.
         assert kernel.dirty(VOL, key_of(e), size_before=1000, files_before=1)
         append(e, 1000)
         kernel.account(VOL, nbytes=1000)
 
-    maps.hooks["vol_stats"] = (None, after_stats_read)
-    maps.hooks["set_vol_cfg"] = (None, after_cfg_written)
-    maps.hooks["dirty"] = (before_dirty_read, None)
+    maps.hooks["vol_stats_of"] = (None, after_stats_read)
+    maps.hooks["set_vol_cfgs"] = (None, after_cfg_written)
+    maps.hooks["all_dirty"] = (before_dirty_read, None)
 
     result = usage.scan_volume(maps, VOL, tree, timeout=30)
 
@@ -261,15 +273,31 @@ def test_writes_during_the_scan_are_neither_lost_nor_counted_twice(backend, tree
     assert backend.vol_cfg(VOL).scanning == 0 and backend.dirty(VOL) == {}
 
 
+def after_the_walk(maps, action):
+    """Have action() run once, after the walk and before the dirty records are read."""
+    state = {}
+
+    def after_cfgs_written(result, cfgs):
+        if any(cfg.scanning for cfg in cfgs.values()):
+            state["flipped"] = True
+
+    def before_dirty_read():
+        if state.pop("flipped", False):
+            action()
+
+    maps.hooks["set_vol_cfgs"] = (None, after_cfgs_written)
+    maps.hooks["all_dirty"] = (before_dirty_read, None)
+
+
 def test_limits_changed_during_a_scan_are_kept(backend, tree):
     maps = Recorder(backend)
     configure(backend, tree, cfg_of(limit=GiB, files=10, mode=1))
 
-    def before_dirty_read(vol_id):
+    def change_limits():
         # e.g. an operator's `apply` in between (the agent and CLI normally serialize on a lock)
         backend.set_vol_cfg(VOL, backend.vol_cfg(VOL)._replace(limit_bytes=2 * GiB, limit_files=0, mode=2))
 
-    maps.hooks["dirty"] = (before_dirty_read, None)
+    after_the_walk(maps, change_limits)
     result = usage.scan_volume(maps, VOL, tree, timeout=30)
     assert result.ok
     cfg = backend.vol_cfg(VOL)
@@ -288,25 +316,31 @@ def assert_failed_scan_kept_usage(backend, result, usage_before, epoch_before):
     assert backend.dirty(VOL) == {}
 
 
+def hung_walks(roots, timeout, deadline=None):
+    time.sleep(60)  # a stat on a dead NFS server
+    yield None
+
+
 def test_a_walk_timeout_keeps_the_base(backend, tree, monkeypatch):
     configure(backend, tree, cfg_of(base_bytes=4242, base_files=3, epoch=8), stats_of((10, 20), (1, 1)))
+    maps = Recorder(backend)
     kernel = Kernel(backend)
-    calls = []
 
-    def hung_walk(func, args, timeout):
-        calls.append((func, args, timeout))
-        # writes arrive while the walk hangs: they leave dirty records and count in the new epoch
-        kernel.dirty(VOL, (1, 77), size_before=10, files_before=1)
-        kernel.account(VOL, nbytes=90)
-        raise WalkTimeout("walk_tree did not finish within 12 seconds")
+    def writes_while_the_walk_hangs(result, cfgs):
+        if cfgs[VOL].scanning:  # they leave dirty records and count in the new epoch
+            kernel.dirty(VOL, (1, 77), size_before=10, files_before=1)
+            kernel.account(VOL, nbytes=90)
 
-    monkeypatch.setattr(usage, "run_with_timeout", hung_walk)
-    result = usage.scan_volume(backend, VOL, tree, timeout=7)
+    maps.hooks["set_vol_cfgs"] = (None, writes_while_the_walk_hangs)
+    monkeypatch.setattr(usage, "walk_trees", hung_walks)
+    monkeypatch.setattr(usage, "GRACE", 0.3)
+    started = time.monotonic()
+    result = usage.scan_volume(maps, VOL, tree, timeout=0.5)
 
+    assert time.monotonic() - started < 10
     assert_failed_scan_kept_usage(backend, result, (4242 + 30 + 90, 5), 8)
-    assert "did not finish in 7s" in result.reason and tree in result.reason
-    func, args, timeout = calls[0]
-    assert func is walk_tree and args[0] == tree and timeout > 7
+    assert "did not finish in 0.5s" in result.reason and tree in result.reason
+    assert wait_for_reaped_children() == 0
 
 
 def test_a_walk_cut_short_by_its_deadline_keeps_the_base(backend, tree):
@@ -329,11 +363,11 @@ def test_a_dirty_overflow_during_the_scan_discards_it(backend, tree):
     maps = Recorder(backend)
     kernel = Kernel(backend)
 
-    def before_dirty_read(vol_id):
+    def changes_beyond_what_scan_dirty_holds():
         kernel.dirty(VOL, (1, 5), size_before=1, files_before=1)
         kernel.overflow(VOL)  # the next record didn't fit in scan_dirty
 
-    maps.hooks["dirty"] = (before_dirty_read, None)
+    after_the_walk(maps, changes_beyond_what_scan_dirty_holds)
     result = usage.scan_volume(maps, VOL, tree, timeout=30)
     assert_failed_scan_kept_usage(backend, result, (6, 0), 4)
     assert "too many files changed" in result.reason
@@ -361,18 +395,155 @@ def squashed_tree():
         shutil.rmtree(root)
 
 
-def walk_as_nobody(root, deadline=None):
+def walks_as_nobody(roots, timeout, deadline=None):
     os.setgroups([])
     os.setgid(65534)
     os.setuid(65534)
-    return walk_tree(root, deadline)
+    return walk_trees(roots, timeout, deadline)
 
 
 def test_a_walk_that_could_not_read_part_of_the_tree_keeps_the_base(backend, squashed_tree, monkeypatch):
     if os.geteuid() != 0:
         pytest.skip("needs root to drop to nobody")
     configure(backend, squashed_tree, cfg_of(base_bytes=5100, base_files=3))
-    monkeypatch.setattr(usage, "walk_tree", walk_as_nobody)
+    monkeypatch.setattr(usage, "walk_trees", walks_as_nobody)
     result = usage.scan_volume(backend, VOL, squashed_tree, timeout=30)
     assert usage.used(backend.vol_cfg(VOL), backend.vol_stats(VOL)) == (5100, 3)
     assert result.ok is False and "read" in result.reason
+
+
+# --- scan_volumes: many volumes, one child ------------------------------------------------------
+
+def test_next_chunk_size_aims_at_a_second_of_walks_and_grows_gently():
+    assert usage.next_chunk_size(1, 0.001) == 4           # fast: at most fourfold
+    assert usage.next_chunk_size(256, 0.5) == 512         # a second's worth
+    assert usage.next_chunk_size(512, 0.01) == usage.MAX_CHUNK
+    assert usage.next_chunk_size(64, 8.0) == 8            # slow trees: smaller chunks
+    assert usage.next_chunk_size(1, 300.0) == 1 and usage.next_chunk_size(3, 0.0) == 12
+
+
+def test_new_base_is_the_walk_at_the_flip_minus_the_counts_kept():
+    walk = walk_of(4, [(11, 100), (12, 50)])
+    flipped = cfg_of(base_bytes=7, epoch=5)  # new parity 1
+    before, after = stats_of((30, 4), (2, 1)), stats_of((33, 14), (2, 2))
+    assert usage.new_base(flipped, before, after, walk, {}) == ((150 - 4 - 33, 4 - 1 - 2), "")
+    walk.errors = 2
+    base, reason = usage.new_base(flipped, before, after, walk, {})
+    assert base is None and "2 entries of /v could not be read" in reason
+
+
+def volume_trees(tmp_path, count):
+    """count volume directories; volume i holds i + 1 files of 100 bytes: usage (100 * (i + 1), i + 1)."""
+    targets = []
+    for index in range(count):
+        root = str(tmp_path / ("vol-%d" % index))
+        os.mkdir(root)
+        for number in range(index + 1):
+            write(os.path.join(root, "f%d" % number), 100)
+        targets.append((VOL + index, root))
+    return targets
+
+
+def test_a_batch_rebases_every_volume_exactly(backend, tmp_path):
+    targets = volume_trees(tmp_path, 7)  # chunks of 1, 4 and 2
+    for vol_id, root in targets:
+        backend.set_vol_cfg(vol_id, cfg_of(base_bytes=10 ** 6, base_files=50, epoch=vol_id))
+        backend.kernel_write_dirty((1, vol_id), dirty_of(vol_id=vol_id, epoch=vol_id - 1))  # stale
+    results = usage.scan_volumes(backend, targets, timeout=30)
+    assert [(r.vol_id, r.path, r.ok) for r in results] == [(vol_id, root, True) for vol_id, root in targets]
+    for index, (vol_id, root) in enumerate(targets):
+        expected = (100 * (index + 1), index + 1)
+        assert (results[index].used_bytes, results[index].used_files) == expected
+        assert usage.used(backend.vol_cfg(vol_id), backend.vol_stats(vol_id)) == expected
+        assert (backend.vol_cfg(vol_id).epoch, backend.vol_cfg(vol_id).scanning) == (vol_id + 1, 0)
+    assert backend.all_dirty() == {}
+    assert wait_for_reaped_children() == 0
+
+
+def test_writes_during_a_batch_count_once_in_each_volume_of_a_chunk(backend, tmp_path, monkeypatch):
+    monkeypatch.setattr(usage, "next_chunk_size", lambda size, seconds: 8)  # chunks of 1, then 2
+    targets = volume_trees(tmp_path, 3)
+    maps = Recorder(backend)
+    kernel = Kernel(backend)
+    grown = []
+
+    def after_cfgs_written(result, cfgs):
+        for vol_id, cfg in cfgs.items():
+            if cfg.scanning and vol_id != VOL:  # flipped: grow f0 before the walk sees it
+                path = os.path.join(dict(targets)[vol_id], "f0")
+                assert kernel.dirty(vol_id, key_of(path), size_before=100, files_before=1)
+                append(path, 11)
+                kernel.account(vol_id, nbytes=11)
+                grown.append(vol_id)
+
+    def before_dirty_read():
+        if len(grown) == 2 and "walked" not in grown:  # both walks of the second chunk are done
+            grown.append("walked")
+            for vol_id, root in targets[1:]:
+                path = os.path.join(root, "f1")
+                assert kernel.dirty(vol_id, key_of(path), size_before=100, files_before=1)
+                os.unlink(path)
+                kernel.account(vol_id, nbytes=-100, nfiles=-1)
+
+    maps.hooks["set_vol_cfgs"] = (None, after_cfgs_written)
+    maps.hooks["all_dirty"] = (before_dirty_read, None)
+    results = usage.scan_volumes(maps, targets, timeout=30)
+
+    assert grown == [VOL + 1, VOL + 2, "walked"]
+    for result, (vol_id, root) in zip(results, targets):
+        assert result.ok
+        truth = true_usage(root)
+        assert usage.used(backend.vol_cfg(vol_id), backend.vol_stats(vol_id)) == truth
+    assert true_usage(targets[2][1]) == (300 + 11 - 100, 2)
+
+
+def walks_hanging_at(name):
+    def walks(roots, timeout, deadline=None):
+        for result in walk_trees(roots, timeout, deadline):
+            if result.root.endswith(name):
+                time.sleep(60)
+            yield result
+    return walks
+
+
+def test_a_walk_that_hangs_ends_the_batch_and_the_rest_is_not_flipped(backend, tmp_path, monkeypatch):
+    monkeypatch.setattr(usage, "next_chunk_size", lambda size, seconds: 3)  # chunks of 1, 3 and 1
+    targets = volume_trees(tmp_path, 5)
+    for vol_id, root in targets:
+        backend.set_vol_cfg(vol_id, cfg_of(base_bytes=5, epoch=1))
+    monkeypatch.setattr(usage, "walk_trees", walks_hanging_at("vol-2"))
+    monkeypatch.setattr(usage, "GRACE", 0.3)
+    started = time.monotonic()
+    results = usage.scan_volumes(backend, targets, timeout=0.5)
+    assert time.monotonic() - started < 10
+    assert [r.ok for r in results] == [True, True, False, False, False]
+    hung = targets[2][1]
+    assert "the scan of %s did not finish in 0.5s" % hung in results[2].reason
+    assert results[3].reason == results[4].reason == "not scanned: the scan of %s before it hung" % hung
+    assert [backend.vol_cfg(vol_id).epoch for vol_id, root in targets] == [2, 2, 2, 2, 1]
+    assert all(backend.vol_cfg(vol_id).scanning == 0 for vol_id, root in targets)
+    assert [usage.used(backend.vol_cfg(vol_id), backend.vol_stats(vol_id)) for vol_id, root in targets[2:]] == [
+        (5, 0)] * 3
+    assert wait_for_reaped_children() == 0
+
+
+def test_volumes_past_the_budget_are_not_scanned(backend, tmp_path):
+    targets = volume_trees(tmp_path, 2)
+    results = usage.scan_volumes(backend, targets, timeout=30, budget=0)
+    assert [r.reason for r in results] == ["not scanned: the 0s budget for scans ran out"] * 2
+    assert [backend.vol_cfg(vol_id).epoch for vol_id, root in targets] == [0, 0]
+
+
+def slow_walks(roots, timeout, deadline=None):
+    for root in roots:
+        time.sleep(0.3)
+        yield walk_tree(root, deadline)
+
+
+def test_a_budget_running_out_during_a_walk_stops_the_batch(backend, tmp_path, monkeypatch):
+    targets = volume_trees(tmp_path, 2)
+    monkeypatch.setattr(usage, "walk_trees", slow_walks)
+    first, second = usage.scan_volumes(backend, targets, timeout=30, budget=0.1)
+    assert first.reason == "the 0.1s budget for scans ran out during the scan"
+    assert second.reason == "not scanned: the 0.1s budget for scans ran out"
+    assert [backend.vol_cfg(vol_id).epoch for vol_id, root in targets] == [1, 0]
