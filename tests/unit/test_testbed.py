@@ -120,7 +120,7 @@ def option_value(argv, option):
 def test_qemu_uses_tcg_and_never_kvm(tmp_path):
     argv = qemu_argv(tmp_path)
     assert argv[0] == "qemu-system-x86_64"
-    assert option_value(argv, "-accel") == "tcg"
+    assert option_value(argv, "-accel") == "tcg,thread=single"
     assert option_value(argv, "-cpu") == "max"
     assert "-enable-kvm" not in argv and "kvm" not in " ".join(argv)
 
