@@ -29,6 +29,7 @@ ScanResult = collections.namedtuple("ScanResult", "vol_id path ok used_bytes use
 GRACE = 5.0           # seconds a walk may overrun its deadline (one slow stat, pickling) before its child is killed
 CHUNK_SECONDS = 1.0   # chunks are sized so that their walks take about this long: the time volumes stay flipped
 MAX_CHUNK = 1024
+READ_PACE = 0.02      # seconds between reads of the walks' results (see Worker.run)
 
 
 def used(cfg, stats):
@@ -131,8 +132,8 @@ def _scan_chunk(maps, worker, chunk, limits, results):
     started = time.monotonic()
     run_deadline = None if limits.deadline is None else limits.deadline + GRACE
     try:
-        for index, walk in enumerate(worker.run(([path for vol_id, path in chunk], limits.timeout, limits.deadline),
-                                                limits.timeout + GRACE, run_deadline)):
+        request = ([path for vol_id, path in chunk], limits.timeout, limits.deadline)
+        for index, walk in enumerate(worker.run(request, limits.timeout + GRACE, run_deadline, READ_PACE)):
             walks[ids[index]] = walk
             seconds[ids[index]] = time.monotonic() - started
             started = time.monotonic()

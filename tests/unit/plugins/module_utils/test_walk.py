@@ -250,7 +250,9 @@ def wait_for_reaped_children():
 def test_a_worker_serves_many_requests_from_one_child():
     with Worker(_numbers) as worker:
         first = list(worker.run((3,), 30))
-        second = list(worker.run((2,), 30))
+        started = time.monotonic()
+        second = list(worker.run((2,), 30, pace=0.1))
+        assert time.monotonic() - started >= 0.1  # read after a pause, both at once
     assert [n for pid, n in first] == [0, 1, 2] and [n for pid, n in second] == [0, 1]
     assert len(set(pid for pid, n in first + second)) == 1 and first[0][0] != os.getpid()
     assert wait_for_reaped_children() == 0
