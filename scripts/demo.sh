@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The main job: a local VM with an NFS share, two volumes with quotas, a refused write, the report.
+# The main job: the bpfquota.nfs.rollout playbook run against a fleet of local VMs (test bed),
+# a write refused past a limit, and each host's report. --keep leaves the VMs running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-host.sh
-python3 scripts/build-assets.py >/dev/null
-exec python3 scripts/demo.py
+exec python3 scripts/demo.py "$@"
