@@ -678,10 +678,20 @@ def map_batches(fd, key_size, value_size, token=None, limit=None):
 
 
 def map_update_batch(fd, keys, values, count):
-    """Store `count` entries given as packed keys and values (BPF_ANY), in one syscall."""
+    """Store `count` entries given as packed keys and values (BPF_ANY), in one syscall.
+
+    A hash map without preallocation takes its elements from a per-CPU cache that is refilled
+    between syscalls, so one long batch can run it dry (ENOMEM, seen on 6.12 and 6.18 kernels):
+    the rest then goes one entry a syscall.
+    """
     done = _c_uint32(count)
     ret = libbpf().bpf_map_update_batch(fd, keys, values, ctypes.byref(done), None)
-    if ret < 0:
+    if ret == -errno.ENOMEM:
+        key_size, value_size = len(keys) // count, len(values) // count
+        for index in range(done.value, count):
+            map_update(fd, keys[index * key_size:(index + 1) * key_size],
+                       values[index * value_size:(index + 1) * value_size])
+    elif ret < 0:
         raise _error("updating map fd %d failed at entry %d of %d" % (fd, done.value, count), -ret,
                      _update_hint(-ret) or _privilege_hint(-ret))
 

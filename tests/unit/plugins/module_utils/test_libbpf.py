@@ -514,6 +514,23 @@ def test_hash_map_batches(bpf_objects, monkeypatch):
 
 
 @needs_root
+def test_a_batch_update_the_allocator_cannot_keep_up_with_goes_on_one_by_one(bpf_objects, monkeypatch):
+    lib = libbpf()
+    real = lib.bpf_map_update_batch
+
+    def out_of_memory_after_one(fd, keys, values, count, opts):
+        count._obj.value = 1  # the kernel stored the first entry, then found the cache empty
+        real(fd, keys, values, count, opts)
+        return -errno.ENOMEM
+
+    monkeypatch.setattr(lib, "bpf_map_update_batch", out_of_memory_after_one)
+    with load_counter(bpf_objects["counter"]) as obj:
+        fd = obj.map_fd("scratch")
+        map_update_batch(fd, u32(1) + u32(2) + u32(3), u64(10) + u64(20) + u64(30), 3)
+        assert batched_items(map_batches(fd, 4, 8), 4, 8) == {u32(k): u64(k * 10) for k in (1, 2, 3)}
+
+
+@needs_root
 def test_array_map_batches_from_an_index(bpf_objects):
     with load_counter(bpf_objects["counter"]) as obj:
         fd = obj.map_fd("exec_counts")
