@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: static checks (scripts/lint.sh), host unit tests, then the enforcement tests
-# inside a QEMU VM on real NFS mounts.
+# The test command: static checks (scripts/lint.sh), host unit tests, the enforcement tests
+# inside a QEMU VM on real NFS mounts, then the role and rollout playbook run with
+# ansible-playbook from this host against VMs.
 # Sets up everything it needs on a fresh Debian machine; ends with 'N passed, M failed'.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -14,6 +15,7 @@ assets=$(python3 scripts/build-assets.py) || exit 1
 includes=()
 for a in $assets; do includes+=(--include "$a"); done
 python3 -m testbed pytest "${includes[@]}" --junit build/junit-vm.xml -- tests/vm -v -rfE
+python3 -m pytest -p no:cacheprovider tests/role --junitxml=build/junit-role.xml -v -rfE
 
 python3 scripts/summarize-junit.py build/junit-lint-sanity.xml build/junit-lint-ansible-lint.xml \
-  build/junit-unit.xml build/junit-vm.xml
+  build/junit-unit.xml build/junit-vm.xml build/junit-role.xml

@@ -7,41 +7,18 @@ are directories of /srv/nfs reached through its NFSv3 and NFSv4.2 mounts.
 import contextlib
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 
 import pytest
-import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 from testbed import VM  # noqa: E402
-from testbed.fleet import connection_vars, collections_path  # noqa: E402
+from testbed.fleet import run_playbook  # noqa: E402
 
 MiB = 1 << 20
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-class PlayResult:
-    def __init__(self, completed):
-        self.rc = completed.returncode
-        self.output = completed.stdout
-        self.recap = dict((m.group(1), {"ok": int(m.group(2)), "changed": int(m.group(3)),
-                                        "unreachable": int(m.group(4)), "failed": int(m.group(5))})
-                          for m in RECAP.finditer(self.output))
-
-    def changed_tasks(self):
-        """Names of the tasks (and handlers) that reported a change, without the role's prefix."""
-        names, current = [], None
-        for line in self.output.splitlines():
-            if line.startswith(("TASK [", "RUNNING HANDLER [")):
-                current = line[line.index("[") + 1:line.rindex("]")].split(" : ")[-1]
-            elif line.startswith("changed:") and current not in names:
-                names.append(current)
-        return names
 
 
 class Node:
@@ -50,27 +27,14 @@ class Node:
     def __init__(self, vm, workdir):
         self.vm = vm
         self.workdir = workdir
-        self.collections = collections_path(workdir)
 
     def sh(self, command, check=True):
         return self.vm.run(["sh", "-c", command], check=check)
 
     def play(self, playbook="bpfquota.nfs.rollout", check=False, diff=False, **role_vars):
-        inventory = os.path.join(self.workdir, "hosts.yml")
-        with open(inventory, "w") as f:
-            yaml.safe_dump({"bpfquota_clients": {"hosts": {"node": connection_vars(self.vm)}}}, f)
-        extra = os.path.join(self.workdir, "vars.json")
-        with open(extra, "w") as f:
-            json.dump(role_vars, f)
-        argv = ["ansible-playbook", "-i", inventory, "-e", "@" + extra, playbook]
-        argv += ["--check"] if check else []
-        argv += ["--diff"] if diff else []
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_FORCE_COLOR="0",
-                   ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_RETRY_FILES_ENABLED="0")
-        completed = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                                   env=env, cwd=self.workdir, check=False, timeout=1800)
-        sys.stdout.write(completed.stdout[-6000:])  # shown by pytest when the test fails
-        return PlayResult(completed)
+        result = run_playbook(self.vm, playbook, self.workdir, role_vars, check=check, diff=diff)
+        sys.stdout.write(result.output[-6000:])  # shown by pytest when the test fails
+        return result
 
     def report(self):
         """{path: row} from the installed command, or {} when it isn't loaded."""

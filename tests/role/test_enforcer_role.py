@@ -19,13 +19,17 @@ UNITS = ["bpfquota-restore.service", "bpfquota-apply.service", "bpfquota-agent.s
 INSTALLED = ["/usr/lib/bpfquota", "/etc/bpfquota", "/usr/local/sbin/bpfquota", "/sys/fs/bpf/bpfquota"] + \
     ["/etc/systemd/system/" + unit for unit in UNITS]
 DQUOT = "Disk quota exceeded"
-# A writer that keeps trying to grow a full volume; prints how many writes succeeded.
-HAMMER = ("nohup python3 -c 'import os, sys, time\n"
+# A writer that keeps trying to grow a full volume until /tmp/hammer.stop appears (at most
+# argv[2] seconds, and 16 successful writes should enforcement fail); then prints how many of its
+# writes succeeded and how many it tried.
+HAMMER = ("rm -f /tmp/hammer.stop /tmp/hammer.out; nohup python3 -c 'import os, sys, time\n"
           "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)\nok = tried = 0\n"
           "end = time.monotonic() + float(sys.argv[2])\n"
-          "while time.monotonic() < end:\n    tried += 1\n    try:\n        os.write(fd, b\"w\" * 65536); ok += 1\n"
+          "while time.monotonic() < end and ok < 16 and not os.path.exists(\"/tmp/hammer.stop\"):\n"
+          "    tried += 1\n    try:\n        os.write(fd, b\"w\" * 65536); ok += 1\n"
           "    except OSError:\n        time.sleep(0.01)\n"
-          "print(ok, tried)' %s %d > /tmp/hammer.out 2>&1 &")
+          "print(ok, tried)' %s %d < /dev/null > /tmp/hammer.out 2>&1 &")
+STOP_HAMMER = "touch /tmp/hammer.stop; while ! test -s /tmp/hammer.out; do sleep 1; done; cat /tmp/hammer.out"
 
 
 def with_limit(volumes, path, limit):
@@ -79,8 +83,7 @@ def test_the_change_applies_without_reloading_and_without_a_gap(node):
     assert set(result.changed_tasks()) == {"Template the volumes file", "Apply the quotas"}, result.changed_tasks()
     assert node.program_ids() == programs
     assert node.report()[PV_A]["limit_bytes"] == 12 * MiB
-    node.sh("pkill -INT -f 'import os, sys, time' ; sleep 2; true")
-    out = node.sh("cat /tmp/hammer.out").stdout.split()
+    out = node.sh(STOP_HAMMER).stdout.split()
     assert out and int(out[0]) == 0 and int(out[1]) > 0, "over-quota writes during the play: %s" % out
     size_before = node.size(PV_A + "/data")
     assert DQUOT in node.fill(PV_A + "/data")
