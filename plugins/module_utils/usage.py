@@ -30,6 +30,7 @@ GRACE = 5.0           # seconds a walk may overrun its deadline (one slow stat, 
 CHUNK_SECONDS = 1.0   # chunks are sized so that their walks take about this long: the time volumes stay flipped
 MAX_CHUNK = 1024
 READ_PACE = 0.02      # seconds between reads of the walks' results (see Worker.run)
+OVERFLOW = "too many files changed during the scan to track; it will be retried"
 
 
 def used(cfg, stats):
@@ -72,7 +73,7 @@ def new_base(flipped, before, after, walk, dirty):
         return None, ("%d entries of %s could not be read (root_squash? EIO?): usage left as it was; "
                       "export the share with no_root_squash to the clients or fix the errors" % (walk.errors, walk.root))
     if after.dirty_overflow != before.dirty_overflow:
-        return None, "too many files changed during the scan to track; it will be retried"
+        return None, OVERFLOW
     at_flip_bytes, at_flip_files = usage_at_flip(walk, dirty)
     new_parity = flipped.epoch & 1
     old_parity = 1 - new_parity
@@ -102,18 +103,13 @@ def scan_volumes(maps, targets, timeout, budget=None):
     """
     limits = _Limits(timeout, budget, None if budget is None else time.monotonic() + budget)
     results = {}
-    stopped = None
-    pending = list(targets)
-    size = 1
     with Worker(walk_trees) as worker:
-        while pending and stopped is None:
-            if _expired(limits.deadline):
-                stopped = "the %gs budget for scans ran out" % budget
-                break
-            chunk, pending = pending[:size], pending[size:]
-            started = time.monotonic()
-            stopped = _scan_chunk(maps, worker, chunk, limits, results)
-            size = next_chunk_size(len(chunk), time.monotonic() - started)
+        stopped = _scan_all(maps, worker, targets, limits, results)
+        # Besides heavy churn, a burst of first changes in the volumes of a chunk can outrun the
+        # kernel's allocation of dirty records: that rarely happens twice, so retry at once.
+        overflowed = [(vol_id, path) for vol_id, path in targets if vol_id in results and results[vol_id].reason == OVERFLOW]
+        if overflowed and stopped is None:
+            stopped = _scan_all(maps, worker, overflowed, limits, results)
     for vol_id, path in targets:
         if vol_id not in results:
             results[vol_id] = ScanResult(vol_id, path, False, None, None, 0.0, "not scanned: %s" % stopped)
@@ -121,6 +117,22 @@ def scan_volumes(maps, targets, timeout, budget=None):
 
 
 _Limits = collections.namedtuple("_Limits", "timeout budget deadline")
+
+
+def _scan_all(maps, worker, targets, limits, results):
+    """Scan `targets` in chunks sized by next_chunk_size(); why it stopped early, or None."""
+    pending = list(targets)
+    size = 1
+    while pending:
+        if _expired(limits.deadline):
+            return "the %gs budget for scans ran out" % limits.budget
+        chunk, pending = pending[:size], pending[size:]
+        started = time.monotonic()
+        stopped = _scan_chunk(maps, worker, chunk, limits, results)
+        if stopped:
+            return stopped
+        size = next_chunk_size(len(chunk), time.monotonic() - started)
+    return None
 
 
 def _scan_chunk(maps, worker, chunk, limits, results):

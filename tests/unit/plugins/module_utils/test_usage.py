@@ -369,8 +369,25 @@ def test_a_dirty_overflow_during_the_scan_discards_it(backend, tree):
 
     after_the_walk(maps, changes_beyond_what_scan_dirty_holds)
     result = usage.scan_volume(maps, VOL, tree, timeout=30)
-    assert_failed_scan_kept_usage(backend, result, (6, 0), 4)
+    assert_failed_scan_kept_usage(backend, result, (6, 0), 5)  # scanned twice: flipped twice
     assert "too many files changed" in result.reason
+
+
+def test_a_scan_that_overflowed_once_is_retried_at_once(backend, tree):
+    configure(backend, tree, cfg_of(base_bytes=1, epoch=4))
+    maps = Recorder(backend)
+    kernel = Kernel(backend)
+    overflows = []
+
+    def a_burst_the_first_time():
+        if not overflows:
+            overflows.append(True)
+            kernel.overflow(VOL)
+
+    after_the_walk(maps, a_burst_the_first_time)
+    result = usage.scan_volume(maps, VOL, tree, timeout=30)
+    assert result.ok and (result.used_bytes, result.used_files) == (1700, 6)
+    assert backend.vol_cfg(VOL).epoch == 6  # flipped twice
 
 
 def test_a_dirty_overflow_before_the_scan_does_not_discard_it(backend, tree):
