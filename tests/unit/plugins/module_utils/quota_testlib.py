@@ -40,7 +40,7 @@ BULK_WRITES = {
     "set_keys": lambda keys: [("set_key", key, vol_id) for key, vol_id in keys.items()],
     "delete_keys": lambda keys: [("delete_key", key) for key in keys],
     "set_devs": lambda counts: [("set_dev", dev, count) for dev, count in counts.items()],
-    "delete_dirty": lambda keys: [("delete_dirty", key) for key in keys],
+    "delete_dirty": lambda keys: [("drop_dirty", key) for key in keys],
 }
 
 _pin_numbers = itertools.count()
@@ -150,44 +150,15 @@ class FakeMaps:
     def clear_dirty(self, vol_id):
         self.delete_dirty(self.dirty(vol_id))
 
-    # many entries at once
+    def drop_dirty(self, key):
+        self._dirty.pop(tuple(key), None)
+
+    # many entries at once (the writes: see BULK_WRITES, below the class)
     def vol_cfgs(self, vol_ids):
         return dict((vol_id, self.vol_cfg(vol_id)) for vol_id in vol_ids)
 
-    def set_vol_cfgs(self, cfgs):
-        for vol_id, cfg in cfgs.items():
-            self.set_vol_cfg(vol_id, cfg)
-
     def vol_stats_of(self, vol_ids):
         return dict((vol_id, self.vol_stats(vol_id)) for vol_id in vol_ids)
-
-    def reset_vol_stats_of(self, vol_ids):
-        for vol_id in vol_ids:
-            self.reset_vol_stats(vol_id)
-
-    def set_paths(self, paths):
-        for vol_id, path in paths.items():
-            self.set_path(vol_id, path)
-
-    def delete_paths(self, vol_ids):
-        for vol_id in vol_ids:
-            self.delete_path(vol_id)
-
-    def set_keys(self, keys):
-        for key, vol_id in keys.items():
-            self.set_key(key, vol_id)
-
-    def delete_keys(self, keys):
-        for key in keys:
-            self.delete_key(key)
-
-    def set_devs(self, counts):
-        for dev, count in counts.items():
-            self.set_dev(dev, count)
-
-    def delete_dirty(self, keys):
-        for key in keys:
-            self._dirty.pop(tuple(key), None)
 
     # what only the kernel writes
     def kernel_write_stats(self, vol_id, stats):
@@ -198,6 +169,18 @@ class FakeMaps:
 
     def kernel_has_dirty(self, key):
         return tuple(key) in self._dirty
+
+
+def _bulk_write(name):
+    """FakeMaps' write of many entries: the one-entry writes it amounts to, in order."""
+    def write(self, entries):
+        for op in BULK_WRITES[name](entries):
+            getattr(self, op[0])(*op[1:])
+    return write
+
+
+for _bulk_name in BULK_WRITES:
+    setattr(FakeMaps, _bulk_name, _bulk_write(_bulk_name))
 
 
 class RealMaps:
