@@ -186,14 +186,7 @@ def _finish(maps, chunk, flipped, before, walks, seconds, limits, results, unwal
     bases = {}
     for vol_id, path in chunk:
         walk = walks.get(vol_id, unwalked)
-        if isinstance(walk, str):
-            base, reason = None, walk
-        elif isinstance(walk, WalkError):
-            base, reason = None, "the scan of %s failed: %s" % (path, walk)
-        elif not walk.complete:
-            base, reason = None, _overran(limits)
-        else:
-            base, reason = new_base(flipped[vol_id], before[vol_id], after[vol_id], walk, dirty[vol_id])
+        base, reason = _rebased(path, walk, flipped[vol_id], before[vol_id], after[vol_id], dirty[vol_id], limits)
         if base is None:
             results[vol_id] = ScanResult(vol_id, path, False, None, None, seconds.get(vol_id, 0.0), reason)
             bases[vol_id] = (flipped[vol_id].base_bytes, flipped[vol_id].base_files)
@@ -206,6 +199,18 @@ def _finish(maps, chunk, flipped, before, walks, seconds, limits, results, unwal
     maps.set_vol_cfgs(dict((vol_id, latest[vol_id]._replace(scanning=0, base_bytes=base[0], base_files=base[1]))
                            for vol_id, base in bases.items()))
     maps.delete_dirty(_dirty_of(maps, ids))
+
+
+def _rebased(path, walk, flipped, before, after, dirty, limits):
+    """new_base() of one volume of a chunk; walk may also be why there is none (a str) or the
+    WalkError the walk raised."""
+    if isinstance(walk, str):
+        return None, walk
+    if isinstance(walk, WalkError):
+        return None, "the scan of %s failed: %s" % (path, walk)
+    if not walk.complete:
+        return None, _overran(limits)
+    return new_base(flipped, before, after, walk, dirty)
 
 
 def _dirty_of(maps, ids):
