@@ -36,6 +36,15 @@ def with_limit(volumes, path, limit):
     return [dict(v, limit=limit) if v["path"] == path else v for v in volumes]
 
 
+def test_check_mode_on_a_fresh_host_predicts_the_rollout_and_installs_nothing(node):
+    result = node.play(check=True, bpfquota_volumes=VOLUMES)
+    assert result.rc == 0, "check mode failed on a fresh host"
+    assert {"Install the bpfquota command", "Template the volumes file", "Install the systemd units"} \
+        <= set(result.changed_tasks()), result.changed_tasks()
+    for path in INSTALLED:
+        assert node.sh("test -e %s" % path, check=False).rc != 0, "check mode created %s" % path
+
+
 def test_first_rollout_enforces_every_volume_in_its_mode(node):
     result = node.play(bpfquota_volumes=VOLUMES)
     assert result.rc == 0 and result.recap["node"]["failed"] == 0
