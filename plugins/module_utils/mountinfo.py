@@ -119,6 +119,7 @@ class MountTable:
         self._roots = {}                                # mount id -> _fs_roots(mount)
         self._majors = {}                               # mount id -> NFS major version
         self._learned = {}                              # (home id, mount id) -> the candidate kind that held
+        self._derivations = {}                          # (filesystem, home's NFS major, path) -> _derived()
         self._points = sorted(set(m.mount_point for m in mounts))
         for mount in mounts:
             self._by_dev[(mount.major, mount.minor)].append(mount)
@@ -185,8 +186,9 @@ class MountTable:
 
     def _candidates(self, volume_path, stat):
         """(path, its stat, the mount holding it, [(mount, candidate path, kind)]): the paths below
-        mounts of the volume's filesystem that may be the volume, found by looking up the ancestors
-        of its paths inside the filesystem. kind says how a candidate was derived (keys() learns it)."""
+        mounts of the volume's filesystem that may be the volume, found by looking up its paths
+        inside the filesystem and their ancestors. kind says how a candidate was derived (keys()
+        learns it)."""
         path = _normal(os.path.abspath(volume_path))
         volume_stat = stat(path)
         if not stat_module.S_ISDIR(volume_stat.st_mode):
@@ -197,23 +199,34 @@ class MountTable:
             # st_dev isn't any superblock's s_dev (btrfs subvolume, overlayfs): nothing to derive from
             return path, volume_stat, None, []
         below_home = _relative(path, home.mount_point)
-        fs = _filesystem(home)
         home_major = self._majors.get(home.mount_id)
         candidates = []
         for volume_fs_path in set(_join(root, below_home) for root in self._roots[home.mount_id]):
-            # NFSv4 paths may be relative to a pseudo-root (fsid=0) that NFSv3 paths don't know
-            # about: the same directory is /srv/nfs/pv-a over v3 and /pv-a over v4. The prefix
-            # can't be told from the mount table, so across versions each one is tried: leading
-            # components stripped from the volume's path, or from the mount's root (a root guess).
-            variants = [volume_fs_path] + (_suffixes(volume_fs_path) if home_major else [])
-            for stripped, variant in enumerate(variants):
-                for ancestor, rest in _ancestors(variant):
-                    for mount, root_guess in self._by_root.get((fs, ancestor), ()):
-                        guessed = bool(stripped) + root_guess
-                        across = self._majors.get(mount.mount_id, home_major) != home_major
-                        if guessed == 0 or (guessed == 1 and across):
-                            candidates.append((mount, _join(mount.mount_point, rest), (stripped, ancestor)))
+            candidates.extend(self._derived(_filesystem(home), home_major, volume_fs_path))
         return path, volume_stat, home, candidates
+
+    def _derived(self, fs, home_major, fs_path):
+        """[(mount, path, kind)] for every mount of filesystem `fs` whose root is fs_path or one of
+        its ancestors: the path that would be fs_path through it. A path's list extends its
+        parent's, which is kept: the siblings of one directory share it."""
+        key = (fs, home_major, fs_path)
+        if key in self._derivations:
+            return self._derivations[key]
+        parent, name = os.path.split(fs_path)
+        derived = [(m, _join(p, name), kind) for m, p, kind in self._derived(fs, home_major, parent)] if name else []
+        # NFSv4 paths may be relative to a pseudo-root (fsid=0) that NFSv3 paths don't know
+        # about: the same directory is /srv/nfs/pv-a over v3 and /pv-a over v4. The prefix
+        # can't be told from the mount table, so across versions each one is tried: leading
+        # components stripped from the path, or from the mount's root (a root guess).
+        variants = [fs_path] + (_suffixes(fs_path) if home_major else [])
+        for stripped, variant in enumerate(variants):
+            for mount, root_guess in self._by_root.get((fs, variant), ()):
+                guessed = bool(stripped) + root_guess
+                across = self._majors.get(mount.mount_id, home_major) != home_major
+                if guessed == 0 or (guessed == 1 and across):
+                    derived.append((mount, mount.mount_point, (stripped, variant)))
+        self._derivations[key] = derived
+        return derived
 
 
 def _filesystem(mount):
@@ -224,13 +237,6 @@ def _filesystem(mount):
 
 def _major_minor(st):
     return os.major(st.st_dev), os.minor(st.st_dev)
-
-
-def _ancestors(path):
-    """(ancestor, the rest of path below it) for path itself, its parent, ... and "/"."""
-    parts = path.strip("/").split("/") if path != "/" else []
-    for index in range(len(parts), -1, -1):
-        yield "/" + "/".join(parts[:index]), "/".join(parts[index:])
 
 
 def _nfs_major(mount):
