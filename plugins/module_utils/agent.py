@@ -12,7 +12,7 @@ import time
 from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
 from ansible_collections.bpfquota.nfs.plugins.module_utils.events import EventReader, describe
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
-from ansible_collections.bpfquota.nfs.plugins.module_utils.usage import scan_volume
+from ansible_collections.bpfquota.nfs.plugins.module_utils.usage import NOT_SCANNED, scan_volumes
 from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import WalkError, WalkTimeout, run_with_timeout
 
 ROUTES_TIMEOUT = 30.0  # stat() of a route under a dead NFS server must not stall the agent
@@ -43,23 +43,22 @@ def refresh_routes(maps):
 
 
 def reconcile_round(maps, scan_timeout, budget, start=0):
-    """Scan volumes in path order from index `start` until `budget` seconds are spent;
+    """Scan volumes in path order from index `start`, in one batch of at most `budget` seconds;
     returns where the next round starts, so every volume gets its turn."""
     volumes = sorted(quota.applied_volumes(maps).items())
     if not volumes:
         return 0
-    deadline = time.monotonic() + budget
-    for step in range(len(volumes)):
-        index = (start + step) % len(volumes)
-        if step and time.monotonic() >= deadline:
-            return index
-        path, (vol_id, dummy) = volumes[index]
-        result = scan_volume(maps, vol_id, path, min(scan_timeout, max(1.0, deadline - time.monotonic())))
+    order = volumes[start:] + volumes[:start]
+    results = scan_volumes(maps, [(vol_id, path) for path, (vol_id, dummy) in order], scan_timeout, budget)
+    for index, result in enumerate(results):
         if result.ok:
-            log("reconciled %s: %d bytes in %d files (%.2fs)" % (path, result.used_bytes, result.used_files,
+            log("reconciled %s: %d bytes in %d files (%.2fs)" % (result.path, result.used_bytes, result.used_files,
                                                                  result.seconds))
+        elif result.reason.startswith(NOT_SCANNED):
+            log("%d volumes left for the next round (%s)" % (len(results) - index, result.reason))
+            return (start + index) % len(volumes)
         else:
-            log("reconcile of %s failed: %s" % (path, result.reason))
+            log("reconcile of %s failed: %s" % (result.path, result.reason))
     return 0
 
 

@@ -245,11 +245,8 @@ def reconcile_all(maps, timeout, only=None):
     if unknown:
         raise CliError("not a volume: %s (volumes: %s)" % (", ".join(unknown), ", ".join(sorted(applied)) or "none"),
                        EXIT_USAGE)
-    results = []
-    for path, (vol_id, dummy) in sorted(applied.items()):
-        if only is None or path in only:
-            results.append(usage.scan_volume(maps, vol_id, path, timeout))
-    return results
+    return usage.scan_volumes(maps, [(vol_id, path) for path, (vol_id, dummy) in sorted(applied.items())
+                                     if only is None or path in only], timeout)
 
 
 def cmd_reconcile(args):

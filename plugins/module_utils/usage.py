@@ -31,6 +31,7 @@ CHUNK_SECONDS = 1.0   # chunks are sized so that their walks take about this lon
 MAX_CHUNK = 1024
 READ_PACE = 0.02      # seconds between reads of the walks' results (see Worker.run)
 OVERFLOW = "too many files changed during the scan to track; it will be retried"
+NOT_SCANNED = "not scanned: "  # the reason of volumes a batch did not get to
 
 
 def used(cfg, stats):
@@ -112,7 +113,7 @@ def scan_volumes(maps, targets, timeout, budget=None):
             stopped = _scan_all(maps, worker, overflowed, limits, results)
     for vol_id, path in targets:
         if vol_id not in results:
-            results[vol_id] = ScanResult(vol_id, path, False, None, None, 0.0, "not scanned: %s" % stopped)
+            results[vol_id] = ScanResult(vol_id, path, False, None, None, 0.0, NOT_SCANNED + stopped)
     return [results[vol_id] for vol_id, path in targets]
 
 
@@ -159,7 +160,7 @@ def _scan_chunk(maps, worker, chunk, limits, results):
         walks[vol_id] = "the scan of %s failed: %s" % (path, e)
         stopped = "the scanning process failed at %s" % path
     finally:
-        _finish(maps, chunk, flipped, before, walks, seconds, limits, results, "not scanned: %s" % stopped)
+        _finish(maps, chunk, flipped, before, walks, seconds, limits, results, stopped)
     return stopped
 
 
@@ -174,10 +175,10 @@ def _flip(maps, ids):
     return flipped, before
 
 
-def _finish(maps, chunk, flipped, before, walks, seconds, limits, results, unwalked):
+def _finish(maps, chunk, flipped, before, walks, seconds, limits, results, stopped):
     """End the scans of a chunk: re-base the volumes whose walk succeeded, switch `scanning` off
     and drop the dirty records (the flips stay: the kernel keeps counting in the new epoch).
-    `unwalked` is the reason given for volumes without a walk."""
+    `stopped` says why volumes without a walk have none."""
     ids = [vol_id for vol_id, path in chunk]
     dirty = collections.defaultdict(dict)
     for key, rec in _dirty_of(maps, ids).items():
@@ -185,7 +186,7 @@ def _finish(maps, chunk, flipped, before, walks, seconds, limits, results, unwal
     after = maps.vol_stats_of(ids)
     bases = {}
     for vol_id, path in chunk:
-        walk = walks.get(vol_id, unwalked)
+        walk = walks[vol_id] if vol_id in walks else NOT_SCANNED + stopped
         base, reason = _rebased(path, walk, flipped[vol_id], before[vol_id], after[vol_id], dirty[vol_id], limits)
         if base is None:
             results[vol_id] = ScanResult(vol_id, path, False, None, None, seconds.get(vol_id, 0.0), reason)
