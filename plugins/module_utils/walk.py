@@ -54,16 +54,16 @@ def walk_tree(root, deadline=None, skip=None, mounts=None):
     """Count the inodes and regular-file bytes below root without leaving its filesystem or mount.
 
     deadline is a time.monotonic() value; once passed, the walk stops and complete is False.
-    skip holds paths not to descend into; by default the mount points below root in `mounts` (a
-    MountTable; by default read from /proc/self/mountinfo), so a bind mount of the same filesystem
-    (same st_dev) isn't walked either: its files aren't in the volume for the BPF side, which
-    follows dentry parents.
+    skip holds paths not to descend into, in root's terms; by default the mount points below
+    root, made canonical, in `mounts` (a MountTable; by default read from /proc/self/mountinfo), so
+    a bind mount of the same filesystem (same st_dev) isn't walked either: its files aren't in the
+    volume for the BPF side, which follows dentry parents.
     """
     result = WalkResult(root)
-    root = os.path.realpath(root)  # the mount table speaks in canonical paths
-    root_dev = os.stat(root).st_dev
     if skip is None:
+        root = os.path.realpath(root)  # the mount table speaks in canonical paths
         skip = (mounts or _mount_table()).mount_points_below(root)
+    root_dev = os.stat(root).st_dev
     skip = frozenset(skip)
     linked = set()  # (ino) of regular files with more than one link already counted
     pending = [root]  # directories still to list; a list, not recursion: trees go 64+ levels deep
@@ -122,14 +122,27 @@ def walk_trees(roots, timeout, deadline=None):
     once for all. Each walk gets `timeout` seconds, and none goes past the time.monotonic()
     `deadline`. Made to run in a Worker: the walks of many volumes in one child."""
     mounts = _mount_table()
+    parents = {}
     for root in roots:
         walk_deadline = time.monotonic() + timeout
         if deadline is not None:
             walk_deadline = min(walk_deadline, deadline)
         try:
-            yield walk_tree(root, walk_deadline, mounts=mounts)
+            real = canonical(root, parents)
+            yield walk_tree(real, walk_deadline, mounts.mount_points_below(real))
         except Exception as error:
             yield WalkError(describe_error(error))
+
+
+def canonical(path, parents):
+    """os.path.realpath(path) at the cost of one lstat: the parent directory's real path is
+    kept in `parents` for its other children (volumes are mostly siblings)."""
+    parent, name = os.path.split(path)
+    if not name or path != os.path.normpath(path) or stat.S_ISLNK(os.lstat(path).st_mode):
+        return os.path.realpath(path)  # "..", "//", a trailing "/": realpath knows best
+    if parent not in parents:
+        parents[parent] = os.path.realpath(parent)
+    return os.path.join(parents[parent], name)
 
 
 def _mount_table():

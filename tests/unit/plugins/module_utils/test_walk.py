@@ -15,6 +15,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import (
     WalkError,
     WalkTimeout,
     Worker,
+    canonical,
     reap_children,
     run_with_timeout,
     walk_tree,
@@ -323,3 +324,16 @@ def test_walk_trees_in_a_worker(tmp_path):
     with Worker(walk_trees) as worker:
         (result,) = worker.run(([str(tmp_path)], 30), 35)
     assert (result.files, result.bytes) == (1, 7)
+
+
+def test_canonical_is_realpath_resolving_each_parent_once(tmp_path):
+    (tmp_path / "real" / "vol").mkdir(parents=True)
+    (tmp_path / "real" / "target").mkdir()
+    os.symlink(str(tmp_path / "real"), str(tmp_path / "link"))
+    os.symlink("target", str(tmp_path / "real" / "alias"))
+    parents = {}
+    for path in ("link/vol", "link/vol/", "link/alias", "real/vol", "link/../real/vol", "/"):
+        assert canonical(str(tmp_path / path), parents) == os.path.realpath(str(tmp_path / path))
+    assert str(tmp_path / "link") in parents
+    with pytest.raises(FileNotFoundError):
+        canonical(str(tmp_path / "link" / "gone"), parents)
