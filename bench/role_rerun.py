@@ -24,7 +24,6 @@ from testbed.fleet import run_playbook  # noqa: E402
 from testbed.vm import VM  # noqa: E402
 
 
-
 def remote_round_trips(output):
     """ssh commands the play ran on the host (-vvv prints one line per connection use)."""
     return output.count("ESTABLISH SSH CONNECTION FOR USER")
@@ -46,7 +45,7 @@ def timed(vm, playbook, workdir, extra_vars, verbosity=0):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--volumes", type=int, default=20)
     parser.add_argument("--out")
@@ -61,7 +60,7 @@ def main():
         runs = remote_round_trips(timed(vm, "bpfquota.nfs.rollout", workdir, role_vars, verbosity=3)[1].output)
         no_op_play(Path(workdir) / "no-op.yml", runs)
         rerun_times, noop_times = [], []
-        for _round in range(args.rounds):
+        for dummy in range(args.rounds):
             seconds, result = timed(vm, "bpfquota.nfs.rollout", workdir, role_vars)
             if result.recap["node"]["changed"] != 0:
                 raise SystemExit("the re-run changed something: %s" % result.changed_tasks())
