@@ -56,7 +56,7 @@ def main():
     with VM.boot("bench-role") as vm:
         vm.run(["sh", "-c", "testbed-mount-nfs >/dev/null && mkdir -p "
                 + " ".join("/srv/nfs/pvs/pv-%d" % i for i in range(args.volumes))])
-        first, _ = timed(vm, "bpfquota.nfs.rollout", workdir, role_vars)
+        first = timed(vm, "bpfquota.nfs.rollout", workdir, role_vars)[0]
         runs = remote_round_trips(timed(vm, "bpfquota.nfs.rollout", workdir, role_vars, verbosity=3)[1].output)
         no_op_play(Path(workdir) / "no-op.yml", runs)
         rerun_times, noop_times = [], []

@@ -161,8 +161,7 @@ class QuotaMaps:
     def _items(self, name, key_struct, value_struct):
         """(key fields, value fields) of every entry of a hash map, unpacked with the structs."""
         for keys, values, dummy in libbpf.map_batches(self.fds[name], key_struct.size, value_struct.size):
-            for item in zip(key_struct.iter_unpack(keys), value_struct.iter_unpack(values)):
-                yield item
+            yield from zip(key_struct.iter_unpack(keys), value_struct.iter_unpack(values))
 
     def _slots(self, name, value_size, vol_ids, unpack):
         """{id: unpack(value)} of the array slots `vol_ids`, read as one range of the array."""

@@ -40,8 +40,8 @@ def tree_usage(path):
 
 def apply_all(share, names, *options):
     """Apply the volumes in one `apply`; its stderr (the warnings of failed first scans)."""
-    path = write_volumes_file("/tmp/%s.yaml" % share.name, [{"path": share.client(name), "limit": 1 << 40}
-                                                           for name in names])
+    volumes = [{"path": share.client(name), "limit": 1 << 40} for name in names]
+    path = write_volumes_file("/tmp/%s.yaml" % share.name, volumes)
     rc, out, err = bq("apply", path, *options)
     assert rc == 0 and out.splitlines()[-1] == "%d added, 0 updated, 0 removed" % len(names)
     return err

@@ -23,6 +23,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import (
 def volume_routes(volume_path, mounts, stat=os.stat):
     return MountTable(mounts).routes(volume_path, stat)
 
+
 # Recorded on this project's dev host (6.18): a bind mount of a directory with a space in its
 # name, a shared tmpfs with a space in its source, and a bind of it below itself.
 REAL_LINES = (

@@ -236,8 +236,7 @@ def _numbers(count, pause=0.0):
 
 
 def _fail_after(count):
-    for number in range(count):
-        yield number
+    yield from range(count)
     raise KeyError("volume-%d" % count)
 
 
