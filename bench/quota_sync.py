@@ -40,10 +40,11 @@ ROWS = [
     "10 000 added, with their first scans",
     "no-op re-sync",
     "no-op re-sync, every cache dropped first",
+    "no-op re-sync with --full (every path examined, every route resolved)",
     "one limit changed",
     "10 000 removed",
 ]
-ADDED_MAPS_ONLY, ADDED, NO_OP, NO_OP_COLD, CHANGED, REMOVED = ROWS
+ADDED_MAPS_ONLY, ADDED, NO_OP, NO_OP_COLD, NO_OP_FULL, CHANGED, REMOVED = ROWS
 
 # ----- in the VM
 
@@ -118,8 +119,9 @@ class Rounds:
     def round(self):
         """From no volume back to none, twice by each; every no-op re-sync or change follows a
         maps-only add of a few seconds, so NFS attributes are as fresh for the module as for the CLI."""
-        self.cli(ADDED_MAPS_ONLY, "all", (VOLUMES, 0, 0), ("--scan-budget", "0"), warnings=VOLUMES)
+        self.cli(ADDED_MAPS_ONLY, "all", (VOLUMES, 0, 0), ("--scan-budget", "0"), warnings=cli.MAX_SCAN_WARNINGS + 1)
         self.cli(NO_OP, "all", (0, 0, 0))
+        self.cli(NO_OP_FULL, "all", (0, 0, 0), ("--full",))
         self.cli(CHANGED, "changed", (0, 1, 0))
         self.cli(REMOVED, "none", (0, 0, VOLUMES))
         vm_bench.bpfquota("apply", "--scan-budget", "0", self.files["all"])
@@ -140,7 +142,8 @@ class Rounds:
 
 
 # `bpfquota apply` is made of these, in this order (cli.apply_volumes).
-PHASES = [(cli, "desired_volumes", "validate"), (quota, "route_keys", "routes"),
+PHASES = [(cli, "sync_inputs", "stamp"), (cli, "validated_volumes", "validate"), (quota, "route_keys", "routes"),
+          (quota, "stored_route_keys", "stored routes"),
           (quota, "applied_volumes", "read maps"), (quota, "plan", "plan"),
           (quota, "apply_plan", "write maps"), (usage, "scan_volumes", "first scans")]
 
@@ -170,11 +173,12 @@ def phase_timers(totals):
 def measure_phases(files):
     """[(row, seconds, {phase: seconds})]: one in-process `apply` per operation, as in a round."""
     rows = []
-    for row, name in ((ADDED, "all"), (NO_OP, "all"), (CHANGED, "changed"), (REMOVED, "none")):
+    for row, name, options in ((ADDED, "all", []), (NO_OP, "all", []), (NO_OP_FULL, "all", ["--full"]),
+                               (CHANGED, "changed", []), (REMOVED, "none", [])):
         totals = {}
         started = time.monotonic()
         with phase_timers(totals), contextlib.redirect_stdout(io.StringIO()):
-            expect(row, cli.main(["apply", files[name]]), cli.EXIT_OK)
+            expect(row, cli.main(["apply"] + options + [files[name]]), cli.EXIT_OK)
         rows.append((row, time.monotonic() - started, totals))
     return rows
 
@@ -200,10 +204,13 @@ def result_lines(samples, rounds, phases):
         " process, interpreter start and imports included; each operation right after the one before, so the"
         " NFS client's attributes are fresh, but for the row where every cache was dropped first (drop_caches:"
         " the loopback server's too)" % rounds, ""] + vm_bench.format_columns(breakdown) + [
-        "validate: reading and checking FILE (volumes.py: a stat, a realpath and the nesting check per volume);"
-        " routes: the (dev, ino) of every way to each volume (a stat of the volume and of its path on each other"
-        " NFS superblock: here the NFSv3 mount); first scans: one forked child walks all new volumes (empty"
-        " directories here: one READDIR each)"]
+        "stamp: digests of the entries and of the paths with the mount table, compared with the stamp the last"
+        " apply left in the maps (equal: nothing to do; equal paths: no path examined, no route resolved);"
+        " validate: checking FILE's entries (volumes.py), each path examined (an lstat, the nesting check) unless"
+        " the paths are known; routes: the (dev, ino) of every way to each volume (a stat of its path on each"
+        " other NFS superblock: here the NFSv3 mount); stored routes: the same read from the maps when the paths"
+        " are known; first scans: one forked child walks all new volumes (empty directories here: one READDIR"
+        " each)"]
 
 
 def in_vm(out, rounds):

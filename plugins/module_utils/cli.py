@@ -6,6 +6,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import argparse
+import collections
 import contextlib
 import fcntl
 import json
@@ -154,37 +155,109 @@ def cmd_status(args):
     return EXIT_OK if st["loaded"] else EXIT_NOT_LOADED
 
 
-def desired_volumes(path, default_mode):
-    from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import (
-        VolumeError, load_volumes_file, validate_volumes)
+def desired_volumes(path, default_mode, stat=os.stat, examine_paths=True):
+    """The validated Volumes of a volumes file (CliError naming every problem)."""
+    return validated_volumes(load_entries(path), default_mode, stat, examine_paths)
+
+
+def load_entries(path):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import VolumeError, load_volumes_file
     try:
-        entries = load_volumes_file(path)
-        return validate_volumes(entries, default_mode=default_mode)
+        return load_volumes_file(path)
     except VolumeError as e:
         raise CliError(str(e), EXIT_USAGE)
+
+
+def validated_volumes(entries, default_mode, stat=os.stat, examine_paths=True):
+    """Volumes of raw entries (CliError naming every problem). Without examining the paths,
+    any problem still gets the whole report, the paths' problems included."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import VolumeError, validate_volumes
+    try:
+        return validate_volumes(entries, default_mode=default_mode, stat=stat, examine_paths=examine_paths)
+    except VolumeError as e:
+        if examine_paths:
+            raise CliError(str(e), EXIT_USAGE)
+    return validated_volumes(entries, default_mode, stat)
+
+
+# A sync's inputs as digests (quota.sync_stamp): the paths on this mount table (`routes`), and
+# everything (`volumes`: the entries, the default mode and `routes`). `known` compares them with
+# the stamp the last sync left in the maps: "all" when nothing differs (nothing to do), "routes"
+# when only limits or modes may differ (the paths need no examining, the routes no resolving).
+SyncInputs = collections.namedtuple("SyncInputs", "mountinfo paths routes volumes known")
+
+
+def sync_inputs(entries, default_mode, stored_stamp, full=False):
+    """SyncInputs of raw entries against the maps' stamp (None: none); full: nothing is known."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import listed_paths
+    mountinfo = quota.read_mountinfo_text()
+    paths = listed_paths(entries)
+    routes = quota.sync_stamp(paths, mountinfo)
+    inputs = SyncInputs(mountinfo, paths, routes, quota.volumes_stamp(entries, default_mode, routes), None)
+    return against_stamp(inputs, None if full else stored_stamp)
+
+
+def against_stamp(inputs, stored_stamp):
+    """inputs with `known` set by comparing them with a stamp (None: nothing is known)."""
+    known = None
+    if stored_stamp:
+        stored_routes, dummy, stored_volumes = stored_stamp.partition(" ")
+        if stored_routes == inputs.routes:
+            known = "all" if stored_volumes == inputs.volumes else "routes"
+    return inputs._replace(known=known)
+
+
+def peek_sync_stamp():
+    """The maps' sync stamp, None when the enforcer isn't loaded: a read needs no lock."""
+    try:
+        with open_maps() as maps:
+            return maps.sync_stamp()
+    except CliError:
+        return None
+
+
+MAX_SCAN_WARNINGS = 10  # one warning per volume, then one for the rest: 10 000 lines help no one
 
 
 def warn_on_stderr(message):
     say("warning: %s" % message, sys.stderr)
 
 
-def apply_volumes(maps, volumes, check, scan_timeout, warn=warn_on_stderr, scan_budget=None, applied=None):
+def apply_volumes(maps, volumes, check, scan_timeout, warn=warn_on_stderr, scan_budget=None, applied=None,
+                  stat=os.stat, inputs=None):
     """Plan, then (unless check) apply and scan the new volumes. Returns the plan.
     Each first scan gets scan_timeout seconds, all of them scan_budget (None: no limit);
-    `applied` is quota.applied_volumes(maps) if the caller has read it already."""
+    `applied` is quota.applied_volumes(maps) if the caller has read it already; `stat` the
+    volumes.StatMemo that validated `volumes`, if any; `inputs` the SyncInputs of `volumes`
+    (None: resolve every route and leave no stamp)."""
     from ansible_collections.bpfquota.nfs.plugins.module_utils import quota, usage
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import parse_mountinfo
     if applied is None:
         applied = quota.applied_volumes(maps)
+    paths = [v.path for v in volumes]
+    routes_held = inputs is not None and inputs.known is not None and set(paths) == set(applied)
     try:
-        the_plan = quota.plan(applied, volumes, quota.route_keys([v.path for v in volumes], quota.read_mounts()))
+        if routes_held:
+            keys_by_path = quota.stored_route_keys(maps, applied, paths)
+        else:
+            mounts = parse_mountinfo(inputs.mountinfo) if inputs is not None else quota.read_mounts()
+            keys_by_path = quota.route_keys(paths, mounts, stat)
+        the_plan = quota.plan(applied, volumes, keys_by_path)
     except ValueError as e:
         raise CliError(str(e), EXIT_USAGE)
     if not check:
-        quota.apply_plan(maps, the_plan, applied)
+        quota.apply_plan(maps, the_plan, applied, routes_held)
+        if inputs is not None and inputs.known != "all":
+            maps.set_sync_stamp("%s %s" % (inputs.routes, inputs.volumes))
         targets = [(the_plan.ids[volume.path], volume.path) for volume in the_plan.added]
-        for result in usage.scan_volumes(maps, targets, scan_timeout, scan_budget):
-            if not result.ok:
-                warn("%s: %s; usage counts from zero until a reconcile succeeds" % (result.path, result.reason))
+        failed = [result for result in usage.scan_volumes(maps, targets, scan_timeout, scan_budget) if not result.ok]
+        for result in failed[:MAX_SCAN_WARNINGS]:
+            warn("%s: %s; usage counts from zero until a reconcile succeeds" % (result.path, result.reason))
+        if len(failed) > MAX_SCAN_WARNINGS:
+            warn("%d more new volumes were not scanned, %s the last (%s); their usage counts from zero until a "
+                 "reconcile succeeds (the agent's, or bpfquota reconcile PATH)"
+                 % (len(failed) - MAX_SCAN_WARNINGS, failed[-1].path, failed[-1].reason))
     return the_plan
 
 
@@ -206,10 +279,23 @@ def describe_plan(the_plan, check):
 
 
 def cmd_apply(args):
-    volumes = desired_volumes(args.file, args.mode)
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import StatMemo
+    entries = load_entries(args.file)
+    inputs = sync_inputs(entries, args.mode, peek_sync_stamp(), args.full)
+    if inputs.known == "all":
+        say("0 added, 0 updated, 0 removed%s" % (" (dry run)" if args.check else ""))
+        return EXIT_OK  # what the last apply applied, on the same mounts, and nothing written since
+    volumes = validated_volumes(entries, args.mode, examine_paths=False)  # every mistake before the maps
+    stat = StatMemo()
     with exclusive():
         with open_maps() as maps:
-            the_plan = apply_volumes(maps, volumes, args.check, args.scan_timeout, scan_budget=args.scan_budget)
+            applied = quota.applied_volumes(maps)
+            inputs = against_stamp(inputs, None if args.full else maps.sync_stamp())  # as of the lock
+            if inputs.known is None or set(inputs.paths) != set(applied):
+                volumes = validated_volumes(entries, args.mode, stat)
+            the_plan = apply_volumes(maps, volumes, args.check, args.scan_timeout, scan_budget=args.scan_budget,
+                                     applied=applied, stat=stat, inputs=inputs)
     say("\n".join(describe_plan(the_plan, args.check)))
     return EXIT_OK
 
@@ -304,6 +390,9 @@ def parser():
     c.add_argument("--scan-budget", type=float, default=None,
                    help="seconds for all first scans together (default: no limit); volumes not scanned in time "
                         "count from zero until a reconcile (the agent's) re-bases them")
+    c.add_argument("--full", action="store_true",
+                   help="examine every volume's directory and resolve its routes again, also when the paths and "
+                        "the mount table are those of the last apply (which otherwise reuses its routes)")
     c.set_defaults(func=cmd_apply)
 
     c = sub.add_parser("report", help="usage per volume, like xfs_quota report -h")

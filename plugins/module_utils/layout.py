@@ -12,6 +12,7 @@ ABI = 1
 MAX_VOLUMES = 65536
 PROBE_VOLUME = MAX_VOLUMES + 1
 VOLUME_SLOTS = MAX_VOLUMES + 2
+SYNC_STAMP_SLOT = 0  # vol_meta's spare entry (ids start at 1): see QuotaMaps.sync_stamp
 MAX_ROUTES = 4 * MAX_VOLUMES
 MAX_DEVS = 4096
 MAX_DIRTY = 65536
@@ -97,7 +98,8 @@ def pack_vol_meta(path):
 
 
 def unpack_vol_meta(data):
-    return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    end = data.find(b"\0")
+    return (data if end < 0 else data[:end]).decode("utf-8", "surrogateescape")
 
 
 def unpack_event(data):

@@ -79,8 +79,30 @@ class QuotaMaps:
 
     def paths(self):
         """{volume id: path} of every configured volume."""
-        return dict((vol_id, layout.unpack_vol_meta(raw))
-                    for (vol_id,), (raw,) in self._items("vol_meta", layout.U32, layout.VOL_META))
+        out = {}
+        size = layout.VOL_META.size
+        for keys, values, n in libbpf.map_batches(self.fds["vol_meta"], layout.U32.size, size):
+            for index, (vol_id,) in enumerate(layout.U32.iter_unpack(keys)):
+                if vol_id != layout.SYNC_STAMP_SLOT:
+                    # the path ends at its NUL: slice only that out of the 4 KiB value
+                    start = index * size
+                    end = values.find(b"\0", start, start + size)
+                    out[vol_id] = values[start:end if end >= 0 else start + size].decode("utf-8", "surrogateescape")
+        return out
+
+    # The sync stamp: the digest of the paths and mount table the routes were last resolved for
+    # (quota.sync_stamp). Any write of routes or paths drops it first, so a stamp that is there
+    # still describes the maps.
+    def sync_stamp(self):
+        raw = self._lookup("vol_meta", layout.U32.pack(layout.SYNC_STAMP_SLOT), layout.VOL_META.size)
+        return None if raw is None else layout.unpack_vol_meta(raw)
+
+    def set_sync_stamp(self, stamp):
+        libbpf.map_update(self.fds["vol_meta"], layout.U32.pack(layout.SYNC_STAMP_SLOT), layout.pack_vol_meta(stamp))
+
+    def drop_sync_stamp(self):
+        # Every time, not once per instance: another process may have stamped since.
+        self._delete_many("vol_meta", [layout.U32.pack(layout.SYNC_STAMP_SLOT)], layout.U32.size)
 
     def set_path(self, vol_id, path):
         self.set_paths({vol_id: path})
@@ -136,24 +158,26 @@ class QuotaMaps:
 
     def set_paths(self, paths):
         """Write {volume id: path}."""
-        self._update_many("vol_meta", [(layout.U32.pack(i), layout.pack_vol_meta(p)) for i, p in paths.items()])
+        self._update_many("vol_meta", [(layout.U32.pack(i), layout.pack_vol_meta(p)) for i, p in paths.items()],
+                          routing=True)
 
     def delete_paths(self, vol_ids):
-        self._delete_many("vol_meta", [layout.U32.pack(i) for i in vol_ids], layout.U32.size)
+        self._delete_many("vol_meta", [layout.U32.pack(i) for i in vol_ids], layout.U32.size, routing=True)
 
     def set_keys(self, keys):
         """Write {(dev, ino): volume id}."""
-        self._update_many("vol_keys", [(layout.pack_key(*key), layout.U32.pack(i)) for key, i in keys.items()])
+        self._update_many("vol_keys", [(layout.pack_key(*key), layout.U32.pack(i)) for key, i in keys.items()],
+                          routing=True)
 
     def delete_keys(self, keys):
-        self._delete_many("vol_keys", [layout.pack_key(*key) for key in keys], layout.KEY.size)
+        self._delete_many("vol_keys", [layout.pack_key(*key) for key in keys], layout.KEY.size, routing=True)
 
     def set_devs(self, counts):
         """Write {dev: route count}; a count of 0 removes the dev."""
         self._update_many("vol_devs", [(layout.U64.pack(dev), layout.U32.pack(count))
-                                       for dev, count in counts.items() if count > 0])
+                                       for dev, count in counts.items() if count > 0], routing=True)
         self._delete_many("vol_devs", [layout.U64.pack(dev) for dev, count in counts.items() if count <= 0],
-                          layout.U64.size)
+                          layout.U64.size, routing=True)
 
     def delete_dirty(self, keys):
         self._delete_many("scan_dirty", [layout.pack_key(*key) for key in keys], layout.KEY.size)
@@ -179,11 +203,16 @@ class QuotaMaps:
                     out[vol_id] = unpack(values[i * value_size:(i + 1) * value_size])
         return out
 
-    def _update_many(self, name, items):
+    def _update_many(self, name, items, routing=False):
+        """routing: the write changes routes or paths, which the sync stamp vouches for."""
         if items:
+            if routing:
+                self.drop_sync_stamp()
             libbpf.map_update_batch(self.fds[name], b"".join(key for key, dummy in items),
                                     b"".join(value for dummy, value in items), len(items))
 
-    def _delete_many(self, name, keys, key_size):
+    def _delete_many(self, name, keys, key_size, routing=False):
         if keys:
+            if routing:
+                self.drop_sync_stamp()
             libbpf.map_delete_batch(self.fds[name], b"".join(keys), key_size)

@@ -121,6 +121,8 @@ class MountTable:
         self._learned = {}                              # (home id, mount id) -> the candidate kind that held
         self._derivations = {}                          # (filesystem, home's NFS major, path) -> _derived()
         self._points = sorted(set(m.mount_point for m in mounts))
+        self._point_set = frozenset(self._points)
+        self._homes = {}                                # (parent, major, minor) -> _parent_home()
         for mount in mounts:
             self._by_dev[(mount.major, mount.minor)].append(mount)
             self._roots[mount.mount_id] = _fs_roots(mount)
@@ -189,11 +191,21 @@ class MountTable:
         mounts of the volume's filesystem that may be the volume, found by looking up its paths
         inside the filesystem and their ancestors. kind says how a candidate was derived (keys()
         learns it)."""
-        path = _normal(os.path.abspath(volume_path))
+        path = volume_path if _looks_normal(volume_path) else _normal(os.path.abspath(volume_path))
         volume_stat = stat(path)
         if not stat_module.S_ISDIR(volume_stat.st_mode):
             raise NotADirectoryError("volume %s is not a directory" % (path,))
         major, minor = _major_minor(volume_stat)
+        parent, name = path.rsplit("/", 1)
+        if name and path not in self._point_set:
+            # Not a mount point: it shares its parent's mount, so its siblings share that lookup.
+            home, fs, home_major, parent_fs_paths = self._parent_home(parent or "/", major, minor)
+            if home is None:
+                return path, volume_stat, None, []
+            candidates = []
+            for parent_fs_path in parent_fs_paths:
+                candidates.extend(self._derived(fs, home_major, _join(parent_fs_path, name)))
+            return path, volume_stat, home, candidates
         home = _mount_holding(path, major, minor, self._by_dev.get((major, minor), ()))
         if home is None:
             # st_dev isn't any superblock's s_dev (btrfs subvolume, overlayfs): nothing to derive from
@@ -204,6 +216,20 @@ class MountTable:
         for volume_fs_path in set(_join(root, below_home) for root in self._roots[home.mount_id]):
             candidates.extend(self._derived(_filesystem(home), home_major, volume_fs_path))
         return path, volume_stat, home, candidates
+
+    def _parent_home(self, parent, major, minor):
+        """(mount holding parent's children on major:minor, its filesystem, its NFS major, parent's
+        paths inside the filesystem), or (None, ...) when no mount of major:minor holds them."""
+        key = (parent, major, minor)
+        if key not in self._homes:
+            home = _mount_holding(parent, major, minor, self._by_dev.get((major, minor), ()))
+            if home is None:
+                self._homes[key] = (None, None, None, ())
+            else:
+                below_home = _relative(parent, home.mount_point)
+                self._homes[key] = (home, _filesystem(home), self._majors.get(home.mount_id),
+                                    sorted(set(_join(root, below_home) for root in self._roots[home.mount_id])))
+        return self._homes[key]
 
     def _derived(self, fs, home_major, fs_path):
         """[(mount, path, kind)] for every mount of filesystem `fs` whose root is fs_path or one of
@@ -312,6 +338,11 @@ def _normal(path):
     if normal.startswith("//"):
         normal = "/" + normal.lstrip("/")  # POSIX keeps a leading "//"; the kernel never prints one
     return normal
+
+
+def _looks_normal(path):
+    """True for an absolute path that normpath would leave alone (others take the slow way)."""
+    return path.startswith("/") and "//" not in path and "/." not in path and (path == "/" or not path.endswith("/"))
 
 
 def _relative(path, ancestor):

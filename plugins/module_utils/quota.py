@@ -6,6 +6,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import hashlib
+import json
 import os
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
@@ -20,8 +22,40 @@ class CapacityError(ValueError):
 
 
 def read_mounts():
+    return parse_mountinfo(read_mountinfo_text())
+
+
+def read_mountinfo_text():
     with open("/proc/self/mountinfo") as f:
-        return parse_mountinfo(f.read())
+        return f.read()
+
+
+def sync_stamp(paths, mountinfo_text):
+    """What the routes of a sync depend on: the volume paths and this host's mount table.
+
+    A sync that finds the stamp of its own paths and mount table in the maps (QuotaMaps keeps it
+    only while nothing else wrote routes or paths) can take the routes from the maps instead of
+    stat'ing every volume again; limits and modes are compared as always.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(set(paths)):
+        digest.update(path.encode("utf-8", "surrogateescape") + b"\0")
+    digest.update(b"\0" + mountinfo_text.encode("utf-8", "surrogateescape"))
+    return "bpfquota-sync-v1:" + digest.hexdigest()
+
+
+def volumes_stamp(entries, default_mode, routes_stamp):
+    """The digest of a sync's every input: the raw entries, their default mode, and routes_stamp."""
+    text = json.dumps([entries, default_mode], sort_keys=True, default=repr)
+    return hashlib.sha256((text + routes_stamp).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def stored_route_keys(maps, applied, paths):
+    """{path: set of (dev, ino)} as the maps hold them, for paths the maps already have."""
+    by_id = collections.defaultdict(set)
+    for key, vol_id in maps.keys().items():
+        by_id[vol_id].add(key)
+    return dict((path, by_id[applied[path][0]]) for path in paths)
 
 
 def applied_volumes(maps):
@@ -102,11 +136,14 @@ def vol_cfg_for(volume, old=None):
                          mode=layout.MODES[volume.mode])
 
 
-def apply_plan(maps, the_plan, applied=None):
+def apply_plan(maps, the_plan, applied=None, routes_held=False):
     """Write a plan. Removed volumes go first (routes, then slots), so a slot that a new
     volume reuses is never reachable under its old owner; new slots exist before their keys.
-    `applied` is applied_volumes(maps) if the caller has it at hand (it names the removed ids)."""
+    `applied` is applied_volumes(maps) if the caller has it at hand (it names the removed ids);
+    routes_held: the plan's keys were read from the maps (stored_route_keys), so none to write."""
     changed = False
+    if the_plan.added or the_plan.updated or the_plan.removed:
+        maps.drop_sync_stamp()  # the stamp names the volumes the maps hold
     if the_plan.removed:
         applied = applied if applied is not None else applied_volumes(maps)
         removed_ids = set(applied[v.path][0] for v in the_plan.removed)
@@ -124,4 +161,6 @@ def apply_plan(maps, the_plan, applied=None):
     updated = dict((the_plan.ids[new.path], new) for dummy, new in the_plan.updated)
     old_cfgs = maps.vol_cfgs(updated)
     maps.set_vol_cfgs(dict((vol_id, vol_cfg_for(v, old_cfgs[vol_id])) for vol_id, v in updated.items()))
+    if routes_held and not (the_plan.added or the_plan.removed):
+        return changed
     return sync_keys(maps, the_plan.keys) or changed

@@ -86,6 +86,11 @@ notes:
     C(added), C(updated), C(removed), diff) exactly, without writing anything.
   - Routes are registered too; a directory reachable through several mounts (bind mounts, another
     NFS mount of the same export) is limited through all of them.
+  - Each sync leaves a stamp in the maps (digests of its volumes, and of their paths with the host's
+    mount table); any other write of routes or limits drops it. A run with the stamp's very inputs
+    returns unchanged at once; a run with the same paths on the same mounts (only limits or modes
+    differ) compares limits without examining the directories again. The agent re-resolves every
+    route each scan interval and on every mount change; C(bpfquota apply --full FILE) forces both.
 requirements:
   - The bpfquota enforcer loaded on the managed host (M(bpfquota.nfs.bpf_program)).
   - PyYAML on the managed host when O(src) is a YAML file.
@@ -181,19 +186,42 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import maps as quota_maps
 from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import (
-    VolumeError, load_volumes_file, normalized_path, validate_volumes, volumes_to_document)
+    StatMemo, VolumeError, load_volumes_file, normalized_path, validate_volumes, volumes_to_document)
 
 MODES = ["enforce", "audit"]
 
 
-def desired_volumes(module):
-    """The validated Volumes of O(volumes) or O(src) (state=present); fail_json with every problem."""
+def load_entries(module):
+    """The raw entries of O(volumes) or O(src) (state=present)."""
+    if module.params["src"] is None:
+        return module.params["volumes"]
     try:
-        if module.params["src"] is not None:
-            entries = load_volumes_file(module.params["src"])
-        else:
-            entries = module.params["volumes"]
-        return validate_volumes(entries, default_mode=module.params["mode"])
+        return load_volumes_file(module.params["src"])
+    except VolumeError as e:
+        module.fail_json(msg="invalid volumes, nothing was changed:\n" + str(e), problems=e.problems)
+
+
+def checked_volumes(module, entries):
+    """The Volumes of entries checked as written; fail_json with every problem (the paths' too)."""
+    try:
+        return validate_volumes(entries, default_mode=module.params["mode"], examine_paths=False)
+    except VolumeError:
+        examined_volumes(module, entries, StatMemo())
+
+
+def unchanged_result(module, entries):
+    """The result of a sync whose every input is that of the last one (nothing written since)."""
+    result = {"changed": False, "added": [], "updated": [], "removed": [], "routes_changed": False}
+    if module._diff:
+        document = volumes_to_document(checked_volumes(module, entries))
+        result["diff"] = {"before": document, "after": document}
+    return result
+
+
+def examined_volumes(module, entries, stat):
+    """The Volumes of entries, every path examined; fail_json with every problem."""
+    try:
+        return validate_volumes(entries, default_mode=module.params["mode"], stat=stat)
     except VolumeError as e:
         module.fail_json(msg="invalid volumes, nothing was changed:\n" + str(e), problems=e.problems)
 
@@ -221,6 +249,15 @@ def paths_to_remove(module):
     return None
 
 
+def peek_sync_stamp():
+    """The maps' sync stamp; None when they can't be opened (open_maps() then says why)."""
+    try:
+        with quota_maps.QuotaMaps() as maps:
+            return maps.sync_stamp()
+    except (quota_maps.NotLoaded, OSError, libbpf.LibbpfError):
+        return None
+
+
 def open_maps(module):
     try:
         return quota_maps.QuotaMaps()
@@ -236,16 +273,24 @@ def routes(maps):
 
 
 def sync(module, maps, desired, remove):
-    """Plan (and unless check mode, apply) against the open maps; returns the result dict."""
+    """Plan (and unless check mode, apply) against the open maps; returns the result dict.
+    desired: (raw entries, checked_volumes(), cli.sync_inputs()) (state=present), else None and
+    `remove` the paths to remove."""
     applied = quota.applied_volumes(maps)
     current = [volume for vol_id, volume in applied.values()]
-    if desired is None:  # state=absent: keep what isn't listed
+    stat, inputs = StatMemo(), None  # validation and the route lookup stat the same paths
+    if desired is not None:
+        entries, desired, inputs = desired
+        inputs = cli.against_stamp(inputs, maps.sync_stamp())  # as of the lock
+        if inputs.known is None or set(inputs.paths) != set(applied):  # else: examined by the last sync
+            desired = examined_volumes(module, entries, stat)
+    else:  # state=absent: keep what isn't listed
         desired = [volume for path, (vol_id, volume) in sorted(applied.items())
                    if remove is not None and path not in remove]
     routes_before = routes(maps)
     try:
         the_plan = cli.apply_volumes(maps, desired, module.check_mode, module.params["scan_timeout"], warn=module.warn,
-                                     applied=applied)
+                                     applied=applied, stat=stat, inputs=inputs)
     except cli.CliError as e:
         module.fail_json(msg="invalid volumes, nothing was changed: %s" % e)
     except (OSError, libbpf.LibbpfError) as e:
@@ -285,7 +330,11 @@ def main():
     if module.params["scan_timeout"] <= 0:
         module.fail_json(msg="scan_timeout must be a positive number of seconds, not %s" % module.params["scan_timeout"])
     if module.params["state"] == "present":
-        desired, remove = desired_volumes(module), None
+        entries = load_entries(module)
+        inputs = cli.sync_inputs(entries, module.params["mode"], peek_sync_stamp())
+        if inputs.known == "all":
+            module.exit_json(**unchanged_result(module, entries))
+        desired, remove = (entries, checked_volumes(module, entries), inputs), None
     else:
         desired, remove = None, paths_to_remove(module)
 

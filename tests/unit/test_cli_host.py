@@ -232,11 +232,27 @@ def snapshot(maps):
             [maps.vol_cfg(i) for i in ids], [maps.vol_stats(i) for i in ids])
 
 
-def test_apply_with_a_bad_file_never_opens_the_maps(tmp_path, monkeypatch, capsys):
-    def fail(*args):
-        raise AssertionError("the maps were opened")
+class StampOnly:
+    """Maps that only let the sync stamp be read."""
 
-    monkeypatch.setattr(cli, "open_maps", fail)
+    def __init__(self, stamp="bpfquota-sync-v1:0 0"):
+        self.stamp = stamp
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def sync_stamp(self):
+        return self.stamp
+
+
+def test_apply_with_a_bad_file_never_writes_nor_locks(tmp_path, monkeypatch, capsys):
+    def fail(*args):
+        raise AssertionError("the writers' lock was taken")
+
+    monkeypatch.setattr(cli, "open_maps", StampOnly)
     monkeypatch.setattr(cli, "exclusive", fail)
     path = volumes_file(tmp_path, "volumes:\n  - path: relative\n    limit: 1Gi\n  - limit: x\n")
     assert cli.main(["apply", path]) == 2
@@ -344,12 +360,25 @@ def test_apply_leaves_the_volumes_it_had_no_time_to_scan_counting_from_zero(on_t
         (0, 0, 0)] * 2
 
 
+def test_apply_sums_up_the_scan_warnings_past_ten(on_test_maps, tmp_path, capsys):
+    names = ["pv-%02d" % index for index in range(13)]
+    paths = [make_volume(tmp_path, name, {}) for name in names]
+    listed = "".join("  - {path: %s, limit: 1Gi}\n" % path for path in paths)
+    assert cli.main(["apply", "--scan-budget", "0", volumes_file(tmp_path, "volumes:\n" + listed)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[:10] == ["warning: %s: not scanned: the 0s budget for scans ran out; usage counts from zero until a "
+                        "reconcile succeeds" % path for path in paths[:10]]
+    assert err[10:] == ["warning: 3 more new volumes were not scanned, %s the last (not scanned: the 0s budget for "
+                        "scans ran out); their usage counts from zero until a reconcile succeeds (the agent's, or "
+                        "bpfquota reconcile PATH)" % paths[-1]]
+
+
 def test_apply_refuses_two_volumes_that_are_one_directory(on_test_maps, tmp_path, capsys, monkeypatch):
     from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
     a = make_volume(tmp_path, "pv-a", {})
     b = make_volume(tmp_path, "pv-b", {})
     # b is also reachable as a (a bind mount would do this): plan() must refuse, before any write
-    monkeypatch.setattr(quota, "route_keys", lambda paths, mounts: dict((p, {volume_key(a)}) for p in paths))
+    monkeypatch.setattr(quota, "route_keys", lambda paths, mounts, stat=None: dict((p, {volume_key(a)}) for p in paths))
     before = snapshot(on_test_maps)
     path = volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Gi}\n  - {path: %s, limit: 1Gi}\n" % (a, b))
     assert cli.main(["apply", path]) == 2
@@ -357,6 +386,83 @@ def test_apply_refuses_two_volumes_that_are_one_directory(on_test_maps, tmp_path
     assert "volumes %s and %s are the same directory" % (b, a) in err or \
         "volumes %s and %s are the same directory" % (a, b) in err
     assert snapshot(on_test_maps) == before
+
+
+def test_a_re_apply_on_the_same_paths_and_mounts_reuses_the_routes(on_test_maps, tmp_path, capsys, monkeypatch):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
+    maps = on_test_maps
+    a = make_volume(tmp_path, "pv-a", {"f": 10})
+    b = make_volume(tmp_path, "pv-b", {})
+    first = volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Gi}\n  - {path: %s, limit: 1Gi}\n" % (a, b))
+    assert cli.main(["apply", first]) == 0
+    capsys.readouterr()
+    stamp = maps.sync_stamp()
+    assert stamp and 0 not in maps.paths()  # the stamp's slot is no volume
+    routes = maps.keys()
+
+    def no_examination(*args, **kwargs):
+        raise AssertionError("the routes were resolved again")
+    monkeypatch.setattr(quota, "route_keys", no_examination)
+    changed = volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 2Gi}\n  - {path: %s, limit: 1Gi}\n" % (b, a),
+                           name="changed.yml")
+    assert cli.main(["apply", changed]) == 0  # the same paths (in another order), one limit changed
+    assert capsys.readouterr().out.splitlines()[-1] == "0 added, 1 updated, 0 removed"
+    assert maps.sync_stamp().split()[0] == stamp.split()[0] and maps.keys() == routes
+    assert maps.vol_cfg(2).limit_bytes == 2 << 30
+    stamp = maps.sync_stamp()
+
+    os.rmdir(b)  # not examined: the sync's inputs are the paths and the mount table
+
+    def no_lock():
+        raise AssertionError("an unchanged apply took the writers' lock")
+    with monkeypatch.context() as patch:
+        patch.setattr(cli, "exclusive", no_lock)
+        assert cli.main(["apply", changed]) == 0  # nothing differs from the last apply: nothing to do
+    assert capsys.readouterr().out.splitlines() == ["0 added, 0 updated, 0 removed"]
+    monkeypatch.undo()
+    monkeypatch.setattr(cli, "open_maps", lambda: QuotaMaps(maps.pin_dir))
+    monkeypatch.setattr(cli, "LOCK_PATH", str(tmp_path / "bpfquota.lock"))
+    assert cli.main(["apply", "--full", changed]) == 2  # --full examines every path
+    assert "volumes[0] (%s): path does not exist" % b in capsys.readouterr().err
+    assert maps.sync_stamp() == stamp
+
+
+def test_a_new_mount_table_or_path_set_resolves_every_route(on_test_maps, tmp_path, capsys, monkeypatch):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
+    maps = on_test_maps
+    a = make_volume(tmp_path, "pv-a", {})
+    b = make_volume(tmp_path, "pv-b", {})
+    one = volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Gi}\n" % a)
+    assert cli.main(["apply", one]) == 0
+    stamp = maps.sync_stamp()
+    resolved = []
+    real_route_keys = quota.route_keys
+    monkeypatch.setattr(quota, "route_keys", lambda paths, *args: resolved.append(sorted(paths)) or
+                        real_route_keys(paths, *args))
+    text = quota.read_mountinfo_text()
+    monkeypatch.setattr(quota, "read_mountinfo_text", lambda: text + "999 1 0:99 / /mnt/new rw - tmpfs x rw\n")
+    assert cli.main(["apply", one]) == 0  # a mount came: every route again, and a new stamp
+    assert resolved == [[a]] and maps.sync_stamp() not in (None, stamp)
+    two = volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Gi}\n  - {path: %s, limit: 1Gi}\n" % (a, b),
+                       name="two.yml")
+    assert cli.main(["apply", "--check", two]) == 0
+    assert cli.main(["apply", two]) == 0  # another path set
+    assert resolved == [[a], [a, b], [a, b]]
+    capsys.readouterr()
+
+
+def test_any_write_of_routes_or_paths_drops_the_sync_stamp(real_maps):
+    maps = real_maps
+    maps.set_sync_stamp("s1")
+    maps.set_keys({})
+    maps.set_vol_cfgs({1: maps.vol_cfg(1)})  # limits don't touch routes
+    assert maps.sync_stamp() == "s1" and maps.paths() == {}
+    for write in (lambda: maps.set_keys({(7, 8): 1}), lambda: maps.delete_keys([(7, 8)]),
+                  lambda: maps.set_paths({1: "/x"}), lambda: maps.delete_paths([1]),
+                  lambda: maps.set_devs({7: 1}), lambda: maps.set_devs({7: 0})):
+        maps.set_sync_stamp("s2")
+        write()
+        assert maps.sync_stamp() is None
 
 
 def test_reconcile_of_a_path_that_is_no_volume_is_bad_input(on_test_maps, tmp_path, capsys):

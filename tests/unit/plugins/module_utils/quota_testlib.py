@@ -29,7 +29,8 @@ BPF_SRC = os.path.join(REPO_ROOT, "bpf")
 BPFFS = "/sys/fs/bpf"
 
 WRITES = ("set_config", "bump_gen", "set_vol_cfg", "reset_vol_stats", "set_path", "delete_path",
-          "set_key", "delete_key", "set_dev", "clear_dirty")
+          "set_key", "delete_key", "set_dev", "clear_dirty", "set_sync_stamp",
+          "drop_sync_stamp")
 
 # The writes of many entries at once, and the one-entry writes each amounts to, in order.
 BULK_WRITES = {
@@ -75,6 +76,7 @@ class FakeMaps:
         self._keys = {}
         self._devs = {}
         self._dirty = {}
+        self._stamp = None
 
     def close(self):
         pass
@@ -116,10 +118,23 @@ class FakeMaps:
     def paths(self):
         return dict((vol_id, layout.unpack_vol_meta(raw)) for vol_id, raw in self._meta.items())
 
+    # the sync stamp: dropped by any write of routes or paths, as QuotaMaps does
+    def sync_stamp(self):
+        return self._stamp
+
+    def set_sync_stamp(self, stamp):
+        layout.pack_vol_meta(stamp)
+        self._stamp = stamp
+
+    def drop_sync_stamp(self):
+        self._stamp = None
+
     def set_path(self, vol_id, path):
+        self._stamp = None
         self._meta[vol_id] = layout.pack_vol_meta(path)
 
     def delete_path(self, vol_id):
+        self._stamp = None
         self._meta.pop(vol_id, None)
 
     def keys(self):
@@ -127,15 +142,18 @@ class FakeMaps:
 
     def set_key(self, key, vol_id):
         layout.pack_key(*key)
+        self._stamp = None
         self._keys[tuple(key)] = vol_id
 
     def delete_key(self, key):
+        self._stamp = None
         self._keys.pop(tuple(key), None)
 
     def devs(self):
         return dict(self._devs)
 
     def set_dev(self, dev, count):
+        self._stamp = None
         if count > 0:
             self._devs[dev] = count
         else:

@@ -482,9 +482,9 @@ def test_load_yaml_syntax_error_names_the_line(tmp_path):
 def test_load_yaml_error_without_position(tmp_path, monkeypatch):
     import yaml
 
-    def failing_load(text):
+    def failing_load(text, Loader):
         raise yaml.YAMLError("something broke")
-    monkeypatch.setattr(yaml, "safe_load", failing_load)
+    monkeypatch.setattr(yaml, "load", failing_load)
     path = write(tmp_path, "v.yml", "volumes: []\n")
     assert load_problems(path) == [
         "%s: YAML syntax error: something broke: fix the YAML (check indentation, and quote values containing "

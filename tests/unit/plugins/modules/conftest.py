@@ -199,20 +199,19 @@ wsize=1048576,namlen=255,hard,proto=tcp,timeo=600,retrans=2,sec=sys,clientaddr=1
 """
 
 
-def recorded_mounts(path):
-    """The recorded mount table, with the filesystem holding path mounted where it really is."""
+def recorded_mountinfo(path):
+    """The recorded mountinfo, with the filesystem holding path mounted where it really is."""
     st = os.stat(path)
     mount_point = os.path.abspath(path)
     while mount_point != "/" and os.stat(os.path.dirname(mount_point)).st_dev == st.st_dev:
         mount_point = os.path.dirname(mount_point)
-    text = MOUNTINFO.format(root_id=27, major=os.major(st.st_dev), minor=os.minor(st.st_dev),
+    return MOUNTINFO.format(root_id=27, major=os.major(st.st_dev), minor=os.minor(st.st_dev),
                             mount_point=mount_point, fstype="ext4")
-    return parse_mountinfo(text)
 
 
 @pytest.fixture
 def mounts(tmp_path, monkeypatch):
-    """quota.read_mounts() returns the recorded mount table."""
-    table = recorded_mounts(str(tmp_path))
-    monkeypatch.setattr(quota, "read_mounts", lambda: table)
-    return table
+    """quota reads the recorded mountinfo (returned parsed)."""
+    text = recorded_mountinfo(str(tmp_path))
+    monkeypatch.setattr(quota, "read_mountinfo_text", lambda: text)
+    return parse_mountinfo(text)

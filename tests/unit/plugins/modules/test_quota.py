@@ -324,7 +324,7 @@ def test_writes_happen_under_the_lock(run_module, fake_maps, mounts, vols):
     run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi"}]})
     run_module(quota, {"state": "absent"})
     assert fake_maps.writes and fake_maps.unlocked_writes == []
-    assert fake_maps.closed == fake_maps.opened == 2
+    assert fake_maps.closed == fake_maps.opened == 3  # the first run peeked at the sync stamp too
 
 
 def test_never_reloads_the_program(run_module, fake_maps, mounts, vols, monkeypatch):
@@ -339,3 +339,30 @@ def test_never_reloads_the_program(run_module, fake_maps, mounts, vols, monkeypa
     run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi"}]})
     run_module(quota, {"volumes": [{"path": vols["a"], "limit": "2Gi"}]})
     assert fake_maps.config().obj_sha256 == cfg.obj_sha256
+
+
+def test_a_re_run_on_the_same_paths_and_mounts_reuses_the_routes(run_module, fake_maps, mounts, vols, monkeypatch):
+    args = {"volumes": [{"path": vols["a"], "limit": "1Gi"}, {"path": vols["b"], "limit": "1Gi"}]}
+    run_module(quota, args)
+    stamp, keys = fake_maps.sync_stamp(), routes(fake_maps)
+    assert stamp
+
+    def no_examination(*args, **kwargs):
+        raise AssertionError("the routes were resolved again")
+    with monkeypatch.context() as patch:
+        patch.setattr(quota_utils, "route_keys", no_examination)
+        result = apply(run_module, fake_maps, {"volumes": [{"path": vols["b"], "limit": "1Gi"},
+                                                           {"path": vols["a"], "limit": "2Gi"}]})
+    assert (result["changed"], result["updated"], result["routes_changed"]) == (True, [vols["a"]], False)
+    assert (fake_maps.sync_stamp().split()[0], routes(fake_maps)) == (stamp.split()[0], keys)
+    again = run_module(quota, {"volumes": [{"path": vols["b"], "limit": "1Gi"}, {"path": vols["a"], "limit": "2Gi"}]},
+                       diff=True)
+    assert (again["changed"], again["updated"]) == (False, [])
+    assert again["diff"]["before"] == again["diff"]["after"] == result["diff"]["after"]
+
+    text = quota_utils.read_mountinfo_text()
+    monkeypatch.setattr(quota_utils, "read_mountinfo_text", lambda: text + "99 27 0:99 / /mnt/new rw - tmpfs x rw\n")
+    result = apply(run_module, fake_maps, {"volumes": [{"path": vols["b"], "limit": "1Gi"},
+                                                       {"path": vols["a"], "limit": "2Gi"}]})
+    assert (result["changed"], result["routes_changed"]) == (False, False)
+    assert fake_maps.sync_stamp() not in (None, stamp)  # resolved on the new mount table, and stamped
