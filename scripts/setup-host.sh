@@ -17,6 +17,7 @@ fi
 python3 -c 'import pytest, yaml' 2>/dev/null || python3 -m pip install -q pytest pyyaml
 python3 -c 'import ansible' 2>/dev/null || python3 -m pip install -q "ansible-core>=2.17"
 python3 -c 'import ansiblelint' 2>/dev/null || python3 -m pip install -q ansible-lint
+python3 -c 'import molecule' 2>/dev/null || python3 -m pip install -q "molecule>=25.11"
 
 # A checkout imports itself as ansible_collections.bpfquota.nfs (bin/bpfquota, tests, scripts)
 # through this link. git doesn't track it: ansible-test's symlinks test refuses directory symlinks.
