@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Sequence
 
 from testbed.image import ImageBuildError, cache_root, ensure_image, exclusive_lock
-from testbed.vm import DEFAULT_BOOT_TIMEOUT, VM, VMError, log, run_dir_for
+from testbed.vm import (BOOT_KERNEL, BOOT_MODES, DEFAULT_BOOT_TIMEOUT, DEFAULT_LAN, VM, Lan, VMError, log,
+                        run_dir_for)
 from testbed.workspace import WorkspaceError, source_files
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_boot_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="host port forwarded to the VM's ssh (default: a free one)")
-    parser.add_argument("--cmdline", default="", help="extra kernel command line, e.g. lsm=...")
+    parser.add_argument("--boot", choices=BOOT_MODES, default=BOOT_KERNEL,
+                        help="kernel: QEMU starts the kernel directly (default); grub: boot the disk "
+                             "through GRUB, so update-grub and a reboot in the guest change the command line")
+    parser.add_argument("--cmdline", default="", help="extra kernel command line, e.g. lsm=... (--boot kernel)")
+    parser.add_argument("--grub-cmdline", metavar="ARGS",
+                        help="(--boot grub) after the first boot set GRUB_CMDLINE_LINUX=\"ARGS\" in "
+                             "/etc/default/grub, update-grub and reboot into it")
+    parser.add_argument("--lan-ip", metavar="A.B.C.D[/N]",
+                        help="add a NIC on a private LAN shared with the other VMs on it, with this "
+                             "static address (prefix length 24 unless given), e.g. 192.168.77.11")
+    parser.add_argument("--lan", default=DEFAULT_LAN, metavar="NAME",
+                        help=f"which private LAN (default: {DEFAULT_LAN}); VMs on differently named LANs "
+                             "don't see each other")
     parser.add_argument("--memory", type=int, default=2048, help="MiB of RAM (default: 2048)")
     parser.add_argument("--cpus", type=int, default=2, help="vCPUs (default: 2)")
     parser.add_argument("--boot-timeout", type=float, default=DEFAULT_BOOT_TIMEOUT,
@@ -82,7 +95,8 @@ def boot_vm(name: str, args: argparse.Namespace) -> VM:
     image = ensure_image()
     log(f"booting VM {name!r} from image {image.key}")
     vm = VM.boot(name, ssh_port=args.port, memory_mb=args.memory, cpus=args.cpus,
-                 extra_cmdline=args.cmdline, image=image, timeout=args.boot_timeout)
+                 extra_cmdline=args.cmdline, image=image, timeout=args.boot_timeout,
+                 boot=args.boot, grub_cmdline=args.grub_cmdline, lan_ip=args.lan_ip, lan=args.lan)
     log(f"VM {name!r} answers ssh on port {vm.ssh_port} after {time.monotonic() - started:.0f} s")
     return vm
 
@@ -128,7 +142,8 @@ def command_list(args: argparse.Namespace) -> int:
     for name in names:
         try:
             vm = VM.attach(name)
-            print(f"{name}\trunning\tpid={vm.pid}\tssh_port={vm.ssh_port}")
+            lan = f"\tlan={vm.lan.name}:{vm.lan.address}" if vm.lan else ""
+            print(f"{name}\trunning\tpid={vm.pid}\tssh_port={vm.ssh_port}\tboot={vm.boot_mode}{lan}")
         except VMError:
             print(f"{name}\tstopped")
     return 0
@@ -167,12 +182,23 @@ def reuse_or_boot(name: str, args: argparse.Namespace) -> tuple[VM, bool]:
         vm = VM.attach(name)
     except VMError:
         return boot_vm(name, args), True
-    if vm.extra_cmdline != args.cmdline:
-        raise VMError(f"VM {name!r} runs with extra kernel command line {vm.extra_cmdline!r}, not "
-                      f"{args.cmdline!r}; stop it first: python3 -m testbed down {name}")
+    differences = boot_setting_differences(vm, args)
+    if differences:
+        raise VMError(f"VM {name!r} was booted with {'; '.join(differences)}; "
+                      f"stop it first: python3 -m testbed down {name}")
     log(f"reusing running VM {name!r}")
     vm.wait_ssh(args.boot_timeout)
     return vm, False
+
+
+def boot_setting_differences(vm: VM, args: argparse.Namespace) -> list[str]:
+    """How a running VM's boot settings differ from the ones asked for."""
+    asked_lan = Lan.parse(args.lan_ip, args.lan) if args.lan_ip else None
+    pairs = (("boot mode", vm.boot_mode, args.boot),
+             ("extra kernel command line", vm.extra_cmdline, args.cmdline),
+             ("GRUB_CMDLINE_LINUX", vm.grub_cmdline, args.grub_cmdline),
+             ("LAN", vm.lan, asked_lan))
+    return [f"{what} {running!r}, not {asked!r}" for what, running, asked in pairs if running != asked]
 
 
 def pytest_remote_command(pytest_args: Sequence[str]) -> str:

@@ -2,7 +2,8 @@
 
 Layout under the cache root (``$BPFQUOTA_CACHE``, default /var/tmp/bpfquota-testbed):
 
-    images/<key>/rootfs.img      raw ext4 root file system (sparse, 4 GiB)
+    images/<key>/disk.img        raw disk (sparse, 4 GiB): MBR with GRUB's boot code, GRUB's core
+                                 image in the gap before partition 1, the ext4 root in partition 1
     images/<key>/vmlinuz         kernel copied out of the image's /boot
     images/<key>/initrd.img      initramfs copied out of the image's /boot
     images/<key>/id_ed25519      root's ssh key (authorized inside this image only)
@@ -19,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -46,26 +48,49 @@ PACKAGES = (
     "iproute2",
     "procps",
     "psmisc",  # fuser: shutdown kills what holds NFS files before unmounting
+    "iputils-ping",  # VMs on the private LAN
     "util-linux",
     "kmod",
     "ca-certificates",
     "coreutils",
+    # GRUB, for VMs booted from their own disk (VM.boot(boot="grub")): there update-grub really
+    # changes the next boot's kernel command line.
+    "grub-pc",
+    "grub-pc-bin",
+    "grub2-common",
 )
+
+# The disk: an msdos partition table with partition 1, the ext4 root, from 1 MiB to the end.
+# GRUB's boot code is in the MBR and its core image in the sectors between MBR and partition 1.
+SECTOR_SIZE = 512
+PARTITION_OFFSET = 1 << 20
+ROOT_DEVICE = "/dev/vda1"
+ROOT_LABEL = "bpfquota-root"
+GRUB_ROOT = "(hd0,msdos1)"
+GRUB_CORE_MODULES = ("biosdisk", "part_msdos", "ext2")
+# Parameters of every boot, however the kernel is started: the serial console is where boot
+# failures are diagnosed.
+GUEST_CMDLINE = "console=ttyS0 mitigations=off"
+# The private LAN between VMs (VM.boot(lan_ip=...)): its NFS clients may mount every VM's export.
+LAN_SUBNET = "192.168.77.0/24"
 
 NFS_EXPORT_OPTIONS = "rw,sync,no_subtree_check,no_root_squash,insecure,fsid=0,crossmnt"
 
-# Loopback for the VM's own client; 10.0.2.0/24 is QEMU user-net, for clients in other VMs later.
+# Loopback for the VM's own client, the private LAN for other VMs' clients; 10.0.2.0/24 is QEMU
+# user-net.
 EXPORTS = (
-    "# /srv/nfs is the NFSv4 pseudo-root (fsid=0): v4 clients mount 127.0.0.1:/, v3 clients 127.0.0.1:/srv/nfs\n"
-    f"/srv/nfs 127.0.0.1/8({NFS_EXPORT_OPTIONS}) 10.0.2.0/24({NFS_EXPORT_OPTIONS})\n"
+    "# /srv/nfs is the NFSv4 pseudo-root (fsid=0): v4 clients mount SERVER:/, v3 clients SERVER:/srv/nfs\n"
+    f"/srv/nfs 127.0.0.1/8({NFS_EXPORT_OPTIONS}) {LAN_SUBNET}({NFS_EXPORT_OPTIONS})"
+    f" 10.0.2.0/24({NFS_EXPORT_OPTIONS})\n"
 )
 
 MOUNT_NFS_SCRIPT = r"""#!/bin/sh
 # Mount this VM's own NFS export over loopback: NFSv3 at /mnt/nfs3, NFSv4.2 at /mnt/nfs4.
+# "testbed-mount-nfs SERVER" mounts another VM's export there instead (its private LAN address).
 # Idempotent. "testbed-mount-nfs -u" unmounts both.
 set -eu
 
-SERVER=127.0.0.1
+SERVER=${1:-127.0.0.1}
 V3_SOURCE="$SERVER:/srv/nfs"
 V4_SOURCE="$SERVER:/"  # fsid=0 makes /srv/nfs the NFSv4 pseudo-root
 WAIT_SECONDS=120
@@ -85,7 +110,7 @@ server_ready() {
 }
 
 wait_for_server() {
-    systemctl start nfs-server.service
+    if [ "$SERVER" = 127.0.0.1 ]; then systemctl start nfs-server.service; fi
     waited=0
     until server_ready; do
         if [ "$waited" -ge "$WAIT_SECONDS" ]; then
@@ -143,6 +168,94 @@ TimeoutStopSec=60
 WantedBy=multi-user.target
 """
 
+# GRUB's settings, for update-grub in the guest. The kernel gets GRUB_CMDLINE_LINUX (empty here:
+# drop-ins in /etc/default/grub.d add to it) then GRUB_CMDLINE_LINUX_DEFAULT. GRUB itself talks
+# on the serial console, the only one there is.
+DEFAULT_GRUB = f"""# bpfquota test bed: update-grub makes /boot/grub/grub.cfg from this file and /etc/default/grub.d/*.cfg
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=0
+GRUB_TIMEOUT_STYLE=menu
+GRUB_RECORDFAIL_TIMEOUT=0
+GRUB_DISTRIBUTOR=Debian
+GRUB_CMDLINE_LINUX_DEFAULT="{GUEST_CMDLINE}"
+GRUB_CMDLINE_LINUX=""
+GRUB_TERMINAL=serial
+GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
+GRUB_DISABLE_LINUX_UUID=true
+GRUB_DISABLE_LINUX_PARTUUID=true
+GRUB_DISABLE_OS_PROBER=true
+"""
+
+# update-grub can't probe the disk inside the build chroot: this is, in short, what it writes in
+# the guest, where it replaces this file. /vmlinuz and /initrd.img are the kernel package's
+# links to the installed kernel.
+INITIAL_GRUB_CFG = f"""# Written at image build; update-grub in the VM replaces it (from /etc/default/grub).
+serial --unit=0 --speed=115200
+terminal_input serial
+terminal_output serial
+set default=0
+set timeout=0
+menuentry 'Debian GNU/Linux' {{
+    insmod part_msdos
+    insmod ext2
+    set root='{GRUB_ROOT[1:-1]}'
+    echo 'Loading Linux ...'
+    linux /vmlinuz root={ROOT_DEVICE} ro {GUEST_CMDLINE}
+    initrd /initrd.img
+}}
+"""
+
+GUEST_CONFIG_SCRIPT = r"""#!/bin/sh
+# Per-VM settings the host passes with QEMU's -fw_cfg (opt/bpfquota/*): the hostname, and the
+# MAC and address of the NIC on the private LAN. Runs at every boot, before systemd-networkd.
+set -eu
+FW_CFG=/sys/firmware/qemu_fw_cfg/by_name/opt/bpfquota
+modprobe qemu_fw_cfg 2>/dev/null || true
+
+setting() {
+    [ -r "$FW_CFG/$1/raw" ] && cat "$FW_CFG/$1/raw"
+}
+
+if name=$(setting hostname); then
+    hostname "$name"
+    echo "$name" >/etc/hostname
+    sed -i "s/^127\.0\.1\.1[[:space:]].*/127.0.1.1 $name/" /etc/hosts
+fi
+
+if mac=$(setting lan-mac) && address=$(setting lan-address); then
+    mkdir -p /run/systemd/network
+    cat >/run/systemd/network/10-testbed-lan.network <<EOF
+[Match]
+MACAddress=$mac
+
+[Link]
+RequiredForOnline=no
+
+[Network]
+Address=$address
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+EOF
+fi
+"""
+
+# Before systemd-networkd, which reads the LAN's .network file only when it starts.
+GUEST_CONFIG_UNIT = """[Unit]
+Description=Test-bed settings from QEMU (hostname, private LAN address)
+DefaultDependencies=no
+After=systemd-remount-fs.service
+Before=systemd-networkd.service network-pre.target sysinit.target
+Wants=network-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/testbed-guest-config
+
+[Install]
+WantedBy=sysinit.target
+"""
+
 # path inside the image -> (mode, content)
 FILES: dict[str, tuple[int, str]] = {
     "etc/hostname": (0o644, "bpfquota-vm\n"),
@@ -150,7 +263,7 @@ FILES: dict[str, tuple[int, str]] = {
         0o644,
         "127.0.0.1 localhost\n127.0.1.1 bpfquota-vm\n::1 localhost ip6-localhost ip6-loopback\n",
     ),
-    "etc/fstab": (0o644, "/dev/vda / ext4 rw,errors=remount-ro 0 0\n"),
+    "etc/fstab": (0o644, f"{ROOT_DEVICE} / ext4 rw,errors=remount-ro 0 1\n"),
     "etc/resolv.conf": (0o644, "nameserver 10.0.2.3\n"),  # QEMU user-net's DNS
     "etc/systemd/network/20-wired.network": (
         0o644,
@@ -169,11 +282,20 @@ FILES: dict[str, tuple[int, str]] = {
     "etc/systemd/system/testbed-nfs-unmount.service": (0o644, NFS_UNMOUNT_UNIT),
     "usr/local/sbin/testbed-mount-nfs": (0o755, MOUNT_NFS_SCRIPT),
     "usr/local/sbin/testbed-unmount-nfs": (0o755, UNMOUNT_NFS_SCRIPT),
+    "etc/systemd/system/testbed-guest-config.service": (0o644, GUEST_CONFIG_UNIT),
+    "usr/local/sbin/testbed-guest-config": (0o755, GUEST_CONFIG_SCRIPT),
+    "etc/default/grub": (0o644, DEFAULT_GRUB),
+    # An initramfs with just what mounts the root (6 MiB instead of 36): GRUB reads it through
+    # the BIOS and the kernel unpacks it, both slow under TCG.
+    "etc/initramfs-tools/conf.d/testbed.conf": (0o644, "MODULES=list\n"),
+    "etc/initramfs-tools/modules": (0o644, "virtio_pci\nvirtio_blk\next4\ncrc32c_generic\n"),
+    "boot/grub/grub.cfg": (0o644, INITIAL_GRUB_CFG),
 }
 
 # Runs inside the chroot after debootstrap and after FILES are written.
 CONFIGURE_SCRIPT = r"""set -eux
-systemctl enable systemd-networkd.service ssh.service nfs-server.service testbed-nfs-unmount.service
+systemctl enable systemd-networkd.service ssh.service nfs-server.service testbed-nfs-unmount.service \
+    testbed-guest-config.service
 # Nothing at boot may wait for the network or do periodic maintenance behind a test's back.
 systemctl mask systemd-networkd-wait-online.service \
     apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer
@@ -181,10 +303,19 @@ mkdir -p /srv/nfs /mnt/nfs3 /mnt/nfs4
 chmod 1777 /srv/nfs
 # An empty root password allows login on the serial console for debugging; sshd refuses it.
 passwd -d root
-ls /boot/vmlinuz-* /boot/initrd.img-*
+update-initramfs -u -k all
+ls -l /boot/vmlinuz-* /boot/initrd.img-*
+ls -l /vmlinuz /initrd.img  # the initial grub.cfg boots these links
+# GRUB: the modules where grub.cfg loads them from, and the core image (which finds partition 1,
+# then /boot/grub) that the build writes behind the MBR. A grub-pc upgrade would reinstall to vda.
+cp -a /usr/lib/grub/i386-pc /boot/grub/
+grub-mkimage -O i386-pc -o /boot/grub/i386-pc/core.img -p "$GRUB_ROOT/boot/grub" $GRUB_CORE_MODULES
+grub-editenv /boot/grub/grubenv create
+echo "grub-pc grub-pc/install_devices multiselect /dev/vda" | debconf-set-selections
 apt-get clean
 rm -rf /var/lib/apt/lists/*
 """
+CONFIGURE_SCRIPT = f"GRUB_ROOT='{GRUB_ROOT}'\nGRUB_CORE_MODULES='{' '.join(GRUB_CORE_MODULES)}'\n" + CONFIGURE_SCRIPT
 
 
 class ImageBuildError(RuntimeError):
@@ -202,6 +333,9 @@ class Recipe:
     files: dict[str, tuple[int, str]] = field(default_factory=lambda: dict(FILES))
     configure_script: str = CONFIGURE_SCRIPT
     image_size: str = "4G"
+    partition_offset: int = PARTITION_OFFSET
+    # Bump when the way the disk is put together (build_image's steps) changes.
+    disk_layout: int = 2
 
     def cache_key(self) -> str:
         canonical = json.dumps(
@@ -213,6 +347,8 @@ class Recipe:
                 "files": {path: [mode, text] for path, (mode, text) in sorted(self.files.items())},
                 "configure_script": self.configure_script,
                 "image_size": self.image_size,
+                "partition_offset": self.partition_offset,
+                "disk_layout": self.disk_layout,
             },
             sort_keys=True,
         )
@@ -230,8 +366,12 @@ class Image:
         return self.directory.name
 
     @property
-    def rootfs(self) -> Path:
-        return self.directory / "rootfs.img"
+    def disk(self) -> Path:
+        return self.directory / "disk.img"
+
+    @property
+    def rootfs(self) -> Path:  # the name before the disk had partitions
+        return self.disk
 
     @property
     def kernel(self) -> Path:
@@ -250,7 +390,7 @@ class Image:
         return self.directory / "manifest.json"
 
     def is_complete(self) -> bool:
-        parts = (self.rootfs, self.kernel, self.initrd, self.ssh_key, self.manifest)
+        parts = (self.disk, self.kernel, self.initrd, self.ssh_key, self.manifest)
         return all(part.is_file() for part in parts)
 
 
@@ -321,9 +461,15 @@ def build_image(recipe: Recipe, image: Image, deb_cache: Path, log: Callable[[st
             authorize_key(chroot, staging / "id_ed25519.pub")
             step.run("configure", ["chroot", str(chroot), "/bin/sh", "-c", recipe.configure_script])
             copy_boot_files(chroot, staging)
+            boot_code = (chroot / "usr/lib/grub/i386-pc/boot.img").read_bytes()
+            core_image = (chroot / "boot/grub/i386-pc/core.img").read_bytes()
             ensure_nothing_mounted(chroot)
-            step.run("mke2fs", ["mke2fs", "-q", "-F", "-t", "ext4", "-L", "bpfquota-root",
-                                "-d", str(chroot), str(staging / "rootfs.img"), recipe.image_size])
+            disk = staging / "disk.img"
+            disk_size = size_in_bytes(recipe.image_size)
+            with open(disk, "wb") as disk_file:
+                disk_file.truncate(disk_size)  # sparse
+            step.run("mke2fs", mke2fs_command(chroot, disk, disk_size, recipe.partition_offset))
+            write_boot_sectors(disk, disk_size, recipe.partition_offset, boot_code, core_image)
         remove_tree(chroot)
         write_manifest(staging, recipe, time.monotonic() - started)
         os.rename(staging, image.directory)
@@ -331,6 +477,58 @@ def build_image(recipe: Recipe, image: Image, deb_cache: Path, log: Callable[[st
         remove_tree(staging)
         raise
     log(f"image {image.key} built in {time.monotonic() - started:.0f} s")
+
+
+def size_in_bytes(size: str) -> int:
+    """'4G', '512M', '4096K' or a number of bytes, in bytes (binary units, like mke2fs)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    text = size.strip().upper()
+    if text[-1:] in units:
+        return int(text[:-1]) * units[text[-1]]
+    return int(text)
+
+
+def mke2fs_command(chroot: Path, disk: Path, disk_size: int, partition_offset: int) -> list[str]:
+    """Make the root file system from ``chroot`` in partition 1 of ``disk``: no loop device needed."""
+    fs_kib = (disk_size - partition_offset) // 1024
+    return ["mke2fs", "-q", "-F", "-t", "ext4", "-L", ROOT_LABEL, "-E", f"offset={partition_offset}",
+            "-d", str(chroot), str(disk), f"{fs_kib}k"]
+
+
+# GRUB's boot.img (include/grub/i386/pc/boot.h): the boot code is the MBR's first 440 bytes; it
+# loads the core image's first sector from the LBA at KERNEL_SECTOR (1 by default, where
+# write_boot_sectors puts it); grub-mkimage has filled in the length of the rest, which follows.
+MBR_BOOT_CODE_SIZE = 440
+MBR_DISK_SIGNATURE = 0x62716664  # any fixed value: the image is reproducible
+MBR_PARTITION_TABLE = 446
+BOOT_DRIVE_CHECK = 0x66  # a jump that trusts only 0x80-0x8f as the boot drive; grub-install nops it
+CHS_LBA_ONLY = b"\xfe\xff\xff"  # cylinder 1023, head 254, sector 63: "use the LBA fields"
+PARTITION_TYPE_LINUX = 0x83
+
+
+def master_boot_record(boot_code: bytes, start_sector: int, sectors: int) -> bytes:
+    """GRUB's boot code, then an msdos partition table with one active Linux partition."""
+    if len(boot_code) < MBR_BOOT_CODE_SIZE:
+        raise ImageBuildError(f"GRUB's boot.img is {len(boot_code)} bytes, expected at least {MBR_BOOT_CODE_SIZE}")
+    code = bytearray(boot_code[:MBR_BOOT_CODE_SIZE])
+    code[BOOT_DRIVE_CHECK:BOOT_DRIVE_CHECK + 2] = b"\x90\x90"
+    entry = struct.pack("<B3sB3sII", 0x80, CHS_LBA_ONLY, PARTITION_TYPE_LINUX, CHS_LBA_ONLY,
+                        start_sector, sectors)
+    record = bytes(code) + struct.pack("<IH", MBR_DISK_SIGNATURE, 0) + entry + bytes(16 * 3) + b"\x55\xaa"
+    assert len(record) == SECTOR_SIZE
+    return record
+
+
+def write_boot_sectors(disk: Path, disk_size: int, partition_offset: int, boot_code: bytes,
+                       core_image: bytes) -> None:
+    """The MBR (boot code and partition table) and GRUB's core image right after it, in sector 1."""
+    if SECTOR_SIZE + len(core_image) > partition_offset:
+        raise ImageBuildError(f"GRUB's core image ({len(core_image)} bytes) does not fit before partition 1")
+    start = partition_offset // SECTOR_SIZE
+    record = master_boot_record(boot_code, start, disk_size // SECTOR_SIZE - start)
+    with open(disk, "r+b") as disk_file:
+        disk_file.write(record)
+        disk_file.write(core_image)
 
 
 def debootstrap_command(recipe: Recipe, target: Path, deb_cache: Path) -> list[str]:

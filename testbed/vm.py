@@ -2,11 +2,20 @@
 
 Each VM has a run directory, ``<cache>/run/<name>/``, holding its qcow2 overlay over the
 read-only base image, the serial console log, QEMU's own output and ``state.json``
-(pid, ssh port), so a VM started by one process can be reached or stopped by another.
+(pid, ssh port, boot mode, LAN address), so a VM started by one process can be reached or
+stopped by another.
+
+A VM boots either its kernel directly (``boot="kernel"``: QEMU's -kernel/-initrd/-append, the
+command line fixed per QEMU process) or from its own disk through GRUB (``boot="grub"``: the
+command line is the guest's /boot/grub/grub.cfg, so update-grub and a reboot change it). Its
+first NIC is QEMU user networking (ssh through a forwarded host port); with ``lan_ip`` a second
+NIC joins a private LAN that all VMs with the same ``lan`` name share.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -22,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from testbed.image import Image, cache_root, ensure_image, exclusive_lock, tail
+from testbed.image import GUEST_CMDLINE, ROOT_DEVICE, Image, cache_root, ensure_image, exclusive_lock, tail
 
 DEFAULT_MEMORY_MB = 2048
 DEFAULT_CPUS = 2
@@ -31,8 +40,17 @@ DEFAULT_COMMAND_TIMEOUT = 600
 SERIAL_TAIL_LINES = 50
 PORT_ATTEMPTS = 5
 SSH_POLL_INTERVAL = 2.0
-BASE_CMDLINE = "root=/dev/vda rw rootfstype=ext4 console=ttyS0 mitigations=off"
+BASE_CMDLINE = f"root={ROOT_DEVICE} rw rootfstype=ext4 {GUEST_CMDLINE}"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+BOOT_KERNEL = "kernel"  # QEMU loads the image's kernel and initrd with a command line of ours
+BOOT_GRUB = "grub"  # SeaBIOS boots the disk's GRUB, which boots what the guest's grub.cfg says
+BOOT_MODES = (BOOT_KERNEL, BOOT_GRUB)
+DEFAULT_LAN = "default"
+LAN_PREFIX_LENGTH = 24
+LAN_PORTS = range(20000, 30000)  # below the ephemeral ports a wildcard UDP socket could hold
+FW_CFG_PREFIX = "opt/bpfquota/"  # read by /usr/local/sbin/testbed-guest-config at every boot
+SUPERVISOR = Path(__file__).resolve().with_name("supervisor.py")
+QMP_SOCKET = "qmp.sock"  # relative to the run directory, QEMU's working directory
 
 # Serial console lines after which the guest will never reach ssh: fail at once, not at the timeout.
 FATAL_CONSOLE_MARKERS = (
@@ -40,6 +58,8 @@ FATAL_CONSOLE_MARKERS = (
     "You are in emergency mode",
     "Dropping to a shell!",
     "Cannot open access to console, the root account is locked",
+    "grub rescue>",  # GRUB's core image found no /boot/grub
+    "Press any key to continue...",  # a GRUB menu entry failed (no kernel, bad command)
 )
 
 
@@ -89,6 +109,52 @@ def kernel_cmdline(extra: str = "") -> str:
     return f"{BASE_CMDLINE} {extra}".strip()
 
 
+@dataclass(frozen=True)
+class Lan:
+    """A VM's NIC on a private Ethernet segment: every QEMU on the host whose LAN has the same
+    ``name`` sends and receives its frames through one UDP multicast group on loopback."""
+
+    name: str
+    address: str  # the VM's IPv4 address with prefix length, "192.168.77.11/24"
+
+    @classmethod
+    def parse(cls, address: str, name: str = DEFAULT_LAN) -> "Lan":
+        """``address`` is "A.B.C.D" (prefix length 24) or "A.B.C.D/N"."""
+        if not NAME_PATTERN.match(name):
+            raise VMError(f"invalid LAN name {name!r}: use letters, digits, '_', '.', '-'")
+        text = address.strip()
+        try:
+            interface = ipaddress.IPv4Interface(text if "/" in text else f"{text}/{LAN_PREFIX_LENGTH}")
+        except ValueError as error:
+            raise VMError(f"invalid LAN address {address!r}: {error}") from None
+        network = interface.network
+        if network.prefixlen < 31 and interface.ip in (network.network_address, network.broadcast_address):
+            raise VMError(f"LAN address {address!r} is its network's network or broadcast address")
+        return cls(name, str(interface))
+
+    @property
+    def ip(self) -> str:
+        return self.address.split("/")[0]
+
+    @property
+    def mac(self) -> str:
+        """Unique per address on the segment (QEMU would give every VM 52:54:00:12:34:56)."""
+        return "52:54:" + ":".join(f"{byte:02x}" for byte in ipaddress.IPv4Address(self.ip).packed)
+
+    @property
+    def multicast(self) -> tuple[str, int]:
+        """The segment's multicast group and UDP port, derived from its name."""
+        digest = hashlib.sha256(self.name.encode()).digest()
+        port = LAN_PORTS[int.from_bytes(digest[2:4], "big") % len(LAN_PORTS)]
+        return f"239.77.{digest[0]}.{digest[1]}", port
+
+
+def hostname_for(name: str) -> str:
+    """The guest's hostname: the VM name made a DNS label. Distinct hostnames give NFSv4 clients
+    distinct client ids, so two VMs mounting one server don't take over each other's state."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", name)[:63].strip("-") or "vm"
+
+
 def qemu_command(
     image: Image,
     overlay: Path,
@@ -97,13 +163,44 @@ def qemu_command(
     memory_mb: int = DEFAULT_MEMORY_MB,
     cpus: int = DEFAULT_CPUS,
     extra_cmdline: str = "",
+    boot: str = BOOT_KERNEL,
+    lan: Lan | None = None,
+    hostname: str | None = None,
 ) -> list[str]:
     """QEMU's argv. TCG only: KVM hangs stock kernels on the hosts this runs on.
+
+    To be run by supervisor.py in the VM's run directory (QMP socket ``qmp.sock``): with
+    -no-reboot a guest reboot ends QEMU and the supervisor starts it again; the serial console
+    file is appended to, so it keeps every boot.
 
     One TCG thread for all vCPUs: with one thread per vCPU, a vCPU can keep running a stale
     translation of kernel text that another vCPU just patched (text_poke of the BPF trampoline
     call when programs are attached or replaced) and spins in the int3 handler for ever.
     """
+    if boot not in BOOT_MODES:
+        raise VMError(f"unknown boot mode {boot!r}: one of {', '.join(BOOT_MODES)}")
+    if boot == BOOT_GRUB and extra_cmdline:
+        raise VMError("extra_cmdline is for direct kernel boot; a VM booted through GRUB takes its "
+                      "command line from its grub.cfg (see grub_cmdline)")
+    if boot == BOOT_KERNEL:
+        boot_args = ["-kernel", str(image.kernel), "-initrd", str(image.initrd),
+                     "-append", kernel_cmdline(extra_cmdline)]
+    else:
+        boot_args = ["-boot", "order=c"]
+    lan_args = []
+    if lan is not None:
+        group, port = lan.multicast
+        lan_args = [
+            "-netdev", f"socket,id=lan,mcast={group}:{port},localaddr=127.0.0.1",
+            "-device", f"virtio-net-pci,netdev=lan,mac={lan.mac}",
+            "-fw_cfg", f"name={FW_CFG_PREFIX}lan-mac,string={lan.mac}",
+            "-fw_cfg", f"name={FW_CFG_PREFIX}lan-address,string={lan.address}",
+        ]
+    if hostname is not None:
+        lan_args += ["-fw_cfg", f"name={FW_CFG_PREFIX}hostname,string={hostname}"]
+    # Names the image in the command line in both boot modes (a GRUB boot names only the
+    # overlay): image pruning spares the images of running VMs, whose ssh key is there too.
+    image_arg = ["-fw_cfg", f"name={FW_CFG_PREFIX}image,string={image.disk}"]
     return [
         "qemu-system-x86_64",
         "-accel", "tcg,thread=single",
@@ -114,15 +211,33 @@ def qemu_command(
         "-display", "none",
         "-vga", "none",
         "-monitor", "none",
-        "-serial", f"file:{serial_log}",
-        "-kernel", str(image.kernel),
-        "-initrd", str(image.initrd),
-        "-append", kernel_cmdline(extra_cmdline),
+        "-qmp", f"unix:{QMP_SOCKET},server=on,wait=off",
+        "-no-reboot",
+        "-chardev", f"file,id=console,path={serial_log},append=on",
+        "-serial", "chardev:console",
+        *boot_args,
         "-drive", f"file={overlay},if=virtio,format=qcow2",
         "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
         "-device", "virtio-net-pci,netdev=n0",
+        *lan_args,
+        *image_arg,
         "-device", "virtio-rng-pci",
     ]
+
+
+def with_grub_cmdline_linux(default_grub: str, cmdline: str) -> str:
+    """/etc/default/grub's text with GRUB_CMDLINE_LINUX set to ``cmdline`` (the last assignment
+    replaced, or one added)."""
+    if any(char in cmdline for char in '"\\$`\n'):
+        raise VMError(f"cannot put {cmdline!r} into GRUB_CMDLINE_LINUX: no \", \\, $, ` or newline")
+    assignment = f'GRUB_CMDLINE_LINUX="{cmdline}"'
+    lines = default_grub.splitlines()
+    found = [index for index, line in enumerate(lines) if re.match(r"\s*(export\s+)?GRUB_CMDLINE_LINUX=", line)]
+    if found:
+        lines[found[-1]] = assignment
+    else:
+        lines.append(assignment)
+    return "\n".join(lines) + "\n"
 
 
 def ssh_options(key: Path, port: int) -> list[str]:
@@ -160,7 +275,8 @@ class VM:
     """One QEMU guest. Create with ``VM.boot(name)`` or reach a running one with ``VM.attach(name)``."""
 
     def __init__(self, name: str, run_dir: Path, image: Image, ssh_port: int, pid: int,
-                 process: subprocess.Popen | None = None, extra_cmdline: str = ""):
+                 process: subprocess.Popen | None = None, extra_cmdline: str = "",
+                 boot: str = BOOT_KERNEL, lan: Lan | None = None, grub_cmdline: str | None = None):
         self.name = name
         self.run_dir = run_dir
         self.image = image
@@ -168,6 +284,13 @@ class VM:
         self.pid = pid
         self._process = process  # set when this process started QEMU, so it can be reaped
         self.extra_cmdline = extra_cmdline
+        self.boot_mode = boot
+        self.lan = lan
+        self.grub_cmdline = grub_cmdline  # GRUB_CMDLINE_LINUX set at boot (None: the image's)
+
+    @property
+    def lan_ip(self) -> str | None:
+        return self.lan.ip if self.lan else None
 
     # ----- paths
 
@@ -201,18 +324,44 @@ class VM:
         wait: bool = True,
         timeout: float = DEFAULT_BOOT_TIMEOUT,
         root: Path | None = None,
+        boot: str = BOOT_KERNEL,
+        grub_cmdline: str | None = None,
+        lan_ip: str | None = None,
+        lan: str = DEFAULT_LAN,
     ) -> "VM":
-        """Start QEMU on a fresh overlay; with ``wait``, return only once ssh works."""
+        """Start QEMU on a fresh overlay; with ``wait``, return only once ssh works.
+
+        ``boot="kernel"`` (default) starts the image's kernel directly with ``extra_cmdline``
+        appended to BASE_CMDLINE; ``boot="grub"`` boots the disk through GRUB. ``grub_cmdline``
+        (GRUB only) is written to GRUB_CMDLINE_LINUX in /etc/default/grub after the first boot,
+        followed by update-grub and a reboot, so the VM returned runs with it and it is the
+        configured command line. ``lan_ip`` ("A.B.C.D" or "A.B.C.D/N", /24 by default) adds a NIC
+        on the private LAN named ``lan`` with that static address.
+        """
+        if boot not in BOOT_MODES:
+            raise VMError(f"unknown boot mode {boot!r}: one of {', '.join(BOOT_MODES)}")
+        if grub_cmdline is not None and boot != BOOT_GRUB:
+            raise VMError("grub_cmdline needs boot='grub'")
+        if extra_cmdline and boot == BOOT_GRUB:
+            raise VMError("extra_cmdline is for direct kernel boot; with boot='grub' use grub_cmdline")
+        if grub_cmdline is not None and not wait:
+            raise VMError("grub_cmdline needs wait=True: it is set over ssh after the first boot")
+        if grub_cmdline is not None:
+            with_grub_cmdline_linux("", grub_cmdline)  # refuse a bad one before booting
+        lan_config = Lan.parse(lan_ip, lan) if lan_ip else None
         run_dir = run_dir_for(name, root)
         image = image or ensure_image(root=root)
         # Two processes booting the same name must not share (and recreate) one overlay.
         with exclusive_lock(run_dir / "boot.lock", f"another process is booting VM {name!r}; waiting", log):
             refuse_if_running(name, run_dir)
             prepare_run_dir(run_dir, image)
-            vm = cls.start_qemu(name, run_dir, image, ssh_port, memory_mb, cpus, extra_cmdline)
+            vm = cls.start_qemu(name, run_dir, image, ssh_port, memory_mb, cpus, extra_cmdline,
+                                boot=boot, lan=lan_config)
         if wait:
             try:
                 vm.wait_ssh(timeout)
+                if grub_cmdline is not None:
+                    vm.set_grub_cmdline(grub_cmdline, timeout=timeout)
             except BaseException:
                 vm.kill()
                 raise
@@ -220,16 +369,18 @@ class VM:
 
     @classmethod
     def start_qemu(cls, name: str, run_dir: Path, image: Image, ssh_port: int | None,
-                   memory_mb: int, cpus: int, extra_cmdline: str) -> "VM":
+                   memory_mb: int, cpus: int, extra_cmdline: str, boot: str = BOOT_KERNEL,
+                   lan: Lan | None = None) -> "VM":
         attempts_left = 1 if ssh_port else PORT_ATTEMPTS
         while True:
             attempts_left -= 1
             port = ssh_port or pick_free_port()
             argv = qemu_command(image, run_dir / "overlay.qcow2", run_dir / "serial.log", port,
-                                memory_mb, cpus, extra_cmdline)
+                                memory_mb, cpus, extra_cmdline, boot=boot, lan=lan,
+                                hostname=hostname_for(name))
             process = launch(argv, run_dir / "qemu.log", run_dir / "serial.log")
-            vm = cls(name, run_dir, image, port, process.pid, process, extra_cmdline)
-            vm.save_state(memory_mb=memory_mb, cpus=cpus, extra_cmdline=extra_cmdline)
+            vm = cls(name, run_dir, image, port, process.pid, process, extra_cmdline, boot=boot, lan=lan)
+            vm.save_state(memory_mb=memory_mb, cpus=cpus)
             if not vm.exits_early():
                 return vm
             vm.state_file.unlink(missing_ok=True)
@@ -255,16 +406,34 @@ class VM:
             state = json.loads((run_dir / "state.json").read_text())
         except FileNotFoundError:
             raise VMError(f"no VM named {name!r} (no {run_dir / 'state.json'})") from None
+        lan = Lan(state["lan"], state["lan_address"]) if state.get("lan_address") else None
         vm = cls(name, run_dir, Image(Path(state["image"])), state["ssh_port"], state["pid"],
-                 extra_cmdline=state.get("extra_cmdline", ""))
+                 extra_cmdline=state.get("extra_cmdline", ""), boot=state.get("boot", BOOT_KERNEL),
+                 lan=lan, grub_cmdline=state.get("grub_cmdline"))
         if not vm.is_running():
             raise VMError(f"VM {name!r} is not running (QEMU pid {vm.pid} is gone)")
         return vm
 
     def save_state(self, **settings) -> None:
+        """state.json: how to reach the VM and how it was booted (kept over the VM's life)."""
+        try:
+            previous = json.loads(self.state_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            previous = {}
         state = {"name": self.name, "pid": self.pid, "ssh_port": self.ssh_port,
-                 "image": str(self.image.directory), "started": time.time(), **settings}
-        self.state_file.write_text(json.dumps(state, indent=2) + "\n")
+                 "image": str(self.image.directory), "started": time.time(),
+                 "boot": self.boot_mode, "extra_cmdline": self.extra_cmdline,
+                 "grub_cmdline": self.grub_cmdline, "hostname": hostname_for(self.name)}
+        if self.lan is not None:
+            group, port = self.lan.multicast
+            state.update(lan=self.lan.name, lan_ip=self.lan.ip, lan_address=self.lan.address,
+                         lan_mac=self.lan.mac, lan_multicast=f"{group}:{port}")
+        if previous.get("pid") == self.pid:
+            state = {**previous, **state, "started": previous.get("started", state["started"])}
+        state.update(settings)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, self.state_file)
 
     def is_running(self) -> bool:
         if self._process is not None:
@@ -276,10 +445,27 @@ class VM:
         return self._wait_for_boot(timeout, previous_boot_id=None)
 
     def reboot(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> float:
-        """Reboot the guest (same kernel command line) and wait until the new boot answers ssh."""
+        """Reboot the guest and wait until the new boot answers ssh. A direct kernel boot gets the
+        same command line again; a GRUB boot the one its grub.cfg has now."""
         previous = self.boot_id()
         self.run("systemctl reboot --no-block", check=False, timeout=60)
         return self._wait_for_boot(timeout, previous_boot_id=previous)
+
+    def set_grub_cmdline(self, cmdline: str, reboot: bool = True,
+                         timeout: float = DEFAULT_BOOT_TIMEOUT) -> float | None:
+        """Make ``cmdline`` GRUB_CMDLINE_LINUX in /etc/default/grub, run update-grub and (with
+        ``reboot``) reboot into it; returns the reboot's seconds. GRUB boot only: a directly
+        booted kernel's command line can't change."""
+        if self.boot_mode != BOOT_GRUB:
+            raise VMError(f"VM {self.name!r} boots its kernel directly; its command line comes from "
+                          "QEMU, not GRUB (boot it with boot='grub')")
+        text = self.run("cat /etc/default/grub", timeout=60).stdout
+        self.run("cat >/etc/default/grub.testbed && mv /etc/default/grub.testbed /etc/default/grub",
+                 input=with_grub_cmdline_linux(text, cmdline), timeout=60)
+        self.run("update-grub", timeout=300)
+        self.grub_cmdline = cmdline
+        self.save_state()
+        return self.reboot(timeout) if reboot else None
 
     def boot_id(self) -> str:
         return self.run("cat /proc/sys/kernel/random/boot_id", timeout=60).stdout.strip()
@@ -374,6 +560,7 @@ class VM:
         """Drop the run state and the overlay disk; the logs stay for post-mortems."""
         self.state_file.unlink(missing_ok=True)
         self.overlay.unlink(missing_ok=True)
+        (self.run_dir / QMP_SOCKET).unlink(missing_ok=True)
 
     def __enter__(self) -> "VM":
         return self
@@ -476,14 +663,17 @@ class VM:
 
 
 def launch(argv: list[str], output_log: Path, serial_log: Path) -> subprocess.Popen:
+    """Start QEMU under supervisor.py (which starts it again after each guest reboot) in the
+    run directory; the returned process is the supervisor's."""
     serial_log.write_bytes(b"")  # a reused run dir must not show the previous boot's console
     with open(output_log, "wb") as output:
         output.write(f"$ {shlex.join(argv)}\n".encode())
         output.flush()
         try:
             # Own session: a Ctrl-C meant for the caller must not kill a VM left running.
-            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            return subprocess.Popen([sys.executable, str(SUPERVISOR), "--", *argv], cwd=serial_log.parent,
+                                    stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         except OSError as error:
             raise BootError(f"cannot start {argv[0]}: {error}") from error
 
@@ -513,7 +703,8 @@ def prepare_run_dir(run_dir: Path, image: Image) -> None:
 
 
 def qemu_pid_alive(pid: int, run_dir: Path) -> bool:
-    """True if ``pid`` is a live QEMU using ``run_dir`` (guards against a recycled pid)."""
+    """True if ``pid`` is a live QEMU, or its supervisor, using ``run_dir`` (guards against a
+    recycled pid: the supervisor's command line carries QEMU's)."""
     if pid <= 0:
         return False
     try:
