@@ -208,6 +208,12 @@ def against_stamp(inputs, stored_stamp):
     return inputs._replace(known=known)
 
 
+def paths_known(inputs, applied):
+    """True when the maps hold routes for exactly these paths on this mount table (examined by
+    the last sync); `applied` is quota.applied_volumes(maps)."""
+    return inputs is not None and inputs.known is not None and set(inputs.paths) == set(applied)
+
+
 def peek_sync_stamp():
     """The maps' sync stamp, None when the enforcer isn't loaded: a read needs no lock."""
     try:
@@ -236,7 +242,7 @@ def apply_volumes(maps, volumes, check, scan_timeout, warn=warn_on_stderr, scan_
     if applied is None:
         applied = quota.applied_volumes(maps)
     paths = [v.path for v in volumes]
-    routes_held = inputs is not None and inputs.known is not None and set(paths) == set(applied)
+    routes_held = paths_known(inputs, applied)
     try:
         if routes_held:
             keys_by_path = quota.stored_route_keys(maps, applied, paths)
@@ -292,7 +298,7 @@ def cmd_apply(args):
         with open_maps() as maps:
             applied = quota.applied_volumes(maps)
             inputs = against_stamp(inputs, None if args.full else maps.sync_stamp())  # as of the lock
-            if inputs.known is None or set(inputs.paths) != set(applied):
+            if not paths_known(inputs, applied):
                 volumes = validated_volumes(entries, args.mode, stat)
             the_plan = apply_volumes(maps, volumes, args.check, args.scan_timeout, scan_budget=args.scan_budget,
                                      applied=applied, stat=stat, inputs=inputs)

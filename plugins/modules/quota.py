@@ -282,7 +282,7 @@ def sync(module, maps, desired, remove):
     if desired is not None:
         entries, desired, inputs = desired
         inputs = cli.against_stamp(inputs, maps.sync_stamp())  # as of the lock
-        if inputs.known is None or set(inputs.paths) != set(applied):  # else: examined by the last sync
+        if not cli.paths_known(inputs, applied):
             desired = examined_volumes(module, entries, stat)
     else:  # state=absent: keep what isn't listed
         desired = [volume for path, (vol_id, volume) in sorted(applied.items())
