@@ -48,6 +48,12 @@ def find_clang():
     raise BuildError("clang not found: install clang (Debian/Ubuntu: apt-get install clang libbpf-dev)")
 
 
+def object_name(digest):
+    """The file name of the object built from sources with this digest, in a directory shared by
+    several versions of the sources (bpf_build's dest_dir): each version keeps its own object."""
+    return "bpfquota-%s.bpf.o" % digest[:16]
+
+
 def read_stamp(object_path):
     """The digest `object_path` was built from (its `.digest` stamp), or None without a complete build."""
     if not os.path.isfile(object_path):

@@ -12,7 +12,8 @@ short_description: Compile the bpfquota BPF sources into a CO-RE object
 description:
   - Compiles the BPF LSM program of bpfquota (C(bpfquota.bpf.c) and its headers) with clang
     into a CO-RE object that runs on any kernel with BTF.
-  - The build is skipped when O(dest) was built from the same sources and compiler flags.
+  - The build is skipped when the object (O(dest), or the digest-named object in O(dest_dir)) was
+    built from the same sources and compiler flags.
     The identity of a build is a content hash of every C(.c) and C(.h) file in O(src) plus the
     flags, kept next to the object in C(<dest>.digest); timestamps play no part.
   - The object is written atomically; a failed build leaves an existing object untouched.
@@ -34,8 +35,18 @@ options:
     description:
       - Path of the object to write, for example C(/var/lib/bpfquota/bpfquota.bpf.o).
         Its directory is created when missing.
+      - Exactly one of O(dest) and O(dest_dir) is required.
     type: path
-    required: true
+  dest_dir:
+    description:
+      - A directory (created when missing) in which the object is kept as
+        C(bpfquota-<digest>.bpf.o), named by the first 16 hex digits of the sources' digest.
+      - For a cache shared by several versions of the collection, such as one controller account
+        running the rollouts of two projects. Each version builds and finds its own object, so
+        neither overwrites the object the other is about to copy, and switching between versions
+        rebuilds nothing. Each version leaves one object (about 250 KB); nothing is pruned.
+      - Exactly one of O(dest) and O(dest_dir) is required.
+    type: path
   clang:
     description:
       - The clang to compile with, as a path or a command name looked up in E(PATH).
@@ -81,6 +92,14 @@ EXAMPLES = r"""
   run_once: true
   register: bpfquota_object
 
+- name: Build into a cache that several collection versions share
+  bpfquota.nfs.bpf_build:
+    dest_dir: ~/.cache/bpfquota
+  delegate_to: localhost
+  run_once: true
+  become: false
+  register: bpfquota_object  # bpfquota_object.path is the object of these sources
+
 - name: Build from a source checkout with a given clang
   bpfquota.nfs.bpf_build:
     src: /srv/bpfquota/bpf
@@ -90,7 +109,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 path:
-  description: Path of the object (O(dest)).
+  description: Path of the object (O(dest), or the object named by the digest in O(dest_dir)).
   returned: always
   type: str
   sample: /var/lib/bpfquota/bpfquota.bpf.o
@@ -158,14 +177,16 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             src=dict(type="path"),
-            dest=dict(type="path", required=True),
+            dest=dict(type="path"),
+            dest_dir=dict(type="path"),
             clang=dict(type="path"),
             prebuilt=dict(type="bool", default=True),
         ),
+        mutually_exclusive=[("dest", "dest_dir")],
+        required_one_of=[("dest", "dest_dir")],
         supports_check_mode=True,
     )
     src = module.params["src"] or default_src()
-    dest = module.params["dest"]
     if not os.path.isfile(os.path.join(src, bpfbuild.SOURCE)):
         module.fail_json(msg="no BPF sources at %s (%s not found): build on the controller, where the "
                              "bpfquota.nfs collection is installed (delegate_to: localhost), or set src to a "
@@ -175,6 +196,7 @@ def main():
         digest = bpfbuild.sources_digest(src)
     except (IOError, OSError) as e:
         module.fail_json(msg="cannot read the BPF sources in %s: %s" % (src, e))
+    dest = module.params["dest"] or os.path.join(module.params["dest_dir"], bpfbuild.object_name(digest))
     before_digest = bpfbuild.read_stamp(dest)
     before_sha = module.sha256(dest) if os.path.isfile(dest) else None
     needs_build = before_digest != digest

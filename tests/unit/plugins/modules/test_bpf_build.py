@@ -235,10 +235,52 @@ def test_src_without_sources(run_module, tmp_path, out_dir):
         "this host" % empty)
 
 
-def test_dest_is_required(run_module, src):
+def test_dest_or_dest_dir_is_required(run_module, src):
     with pytest.raises(ModuleFail) as failed:
         run_module(bpf_build, {"src": src})
-    assert failed.value.result["msg"] == "missing required arguments: dest"
+    assert failed.value.result["msg"] == "one of the following is required: dest, dest_dir"
+
+
+def test_dest_and_dest_dir_exclude_each_other(run_module, src, out_dir):
+    with pytest.raises(ModuleFail) as failed:
+        run_module(bpf_build, {"src": src, "dest": os.path.join(out_dir, "o"), "dest_dir": out_dir})
+    assert failed.value.result["msg"] == "parameters are mutually exclusive: dest|dest_dir"
+    assert not os.path.exists(out_dir)
+
+
+# --- dest_dir: one object per version of the sources
+
+def test_dest_dir_names_the_object_by_the_sources_digest(run_module, src, out_dir):
+    check = run_module(bpf_build, {"src": src, "dest_dir": out_dir}, check=True)
+    digest = bpfbuild.sources_digest(src)
+    expected = os.path.join(out_dir, "bpfquota-%s.bpf.o" % digest[:16])
+    assert (check["changed"], check["path"], check["sha256"]) == (True, expected, None)
+    assert not os.path.exists(out_dir)
+
+    first = run_module(bpf_build, {"src": src, "dest_dir": out_dir})
+    assert (first["changed"], first["path"], first["sha256"]) == (True, expected, sha256_of(expected))
+    again = run_module(bpf_build, {"src": src, "dest_dir": out_dir})
+    assert (again["changed"], again["path"], again["sha256"]) == (False, expected, first["sha256"])
+
+
+def test_two_versions_sharing_dest_dir_keep_their_own_objects(run_module, tmp_path, src, out_dir):
+    """Two collection versions rolled out from one controller account, in turn or at once:
+    each finds its own object, so neither rebuilds nor hands the hosts the other's program."""
+    other = str(tmp_path / "bpf-next")
+    shutil.copytree(src, other)
+    with open(os.path.join(other, bpfbuild.SOURCE), "a") as f:
+        f.write("\n/* the next version */\n")
+    old = run_module(bpf_build, {"src": src, "dest_dir": out_dir})
+    new = run_module(bpf_build, {"src": other, "dest_dir": out_dir})
+    assert new["changed"] is True and new["path"] != old["path"]
+    written = snapshot(out_dir)
+    assert len(written) == 4  # two objects, two stamps
+
+    for version, built in ((src, old), (other, new), (src, old)):
+        result = run_module(bpf_build, {"src": version, "dest_dir": out_dir})
+        assert (result["changed"], result["path"], result["sha256"]) == (False, built["path"], built["sha256"])
+    assert sha256_of(old["path"]) == old["sha256"] and sha256_of(new["path"]) == new["sha256"]
+    assert snapshot(out_dir) == written
 
 
 # --- the object prebuilt into a collection artifact (scripts/build-collection.sh)
