@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
 # The molecule scenarios on test-bed VMs, one by one (molecule test -s NAME): each gets
 # build/molecule-NAME.log and a JUnit report build/junit-molecule-NAME.xml, and its time is printed.
-#   bash scripts/molecule.sh [SCENARIO...]      (default: all of molecule/, shared/ excepted)
+#   bash scripts/molecule.sh [SCENARIO...]      (default: every molecule/*/molecule.yml, default first)
+#   bash scripts/molecule.sh --except SCENARIO  (all of them but that one)
 # Exits non-zero when any scenario fails.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 mkdir -p build
-if [ $# -gt 0 ]; then
+all_scenarios() {  # every scenario directory, default first: a new scenario runs without editing this
+  local file name
+  echo default
+  for file in molecule/*/molecule.yml; do
+    name=$(basename "$(dirname "$file")")
+    [ "$name" != default ] && echo "$name"
+  done
+}
+if [ "${1:-}" = --except ]; then
+  mapfile -t scenarios < <(all_scenarios | grep -vxF "${2:?--except needs a scenario name}")
+elif [ $# -gt 0 ]; then
   scenarios=("$@")
 else
-  scenarios=(default lsm_missing reboot upgrade)
+  mapfile -t scenarios < <(all_scenarios)
 fi
 # molecule finds the collection through the checkout's ansible_collections/ link
 export ANSIBLE_FORCE_COLOR=0 NO_COLOR=1
