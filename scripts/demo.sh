@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-host.sh
+# shellcheck source=scripts/venv.sh
+. scripts/venv.sh
 exec python3 scripts/demo.py "$@"

@@ -13,6 +13,8 @@ root=$(pwd)
 if [ "${BPFQUOTA_HOST_READY:-0}" != 1 ]; then
   bash scripts/setup-host.sh || exit 1
 fi
+# shellcheck source=scripts/venv.sh
+. scripts/venv.sh
 if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   echo "lint: $root is not a git checkout: the files to check are git's" >&2
   exit 1

@@ -22,6 +22,9 @@ elif [ $# -gt 0 ]; then
 else
   mapfile -t scenarios < <(all_scenarios)
 fi
+# the pinned molecule and ansible-core of scripts/requirements.txt (scripts/setup-host.sh)
+# shellcheck source=scripts/venv.sh
+. scripts/venv.sh
 # molecule finds the collection through the checkout's ansible_collections/ link
 export ANSIBLE_FORCE_COLOR=0 NO_COLOR=1
 status=0

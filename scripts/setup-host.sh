@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# What the host needs to build the BPF object, run the VM test bed and the static checks
-# (scripts/lint.sh: ansible-test sanity with shellcheck, ansible-lint) — Debian bookworm packages
-# and PyPI only. Quick when everything is already installed.
+# Sets up this host for the test command and the main job, on a fresh Debian machine too:
+#  - Debian packages: build the BPF objects (clang, libbpf), run the QEMU test bed, shellcheck;
+#  - the pinned Python tools of scripts/requirements.txt (ansible-core, ansible-lint, molecule,
+#    pytest) in a venv of their own, build/venv (BPFQUOTA_VENV), made anew when the pins change;
+#  - then scripts/check-host.py: every tool there the way the tests use it, the Python ones from
+#    the venv, or a non-zero exit naming what is missing.
+# Packages come from Debian's archive and PyPI only. Quick when everything is already set up.
+# Callers then put the venv's tools first: . scripts/venv.sh
 set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
 packages=(clang llvm libbpf-dev libbpf1 bpftool gcc libc6-dev qemu-system-x86 qemu-utils debootstrap cpio
-          e2fsprogs openssh-client python3-yaml shellcheck git)
+          e2fsprogs openssh-client python3-yaml python3-venv shellcheck git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,15 +20,37 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-python3 -c 'import pytest, yaml' 2>/dev/null || python3 -m pip install -q pytest pyyaml
-python3 -c 'import ansible' 2>/dev/null || python3 -m pip install -q "ansible-core>=2.17"
-python3 -c 'import ansiblelint' 2>/dev/null || python3 -m pip install -q ansible-lint
-python3 -c 'import molecule' 2>/dev/null || python3 -m pip install -q "molecule>=25.11"
+
+# The venv sees neither the machine's site-packages nor the user's, so no tool or module is taken
+# from the machine by accident; its stamp is the requirements' digest and the interpreter's version.
+# shellcheck source=scripts/venv.sh
+. "$root/scripts/venv.sh"
+stamp="$(sha256sum <"$root/scripts/requirements.txt" | cut -d' ' -f1) $(python3 -VV 2>&1 | head -n 1)"
+if [ "$(cat "$BPFQUOTA_VENV/.bpfquota-stamp" 2>/dev/null)" != "$stamp" ]; then
+  echo "setup-host: installing scripts/requirements.txt into $BPFQUOTA_VENV"
+  rm -rf "$BPFQUOTA_VENV"
+  hash -r  # python3 is now the first one on PATH after the venv that is gone
+  python3 -m venv "$BPFQUOTA_VENV"
+  log=$(mktemp)
+  if ! "$BPFQUOTA_VENV/bin/python3" -m pip install -q --disable-pip-version-check --no-input \
+       -r "$root/scripts/requirements.txt" >"$log" 2>&1; then
+    grep -v "^WARNING: Location" "$log" >&2
+    echo "setup-host: pip could not install scripts/requirements.txt (above); is the package index reachable?" >&2
+    exit 1
+  fi
+  rm -f "$log"
+  "$BPFQUOTA_VENV/bin/python3" -m pip check -q >/dev/null || {
+    echo "setup-host: the packages of scripts/requirements.txt conflict (pip check); fix the pins" >&2
+    exit 1
+  }
+  echo "$stamp" >"$BPFQUOTA_VENV/.bpfquota-stamp"
+fi
 
 # A checkout imports itself as ansible_collections.bpfquota.nfs (bin/bpfquota, tests, scripts)
 # through this link. git doesn't track it: ansible-test's symlinks test refuses directory symlinks.
-root=$(cd "$(dirname "$0")/.." && pwd)
 if [ ! -L "$root/ansible_collections/bpfquota/nfs" ]; then
   mkdir -p "$root/ansible_collections/bpfquota"
   ln -s ../.. "$root/ansible_collections/bpfquota/nfs"
 fi
+
+python3 "$root/scripts/check-host.py"

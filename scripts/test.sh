@@ -13,6 +13,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 bash scripts/setup-host.sh || exit 1
+# shellcheck source=scripts/venv.sh
+. scripts/venv.sh
 mkdir -p build
 rm -f build/junit-*.xml build/molecule-*.log build/assets.txt
 
