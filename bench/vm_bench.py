@@ -7,7 +7,7 @@ the table goes to --out. Under TCG only ratios inside one run mean anything, not
 """
 import argparse
 import contextlib
-import errno
+import itertools
 import json
 import os
 import platform
@@ -15,6 +15,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +35,6 @@ MEASURED_INDEX = 0
 BIG_LIMIT = "1Ti"  # nothing is refused while measuring speed
 MiB = 1 << 20
 OVERSHOOT_LIMIT = 64 * MiB + 12345
-OVERSHOOT_WRITE = MiB
 TREE_DIRS = 200
 TREE_FILES_PER_DIR = 100
 
@@ -438,14 +438,87 @@ def share_table(shares, sizes):
 
 # ----- overshoot
 
+def fill_by_writer(volume, chunk):
+    """One writer appending `chunk`-byte writes until one is refused."""
+    write_until_refused(os.path.join(volume, "fill"), chunk)
+
+
+def fill_by_cp(volume):
+    """coreutils cp (copy_file_range: NFSv4.2 server-side COPY) of a file twice the limit."""
+    source = os.path.join(os.path.dirname(volume), "overshoot-source")
+    if not os.path.exists(source):
+        with open(source, "wb") as f:
+            for dummy in range(2 * OVERSHOOT_LIMIT // MiB + 1):
+                f.write(b"c" * MiB)
+    subprocess.run(["cp", source, os.path.join(volume, "copy")], stderr=subprocess.DEVNULL, check=False)
+
+
+def fill_by_processes(volume, count=64):
+    """`count` processes, each appending 1 MiB writes to its own file until refused, all at once."""
+    children = []
+    for i in range(count):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                write_until_refused(os.path.join(volume, "p%02d" % i), MiB)
+            finally:
+                os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+
+
+def fill_by_threads(volume, count=16):
+    """`count` threads writing 1 MiB pieces of one file at positions they take in turn, until refused."""
+    fd = os.open(os.path.join(volume, "shared"), os.O_WRONLY | os.O_CREAT, 0o644)
+    positions = itertools.count()
+    data = b"t" * MiB
+
+    def writer():
+        while True:
+            offset = next(positions) * MiB
+            if offset > 4 * OVERSHOOT_LIMIT:  # a broken enforcer must not fill the disk
+                return
+            try:
+                os.pwrite(fd, data, offset)
+            except OSError:
+                return
+    threads = [threading.Thread(target=writer) for dummy in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    os.close(fd)
+
+
+OVERSHOOT_CASES = (
+    ("one writer, 4 KiB writes", lambda volume: fill_by_writer(volume, 4096)),
+    ("one writer, 1 MiB writes", lambda volume: fill_by_writer(volume, MiB)),
+    ("one writer, 256 MiB writes", lambda volume: fill_by_writer(volume, 256 * MiB)),
+    ("cp of a file 2x the limit", fill_by_cp),
+    ("64 processes on 64 files", fill_by_processes),
+    ("16 threads on one file", fill_by_threads),
+)
+
+
+def apparent_bytes(path):
+    return sum(os.lstat(os.path.join(parent, name)).st_size
+               for parent, dummy_dirs, files in os.walk(path) for name in files)
+
+
 def measure_overshoot(enforcer):
-    """One writer, 1 MiB writes, into an NFS volume whose limit isn't a multiple of the write size."""
-    creator, client = "/srv/nfs/bench/overshoot", "/mnt/nfs4/bench/overshoot"
-    os.makedirs(creator, exist_ok=True)
-    enforcer.apply(write_volumes_file("overshoot", [volume_entry(client, OVERSHOOT_LIMIT)]), scan=[client])
-    written, error = write_until_refused(os.path.join(client, "fill"), OVERSHOOT_WRITE)
-    used = report_row(client)["used_bytes"]
-    return written, error, used
+    """Each case fills its own empty NFSv4.2 volume (a limit that no write size divides) until refused:
+    [(case, bytes in the volume afterwards, bpfquota's usage of it)]."""
+    results = []
+    for index, (label, fill) in enumerate(OVERSHOOT_CASES):
+        name = "overshoot-%d" % index
+        creator, client = "/srv/nfs/bench/" + name, "/mnt/nfs4/bench/" + name
+        os.makedirs(creator, exist_ok=True)
+        enforcer.apply(write_volumes_file(name, [volume_entry(client, OVERSHOOT_LIMIT)]), scan=[client])
+        progress("overshoot: %s" % label)
+        fill(client)
+        results.append((label, apparent_bytes(client), report_row(client)["used_bytes"]))
+    return results
 
 
 def write_until_refused(path, chunk):
@@ -472,17 +545,14 @@ def report_row(path):
     return [row for row in rows if row["path"] == path][0]
 
 
-def overshoot_lines(written, error, used):
-    over = written - OVERSHOOT_LIMIT
-    refused = errno.errorcode.get(error, str(error)) if error else "never refused"
-    ok = error == errno.EDQUOT and 0 <= over < OVERSHOOT_WRITE
-    return [
-        "limit %d B (64 MiB + 12345), %d B writes on nfs4.2: %d B accepted, then %s" % (
-            OVERSHOOT_LIMIT, OVERSHOOT_WRITE, written, refused),
-        "overshoot = accepted - limit = %d B (must be < one write, %d B): %s" % (
-            over, OVERSHOOT_WRITE, "OK" if ok else "FAIL"),
-        "bpfquota report used_bytes afterwards: %d B" % used,
-    ]
+def overshoot_lines(results):
+    rows = [["case", "bytes in the volume", "overshoot (target 0)", "room left unused", "bpfquota usage"]]
+    for label, stored, used in results:
+        over = stored - OVERSHOOT_LIMIT
+        rows.append([label, str(stored), "%d B %s" % (max(over, 0), "OK" if over <= 0 else "FAIL"),
+                     "%d B" % max(-over, 0), str(used)])
+    return ["limit %d B (64 MiB + 12345) on nfs4.2, each case in its own empty volume" % OVERSHOOT_LIMIT] + \
+        format_columns(rows)
 
 
 # ----- reconcile scan rate
@@ -609,7 +679,7 @@ def main():
         "   separate pass, one run each, kernel.bpf_stats_enabled=1 (its clock reads count in the programs' time);",
         "   the LSM hook dispatch and the trampolines around the programs are not included"]
     lines += share_table(shares, sizes)
-    lines += ["", "== overshoot"] + overshoot_lines(*measure_overshoot(enforcer))
+    lines += ["", "== overshoot"] + overshoot_lines(measure_overshoot(enforcer))
     lines += ["", "== reconcile scan rate"] + reconcile_lines(*measure_reconcile(enforcer))
     enforcer.unload()
     lines += ["", "measured in %.0f s inside the VM" % (time.monotonic() - STARTED)]

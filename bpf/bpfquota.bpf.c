@@ -5,8 +5,11 @@
  * A volume is a directory identified by the (dev, ino) of its root; a file
  * belongs to the nearest enclosing volume (found by walking d_parent, then
  * cached per inode). Usage = base (from user space's scan) + deltas the
- * kernel accounts from i_size changes it sees, so a writer is stopped at
- * most one write past the limit. See bpfquota.h for the maps.
+ * kernel accounts from i_size changes it sees + growth reserved for
+ * operations in flight. Every operation that may grow a file is admitted
+ * with its byte count, all of it or nothing (see bq_inode in bpfquota.h),
+ * so no writer, however many and however large their calls, passes the
+ * limit. See bpfquota.h for the maps.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -33,6 +36,27 @@ char build_tag[] SEC(".bpfquota.build_tag") = BPFQUOTA_BUILD_TAG;
 #define MAP_SHARED 0x01
 #define VM_SHARED 0x08
 #define FMODE_WRITE 0x2
+#define EOPNOTSUPP 95
+#define WRITE 1
+#define O_APPEND 02000
+#define RWF_APPEND 0x10
+#define PF_IO_WORKER 0x10
+#define PF_DUMPCORE 0x200
+#define PF_KTHREAD 0x00200000
+#define RLIMIT_CORE 4
+#define FALLOC_FL_KEEP_SIZE 0x01
+#define FALLOC_FL_PUNCH_HOLE 0x02
+#define FALLOC_FL_COLLAPSE_RANGE 0x08
+#define FALLOC_FL_INSERT_RANGE 0x20
+/* x86-64 syscalls whose write lands where rw_verify_area's position says (unless RWF_APPEND) */
+#define NR_write 1
+#define NR_pwrite64 18
+#define NR_writev 20
+#define NR_sendfile 40
+#define NR_splice 275
+#define NR_pwritev 296
+#define NR_copy_file_range 326
+#define NR_pwritev2 328
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -104,6 +128,21 @@ struct {
 } inode_st SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct bq_stash);
+} stash SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct bq_failed_shrink);
+} failed_shrinks SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
@@ -116,6 +155,27 @@ struct vol_ctx {
 	struct bq_vol_cfg *cfg;
 	struct bq_vol_stats *vs;
 };
+
+/* x clamped to [0, BQ_HUGE]: sums of a few such values never wrap. */
+static __always_inline __s64 clamp_size(__s64 x)
+{
+	if (x < 0)
+		return 0;
+	return x > BQ_HUGE ? BQ_HUGE : x;
+}
+
+/* x clamped to [-BQ_HUGE, BQ_HUGE], for signed deltas. */
+static __always_inline __s64 clamp_delta(__s64 x)
+{
+	if (x < -BQ_HUGE)
+		return -BQ_HUGE;
+	return x > BQ_HUGE ? BQ_HUGE : x;
+}
+
+static __always_inline __s64 max64(__s64 a, __s64 b)
+{
+	return a > b ? a : b;
+}
 
 static __always_inline bool is_reg(struct inode *inode)
 {
@@ -254,16 +314,33 @@ static __always_inline bool volume_of(struct inode *inode, struct dentry *dentry
 	return true;
 }
 
-/* Move the inode's accounted size to `new_size`, crediting the difference to its volume. */
-static __always_inline void account_size(struct vol_ctx *v, struct inode *inode, __s64 new_size)
+/* Move the inode's accounted size to `new_size`, crediting the difference to its volume; returns it. */
+static __always_inline __s64 account_size(struct vol_ctx *v, struct inode *inode, __s64 new_size)
 {
 	if (v->st->size == new_size)
-		return; /* overwrites and reads-back: no locked instruction on the common path */
+		return 0; /* overwrites and reads-back: no locked instruction on the common path */
 	__s64 old = __sync_lock_test_and_set(&v->st->size, new_size);
 	if (old == new_size)
-		return;
+		return 0;
 	note_dirty(v, inode, old, 1);
 	__sync_fetch_and_add(&v->vs->delta_bytes[v->cfg->epoch & 1], new_size - old);
+	return new_size - old;
+}
+
+/* Give back the reservation a failed truncate left (its bytes are charged again by now). */
+static __always_inline void settle_failed_shrink(struct inode *inode)
+{
+	__u64 key = (__u64)inode;
+	struct bq_failed_shrink *rec = bpf_map_lookup_elem(&failed_shrinks, &key);
+
+	if (!rec)
+		return;
+	__u32 vol = rec->vol_id;
+	__s64 bytes = rec->bytes;
+	bpf_map_delete_elem(&failed_shrinks, &key);
+	struct bq_vol_stats *vs = bpf_map_lookup_elem(&vol_stats, &vol);
+	if (vs)
+		__sync_fetch_and_add(&vs->reserved_bytes, -bytes);
 }
 
 static __always_inline void account_files(struct vol_ctx *v, __s64 n)
@@ -295,6 +372,19 @@ static __always_inline void emit_denial(struct vol_ctx *v, __u32 op, int ret)
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* Count a check; a refusal (`over`) is counted and reported, and returns `err` in enforce mode, else 0. */
+static __always_inline int count_verdict(struct vol_ctx *v, __u32 op, bool over, int err)
+{
+	__sync_fetch_and_add(&v->vs->checks, 1);
+	if (!over)
+		return 0;
+	if (op < BQ_NR_OPS)
+		__sync_fetch_and_add(&v->vs->denied[op], 1);
+	int ret = v->cfg->mode == BQ_MODE_ENFORCE ? err : 0;
+	emit_denial(v, op, ret);
+	return ret;
+}
+
 /*
  * 0 to allow, -EDQUOT to refuse. A volume at or over its limit refuses
  * growth; an operation known to add `extra_bytes` is refused when it would
@@ -304,22 +394,288 @@ static __always_inline int verdict(struct vol_ctx *v, __u32 op, __s64 extra_byte
 {
 	struct bq_vol_cfg *cfg = v->cfg;
 	struct bq_vol_stats *vs = v->vs;
-	__s64 limit = (__s64)cfg->limit_bytes;
-	__s64 used = cfg->base_bytes + vs->delta_bytes[0] + vs->delta_bytes[1];
-	bool over = used >= limit || (extra_bytes > 0 && used + extra_bytes > limit);
+	__s64 limit = clamp_size((__s64)cfg->limit_bytes);
+	__s64 used = clamp_size(vs->reserved_bytes) + clamp_delta(cfg->base_bytes) + clamp_delta(vs->delta_bytes[0]) +
+		     clamp_delta(vs->delta_bytes[1]);
+	bool over = used >= limit || (extra_bytes > 0 && used + clamp_size(extra_bytes) > limit);
 
 	if (!over && cfg->limit_files && extra_files > 0) {
 		__s64 files = cfg->base_files + vs->delta_files[0] + vs->delta_files[1];
 		over = files + extra_files > (__s64)cfg->limit_files;
 	}
-	__sync_fetch_and_add(&vs->checks, 1);
-	if (!over)
+	return count_verdict(v, op, over, -EDQUOT);
+}
+
+/*
+ * Release the inode's reservation once it is no longer needed: when its size
+ * has reached every admitted end (all that growth is now in i_size, and so
+ * accounted: callers account_size() first), or when nothing can still be
+ * writing (`idle`: no file open for writing, or the inode is going away).
+ */
+static __always_inline void release_reservation(struct bq_inode *st, __s64 size, bool idle)
+{
+	__s64 released = 0;
+	__u32 vol;
+
+	bpf_spin_lock(&st->lock);
+	vol = st->resv_vol;
+	if (st->resv_bytes && (idle || size >= st->resv_end)) {
+		released = st->resv_bytes;
+		st->resv_bytes = 0;
+		st->resv_end = 0;
+	}
+	bpf_spin_unlock(&st->lock);
+	if (!released)
+		return;
+	struct bq_vol_stats *vs = bpf_map_lookup_elem(&vol_stats, &vol);
+	if (vs)
+		__sync_fetch_and_add(&vs->reserved_bytes, -released);
+}
+
+/* Catch up: charge what the inode grew or shrank by since it was last seen, then release what that settles. */
+static __always_inline void catch_up(struct vol_ctx *v, struct inode *inode, bool idle)
+{
+	__s64 size = clamp_size(inode->i_size);
+
+	account_size(v, inode, size);
+	if (v->st->flags & BQ_INODE_SHRINKING) {
+		v->st->flags &= ~BQ_INODE_SHRINKING;
+		settle_failed_shrink(inode);
+	}
+	release_reservation(v->st, size, idle);
+}
+
+/*
+ * Admit an operation that may grow `inode` to `end` bytes, or by `append`
+ * bytes past everything admitted so far, whichever is larger: the growth is
+ * reserved in the volume, all of it or (refused) none. Growth 0 (an
+ * overwrite) is always admitted, even at the limit. 0, or -EDQUOT.
+ */
+static __always_inline int admit_growth(struct vol_ctx *v, struct inode *inode, __s64 end, __s64 append, __u32 op)
+{
+	struct bq_inode *st = v->st;
+	struct bq_vol_stats *vs = v->vs;
+	__s64 size = clamp_size(inode->i_size);
+	__s64 limit = clamp_size((__s64)v->cfg->limit_bytes);
+	__s64 base = clamp_delta(v->cfg->base_bytes);
+	bool enforce = v->cfg->mode == BQ_MODE_ENFORCE;
+	bool over = false, foreign = false;
+	__s64 growth = 0;
+
+	end = clamp_size(end);
+	append = clamp_size(append);
+	bpf_spin_lock(&st->lock);
+	__s64 from = max64(size, clamp_size(st->resv_end));
+	__s64 new_end = max64(from + append, end);
+	growth = new_end - from;
+	if (growth > 0 && st->resv_bytes && st->resv_vol != v->vol) {
+		foreign = true; /* still reserved in the volume it was moved from: wait for that to settle */
+	} else if (growth > 0) {
+		/* Reserve first, then read the deltas: what another inode moves from reservation to
+		 * delta (delta first, then the reservation) is seen at least once. */
+		__s64 reserved = __sync_fetch_and_add(&vs->reserved_bytes, growth);
+		__s64 used = base + clamp_size(reserved) + clamp_delta(vs->delta_bytes[0]) + clamp_delta(vs->delta_bytes[1]);
+		over = used + growth > limit;
+		if (over && enforce) {
+			__sync_fetch_and_add(&vs->reserved_bytes, -growth);
+		} else {
+			st->resv_bytes += growth;
+			st->resv_end = new_end;
+			st->resv_vol = v->vol;
+		}
+	}
+	bpf_spin_unlock(&st->lock);
+	if (growth <= 0)
 		return 0;
-	if (op < BQ_NR_OPS)
-		__sync_fetch_and_add(&vs->denied[op], 1);
-	int ret = cfg->mode == BQ_MODE_ENFORCE ? -EDQUOT : 0;
-	emit_denial(v, op, ret);
-	return ret;
+	return count_verdict(v, op, over || foreign, -EDQUOT);
+}
+
+/*
+ * What the operation in flight may do to `file`, from this task's stash (an
+ * fentry program filled it just before the hook): grow it to `*end`, or by
+ * `*append` past its end. No stash for this file means a path we can't
+ * measure: it may add the most one call can (MAX_RW_COUNT). Returns false for
+ * a preallocation past the end that keeps the size (real blocks the apparent
+ * size never shows: refused).
+ */
+static __always_inline bool stashed_growth(struct file *file, struct inode *inode, __s64 *end, __s64 *append)
+{
+	struct bq_stash *s = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, 0);
+
+	*end = 0;
+	*append = MAX_RW_COUNT;
+	if (!s || s->kind == BQ_STASH_NONE || s->file != (__u64)file)
+		return true;
+	__u32 kind = s->kind;
+	__s64 pos = clamp_size(s->pos), count = clamp_size(s->count);
+	__u32 arg = s->arg;
+	s->kind = BQ_STASH_NONE;
+	*append = 0;
+	if (kind == BQ_STASH_WRITE) {
+		if (arg != BQ_WRITE_APPEND)
+			*end = pos + count;
+		if (arg != BQ_WRITE_AT_POS)
+			*append = count;
+	} else if (kind == BQ_STASH_FALLOC) {
+		if (arg & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE))
+			return true;
+		if (arg & FALLOC_FL_INSERT_RANGE) {
+			*append = count;
+			return true;
+		}
+		if (arg & FALLOC_FL_KEEP_SIZE)
+			return pos + count <= clamp_size(inode->i_size);
+		*end = pos + count;
+	} else if (kind == BQ_STASH_CLONE) {
+		*end = pos + count;
+	}
+	return true;
+}
+
+/* Refuse a preallocation the apparent size would never count (counted as a write denial). */
+static __always_inline int refuse_hidden_allocation(struct vol_ctx *v)
+{
+	return count_verdict(v, BQ_OP_WRITE, true, -EOPNOTSUPP);
+}
+
+/*
+ * Every write-family call, fallocate and clone reaches this hook with
+ * MAY_WRITE (rw_verify_area, vfs_fallocate, remap_verify_area): catch up the
+ * file's size, then admit the call's growth from the stash.
+ */
+SEC("lsm/file_permission")
+int BPF_PROG(bq_file_permission, struct file *file, int mask)
+{
+	struct inode *inode = file->f_inode;
+	struct vol_ctx v = {};
+	__s64 end, append;
+
+	if (!(mask & MAY_WRITE))
+		return 0;
+	if (!inode || !is_reg(inode) || !volume_of(inode, file->f_path.dentry, &v, true))
+		return 0;
+	catch_up(&v, inode, false);
+	if (!stashed_growth(file, inode, &end, &append))
+		return refuse_hidden_allocation(&v);
+	return admit_growth(&v, inode, end, append, BQ_OP_WRITE);
+}
+
+/* How a write reaches the file: at its position, or possibly at its end. */
+static __always_inline __u32 write_kind(struct file *file, bool positioned)
+{
+	if (file->f_flags & O_APPEND)
+		return BQ_WRITE_APPEND;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (!positioned || (task->flags & (PF_KTHREAD | PF_IO_WORKER)))
+		return BQ_WRITE_MAY_APPEND;
+	/* A syscall that can't ask for RWF_APPEND writes at the position; any other caller
+	 * (io_uring, AIO, compat syscalls, the kernel itself) might, so both count. */
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return BQ_WRITE_MAY_APPEND;
+	switch (regs->orig_ax) {
+	case NR_pwritev2:
+		return (regs->r9 & RWF_APPEND) ? BQ_WRITE_APPEND : BQ_WRITE_AT_POS;
+	case NR_write:
+	case NR_pwrite64:
+	case NR_writev:
+	case NR_pwritev:
+	case NR_sendfile:
+	case NR_splice:
+	case NR_copy_file_range:
+		return BQ_WRITE_AT_POS;
+	}
+	return BQ_WRITE_MAY_APPEND;
+}
+
+/* Save what the operation about to be checked on `file` may grow, for bq_file_permission. */
+static __always_inline void stash_op(struct file *file, __u32 kind, __s64 pos, __s64 count, __u32 arg)
+{
+	struct inode *inode = file->f_inode;
+
+	if (!inode || !dev_has_volumes(inode->i_sb->s_dev))
+		return;
+	struct bq_stash *s = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s)
+		return; /* no stash: the hook counts the most one call can add */
+	s->file = (__u64)file;
+	s->kind = kind;
+	s->pos = pos;
+	s->count = count;
+	s->arg = arg;
+}
+
+SEC("fentry/rw_verify_area")
+int BPF_PROG(bq_rw_verify_area, int read_write, struct file *file, const loff_t *ppos, size_t count)
+{
+	__s64 pos = 0;
+
+	if (read_write != WRITE || !file)
+		return 0;
+	if (ppos)
+		bpf_probe_read_kernel(&pos, sizeof(pos), ppos);
+	stash_op(file, BQ_STASH_WRITE, pos, (__s64)count, write_kind(file, ppos != 0));
+	return 0;
+}
+
+SEC("fentry/vfs_fallocate")
+int BPF_PROG(bq_vfs_fallocate, struct file *file, int mode, loff_t offset, loff_t len)
+{
+	if (file)
+		stash_op(file, BQ_STASH_FALLOC, offset, len, (__u32)mode);
+	return 0;
+}
+
+SEC("fentry/do_clone_file_range")
+int BPF_PROG(bq_do_clone_file_range, struct file *file_in, loff_t pos_in, struct file *file_out, loff_t pos_out,
+	     loff_t len)
+{
+	if (!file_out || !file_in)
+		return 0;
+	if (len == 0 && file_in->f_inode) /* 0: to the end of the source */
+		len = file_in->f_inode->i_size - pos_in;
+	stash_op(file_out, BQ_STASH_CLONE, pos_out, len, 0);
+	return 0;
+}
+
+SEC("fentry/vfs_dedupe_file_range_one")
+int BPF_PROG(bq_vfs_dedupe_file_range_one, struct file *src_file, loff_t src_pos, struct file *dst_file)
+{
+	if (dst_file)
+		stash_op(dst_file, BQ_STASH_DEDUPE, 0, 0, 0);
+	return 0;
+}
+
+/*
+ * A core dump writes without any check (__kernel_write_iter): admit, when the
+ * dumping task opens the core file, the most the dump can write: RLIMIT_CORE,
+ * or else the memory it maps, one program header and NT_FILE entry per
+ * mapping and the notes of every thread. Settled when the file is closed.
+ */
+static __always_inline __s64 core_dump_bound(struct task_struct *task)
+{
+	struct mm_struct *mm = task->mm;
+	__u64 limit = task->signal->rlim[RLIMIT_CORE].rlim_cur;
+	__u64 most = 65536 + (__u64)task->signal->nr_threads * 16384;
+
+	if (mm)
+		most += mm->total_vm * 4096 + (__u64)mm->map_count * 4200;
+	return clamp_size((__s64)(limit < most ? limit : most));
+}
+
+SEC("lsm/file_open")
+int BPF_PROG(bq_file_open, struct file *file)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct inode *inode = file->f_inode;
+	struct vol_ctx v = {};
+
+	if (!(task->flags & PF_DUMPCORE) || !inode || !is_reg(inode))
+		return 0;
+	if (!volume_of(inode, file->f_path.dentry, &v, true))
+		return 0;
+	catch_up(&v, inode, false);
+	return admit_growth(&v, inode, 0, core_dump_bound(task), BQ_OP_WRITE);
 }
 
 /* Writes through an open file: catch up the size the previous write left, then decide. */
@@ -330,16 +686,8 @@ static __always_inline int check_file_growth(struct file *file, __u32 op)
 
 	if (!inode || !is_reg(inode) || !volume_of(inode, file->f_path.dentry, &v, true))
 		return 0;
-	account_size(&v, inode, inode->i_size);
+	catch_up(&v, inode, false);
 	return verdict(&v, op, 0, 0);
-}
-
-SEC("lsm/file_permission")
-int BPF_PROG(bq_file_permission, struct file *file, int mask)
-{
-	if (!(mask & MAY_WRITE))
-		return 0;
-	return check_file_growth(file, BQ_OP_WRITE);
 }
 
 SEC("lsm/mmap_file")
@@ -360,7 +708,7 @@ int BPF_PROG(bq_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot
 	return check_file_growth(file, BQ_OP_MMAP);
 }
 
-/* On close, account the last write so usage doesn't lag behind idle files. */
+/* On close, account the last write; with no writer left, nothing admitted is still in flight. */
 SEC("lsm/file_free_security")
 int BPF_PROG(bq_file_free, struct file *file)
 {
@@ -370,13 +718,43 @@ int BPF_PROG(bq_file_free, struct file *file)
 	if (!(file->f_mode & FMODE_WRITE) || !inode || !is_reg(inode))
 		return 0;
 	/* Untracked: never written through this host since it was seen, so nothing to catch up. */
-	if (!bpf_inode_storage_get(&inode_st, inode, 0, 0))
+	struct bq_inode *st = bpf_inode_storage_get(&inode_st, inode, 0, 0);
+	if (!st)
 		return 0;
+	bool idle = inode->i_writecount.counter <= 0;
 	if (volume_of(inode, file->f_path.dentry, &v, true))
-		account_size(&v, inode, inode->i_size);
+		catch_up(&v, inode, idle);
+	else
+		release_reservation(st, clamp_size(inode->i_size), idle);
 	return 0;
 }
 
+/*
+ * An inode going away from this host's cache: nothing can write to it any more.
+ * Its last size change (a truncate(2) through a path, say) is accounted now, as
+ * long as it still exists; then what was reserved for it is released.
+ */
+SEC("lsm/inode_free_security")
+int BPF_PROG(bq_inode_free, struct inode *inode)
+{
+	struct bq_inode *st = bpf_inode_storage_get(&inode_st, inode, 0, 0);
+
+	if (!st)
+		return 0;
+	struct vol_ctx v = { .vol = st->vol_id, .dev = inode->i_sb->s_dev, .st = st };
+	if (inode->i_nlink && is_reg(inode) && st->gen == current_gen() && volume_slots(&v))
+		account_size(&v, inode, clamp_size(inode->i_size));
+	settle_failed_shrink(inode); /* not only when flagged: a catch-up may have cleared the flag first */
+	if (st->resv_bytes)
+		release_reservation(st, 0, true);
+	return 0;
+}
+
+/*
+ * Size changes: growth is admitted like a write. A shrink is credited now, but
+ * the room it frees stays reserved until fexit(notify_change) says the
+ * truncate happened: a truncate that fails never frees room it didn't free.
+ */
 static __always_inline int check_setattr(struct dentry *dentry, struct iattr *attr)
 {
 	struct inode *inode = dentry->d_inode;
@@ -384,16 +762,60 @@ static __always_inline int check_setattr(struct dentry *dentry, struct iattr *at
 
 	if (!(attr->ia_valid & ATTR_SIZE) || !inode || !is_reg(inode) || !volume_of(inode, dentry, &v, true))
 		return 0;
-	account_size(&v, inode, inode->i_size);
-	__s64 new_size = attr->ia_size;
-	__s64 growth = new_size - inode->i_size;
-	if (growth > 0) {
-		int ret = verdict(&v, BQ_OP_TRUNCATE, growth, 0);
-		if (ret)
-			return ret;
+	catch_up(&v, inode, false);
+	__s64 new_size = clamp_size(attr->ia_size);
+	if (new_size >= v.st->size)
+		return admit_growth(&v, inode, new_size, 0, BQ_OP_TRUNCATE);
+	struct bq_stash *s = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s)
+		return 0; /* credited at the next catch-up instead */
+	__s64 held = v.st->size - new_size;
+	__sync_fetch_and_add(&v.vs->reserved_bytes, held);
+	__s64 credited = -account_size(&v, inode, new_size);
+	if (credited != held) /* another catch-up raced this one */
+		__sync_fetch_and_add(&v.vs->reserved_bytes, credited - held);
+	v.st->flags |= BQ_INODE_SHRINKING;
+	s->kind = BQ_STASH_SHRINK;
+	s->file = (__u64)inode;
+	s->pos = v.vol;
+	s->count = credited;
+	return 0;
+}
+
+/* The truncate checked above is done: free its room, or (failed) keep it reserved until the catch-up. */
+SEC("fexit/notify_change")
+int bq_notify_change_exit(unsigned long long *ctx)
+{
+	long ret = (long)ctx[4]; /* (idmap or user namespace, dentry, attr, delegated inode) -> int */
+	struct bq_stash *s = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, 0);
+
+	if (!s || s->kind != BQ_STASH_SHRINK)
+		return 0;
+	s->kind = BQ_STASH_NONE;
+	__u32 vol = (__u32)s->pos;
+	__s64 bytes = s->count;
+	__u64 key = s->file;
+	struct bq_vol_stats *vs = bpf_map_lookup_elem(&vol_stats, &vol);
+	if (!vs)
+		return 0;
+	if ((int)ret == 0) {
+		__sync_fetch_and_add(&vs->reserved_bytes, -bytes);
+		return 0;
 	}
-	/* Credited now; if the change fails, the next catch-up from i_size corrects it. */
-	account_size(&v, inode, new_size);
+	struct bq_failed_shrink *rec = bpf_map_lookup_elem(&failed_shrinks, &key);
+	if (rec && rec->vol_id == vol) {
+		__sync_fetch_and_add(&rec->bytes, bytes);
+		return 0;
+	}
+	struct bq_failed_shrink fresh = { .vol_id = vol, .bytes = bytes };
+	if (bpf_map_update_elem(&failed_shrinks, &key, &fresh, BPF_NOEXIST)) {
+		/* No room to remember it: charge the bytes back now. The catch-up charges them
+		 * again, so they count twice until a scan: never too little. */
+		struct bq_vol_cfg *cfg = bpf_map_lookup_elem(&vol_cfg, &vol);
+		if (cfg)
+			__sync_fetch_and_add(&vs->delta_bytes[cfg->epoch & 1], bytes);
+		__sync_fetch_and_add(&vs->reserved_bytes, -bytes);
+	}
 	return 0;
 }
 

@@ -10,7 +10,7 @@
 #ifndef BPFQUOTA_H
 #define BPFQUOTA_H
 
-#define BPFQUOTA_ABI 1
+#define BPFQUOTA_ABI 2
 
 /* Volume ids are 1..MAX_VOLUMES; 0 means "not in any volume". */
 #define MAX_VOLUMES 65536
@@ -20,6 +20,8 @@
 #define MAX_DEVS 4096
 #define MAX_DIRTY 65536
 #define MAX_DEPTH 64 /* d_parent levels walked to find the enclosing volume */
+#define MAX_RW_COUNT 2147479552LL /* INT_MAX & PAGE_MASK: the most one write-family call can add */
+#define BQ_HUGE (1LL << 62) /* sizes and sums are clamped here, so 64-bit arithmetic never wraps */
 
 enum bq_mode {
 	BQ_MODE_UNUSED = 0,
@@ -69,6 +71,7 @@ struct bq_vol_stats {
 	__u64 last_event_ns;  /* rate limit of denial events */
 	__u64 checks;         /* quota checks made */
 	__u64 denied[BQ_NR_OPS]; /* by operation; in audit mode: would have been denied */
+	__s64 reserved_bytes; /* admitted growth not yet seen in any file's size: part of usage */
 };
 
 /*
@@ -109,16 +112,69 @@ struct bq_config {
 	__u8 obj_sha256[32];  /* hash of the loaded object: what is loaded */
 };
 
-/* inode_st: INODE_STORAGE. Per-inode cache and accounting state. */
+/*
+ * inode_st: INODE_STORAGE. Per-inode cache and accounting state (kernel only).
+ *
+ * Growth is admitted before it happens: an operation that may grow the file
+ * to `end` reserves end - max(i_size, resv_end) bytes in its volume
+ * (bq_vol_stats.reserved_bytes), all of it or nothing. Once i_size has reached
+ * resv_end, every admitted operation's growth is in i_size (and so in the
+ * accounted size) and the reservation is released; otherwise it is released
+ * when no file open for writing is left (i_writecount 0) or the inode is freed.
+ */
 struct bq_inode {
+	struct bpf_spin_lock lock; /* guards resv_bytes, resv_end, resv_vol */
 	__u32 vol_id; /* 0: not in a volume */
 	__u32 gen;    /* config.gen when vol_id was resolved */
-	__s64 size;   /* bytes this inode is accounted for in its volume */
 	__u32 epoch;  /* volume epoch of the last dirty record */
 	__u32 flags;
+	__u32 resv_vol; /* the volume resv_bytes are reserved in */
+	__s64 size;      /* bytes this inode is accounted for in its volume */
+	__s64 resv_bytes; /* reserved for admitted operations still in flight */
+	__s64 resv_end;   /* the size every admitted operation stays within */
+};
+
+/*
+ * stash: TASK_STORAGE. What the operation this task is in may grow, saved by
+ * an fentry program on the function that checks it (rw_verify_area,
+ * vfs_fallocate, do_clone_file_range, vfs_dedupe_file_range_one) for the LSM
+ * hook that runs inside it (file_permission), which has no byte count.
+ */
+enum bq_stash_kind {
+	BQ_STASH_NONE = 0,
+	BQ_STASH_WRITE = 1,  /* count bytes at pos; arg: BQ_WRITE_* */
+	BQ_STASH_FALLOC = 2, /* len bytes at pos; arg: fallocate mode */
+	BQ_STASH_CLONE = 3,  /* count bytes at pos (0: to the source's end, resolved) */
+	BQ_STASH_DEDUPE = 4, /* adds nothing */
+	BQ_STASH_SHRINK = 5, /* a truncate credited count bytes of inode `file` (an inode here) in volume pos */
+};
+
+#define BQ_WRITE_AT_POS 0     /* writes at pos */
+#define BQ_WRITE_APPEND 1     /* writes at the end (O_APPEND, RWF_APPEND) */
+#define BQ_WRITE_MAY_APPEND 2 /* at pos, or at the end: a caller whose flags we can't read */
+
+/*
+ * failed_shrinks: HASH inode address -> bq_failed_shrink. A truncate is credited
+ * when it is checked, with the bytes it frees held as a reservation until
+ * fexit(notify_change) says it happened. One that failed leaves its
+ * reservation here until the inode's next catch-up charges the bytes back.
+ */
+struct bq_failed_shrink {
+	__u32 vol_id;
+	__u32 pad;
+	__s64 bytes;
+};
+
+struct bq_stash {
+	__u64 file; /* the struct file the stash is for: the hook checks it's the same */
+	__s64 pos;
+	__s64 count;
+	__u32 kind;
+	__u32 arg;
 };
 
 #define BQ_INODE_DIRTY_SEEN 1 /* a dirty record exists for `epoch` */
+#define BQ_INODE_SHRINKING 2  /* a truncate credited before it happened: see failed_shrinks */
 
 /* events: RINGBUF of bq_event, one per denial (rate limited). */
 struct bq_event {

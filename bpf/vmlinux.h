@@ -26,6 +26,7 @@ typedef _Bool bool;
 typedef __u16 umode_t;
 typedef __u32 dev_t;
 typedef __s64 loff_t;
+typedef unsigned long size_t;
 typedef unsigned int fmode_t;
 enum { false = 0, true = 1 };
 
@@ -35,7 +36,17 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_RINGBUF = 27,
 	BPF_MAP_TYPE_INODE_STORAGE = 28,
+	BPF_MAP_TYPE_TASK_STORAGE = 29,
 };
+
+/* uapi: a lock inside a map value (bpf_spin_lock/bpf_spin_unlock) */
+struct bpf_spin_lock {
+	__u32 val;
+};
+
+typedef struct {
+	int counter;
+} atomic_t;
 
 enum {
 	BPF_ANY = 0,
@@ -57,6 +68,7 @@ struct inode {
 	unsigned int i_nlink;
 	loff_t i_size;
 	struct super_block *i_sb;
+	atomic_t i_writecount; /* open files that may write (FMODE_WRITER) */
 };
 
 struct qstr {
@@ -78,6 +90,34 @@ struct file {
 	struct path f_path;
 	struct inode *f_inode;
 	fmode_t f_mode;
+	unsigned int f_flags;
+};
+
+struct rlimit {
+	unsigned long rlim_cur;
+	unsigned long rlim_max;
+};
+
+struct signal_struct {
+	int nr_threads;
+	struct rlimit rlim[16];
+};
+
+struct mm_struct {
+	unsigned long total_vm; /* pages */
+	int map_count;
+};
+
+struct task_struct {
+	unsigned int flags;
+	struct mm_struct *mm;
+	struct signal_struct *signal;
+};
+
+/* x86-64 */
+struct pt_regs {
+	unsigned long r9;
+	unsigned long orig_ax;
 };
 
 struct iattr {

@@ -8,7 +8,7 @@ __metaclass__ = type
 import collections
 import struct
 
-ABI = 1
+ABI = 2
 MAX_VOLUMES = 65536
 PROBE_VOLUME = MAX_VOLUMES + 1
 VOLUME_SLOTS = MAX_VOLUMES + 2
@@ -23,7 +23,7 @@ PIN_DIR = "%s/v%d" % (PIN_ROOT, ABI)
 LINK_DIR = PIN_DIR + "/links"
 
 MAP_NAMES = ("vol_keys", "vol_devs", "vol_cfg", "vol_stats", "scan_dirty", "config", "vol_meta", "creating",
-             "inode_st", "events")
+             "inode_st", "stash", "failed_shrinks", "events")
 
 MODES = {"enforce": 1, "audit": 2}
 MODE_NAMES = dict((v, k) for k, v in MODES.items())
@@ -35,7 +35,7 @@ KEY = struct.Struct("=QQ")
 U32 = struct.Struct("=I")
 U64 = struct.Struct("=Q")
 VOL_CFG = struct.Struct("=QQqqIIII")
-VOL_STATS = struct.Struct("=2q2qQQQQ%dQ" % len(OPS))
+VOL_STATS = struct.Struct("=2q2qQQQQ%dQq" % len(OPS))
 DIRTY = struct.Struct("=IIqq")
 CONFIG = struct.Struct("=II32s")
 VOL_META = struct.Struct("=%ds" % PATH_MAX)
@@ -44,7 +44,7 @@ CREATING = struct.Struct("=IIII")  # kernel-only; mirrored so the layout test co
 
 VolCfg = collections.namedtuple("VolCfg", "limit_bytes limit_files base_bytes base_files mode epoch scanning")
 VolStats = collections.namedtuple(
-    "VolStats", "delta_bytes delta_files dirty_overflow stale last_event_ns checks denied")
+    "VolStats", "delta_bytes delta_files dirty_overflow stale last_event_ns checks denied reserved_bytes")
 Dirty = collections.namedtuple("Dirty", "vol_id epoch size_before files_before")
 Config = collections.namedtuple("Config", "gen event_gap_ms obj_sha256")
 Event = collections.namedtuple("Event", "ts_ns pid uid vol_id op ret mode comm")
@@ -71,7 +71,8 @@ def unpack_vol_stats(data):
     fields = VOL_STATS.unpack(data)
     return VolStats(
         delta_bytes=fields[0:2], delta_files=fields[2:4], dirty_overflow=fields[4], stale=fields[5],
-        last_event_ns=fields[6], checks=fields[7], denied=dict(zip(OPS, fields[8:])))
+        last_event_ns=fields[6], checks=fields[7], denied=dict(zip(OPS, fields[8:8 + len(OPS)])),
+        reserved_bytes=fields[8 + len(OPS)])
 
 
 def empty_vol_stats():

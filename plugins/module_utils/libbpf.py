@@ -34,7 +34,9 @@ BPF_MAP_TYPE_INODE_STORAGE = 28
 
 # enum bpf_prog_type (linux/bpf.h).
 BPF_PROG_TYPE_TRACING = 26
+BPF_PROG_TYPE_TRACING = 26  # fentry/fexit: BPF trampolines, like LSM programs
 BPF_PROG_TYPE_LSM = 29
+TRAMPOLINE_TYPES = (BPF_PROG_TYPE_TRACING, BPF_PROG_TYPE_LSM)
 
 BPF_OBJ_NAME_LEN = 16
 BPF_TAG_SIZE = 8
@@ -429,8 +431,10 @@ class BpfObject:
         self._pin_paths[map_name] = path
 
     def _lsm_programs(self):
+        """The LSM programs and the fentry/fexit programs that serve them: what a host without
+        BPF LSM (or a sandbox that forbids BPF trampolines) refuses."""
         return [name for name, prog in self._programs().items()
-                if self._lib.bpf_program__type(prog) == BPF_PROG_TYPE_LSM]
+                if self._lib.bpf_program__type(prog) in TRAMPOLINE_TYPES]
 
     def load(self):
         """Create the maps (reusing pinned ones) and load every program into the kernel."""
@@ -456,7 +460,7 @@ class BpfObject:
         self._lib.log.clear()
         handle = self._lib.bpf_program__attach(program)
         if not handle:
-            is_lsm = self._lib.bpf_program__type(program) == BPF_PROG_TYPE_LSM
+            is_lsm = self._lib.bpf_program__type(program) in TRAMPOLINE_TYPES
             _raise_load_error("attaching BPF program %r failed" % program_name, ctypes.get_errno(),
                               [program_name] if is_lsm else [], self._lib.log.tail())
         return Link(self._lib, handle, program_name)

@@ -35,8 +35,9 @@ NOT_SCANNED = "not scanned: "  # the reason of volumes a batch did not get to
 
 
 def used(cfg, stats):
-    """(bytes, files) the kernel compares with the limits."""
-    return (cfg.base_bytes + sum(stats.delta_bytes), cfg.base_files + sum(stats.delta_files))
+    """(bytes, files) the kernel compares with the limits: bytes include growth admitted and in flight."""
+    return (cfg.base_bytes + sum(stats.delta_bytes) + max(stats.reserved_bytes, 0),
+            cfg.base_files + sum(stats.delta_files))
 
 
 def usage_at_flip(walk, dirty):

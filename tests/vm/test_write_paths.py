@@ -37,13 +37,15 @@ def expect_edquot(func, *args):
     assert exc.value.errno == errno.EDQUOT, "expected EDQUOT, got %r" % exc.value
 
 
-def test_one_writer_stops_at_most_one_write_past_the_limit(share):
+def test_one_writer_fills_the_volume_to_the_byte_and_no_further(share):
     share.mkdir("pv")
     share.apply({"path": "pv", "limit": 10 * MiB + 1})
-    written, err = fill(os.path.join(share.client("pv"), "f"))
-    assert err == errno.EDQUOT
-    overshoot = written - (10 * MiB + 1)
-    assert 0 <= overshoot < MiB, "overshoot %d bytes" % overshoot
+    path = os.path.join(share.client("pv"), "f")
+    written, err = fill(path)
+    assert (written, err) == (10 * MiB, errno.EDQUOT)  # the 11th MiB doesn't fit: refused whole
+    assert fill(path, chunk=2) == (0, errno.EDQUOT)
+    assert fill(path, chunk=1, max_chunks=2) == (1, errno.EDQUOT)  # the last byte fits
+    assert os.stat(path).st_size == 10 * MiB + 1
 
 
 def test_write_family(full):

@@ -55,7 +55,7 @@ def pack_vol_stats(stats):
     """The inverse of layout.unpack_vol_stats."""
     return layout.VOL_STATS.pack(*(list(stats.delta_bytes) + list(stats.delta_files) + [
         stats.dirty_overflow, stats.stale, stats.last_event_ns, stats.checks]
-        + [stats.denied[op] for op in layout.OPS]))
+        + [stats.denied[op] for op in layout.OPS] + [stats.reserved_bytes]))
 
 
 def pack_dirty(rec):

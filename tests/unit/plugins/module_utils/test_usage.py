@@ -42,7 +42,7 @@ def wait_for_reaped_children():
 def stats_of(delta_bytes=(0, 0), delta_files=(0, 0), overflow=0):
     return layout.VolStats(delta_bytes=tuple(delta_bytes), delta_files=tuple(delta_files),
                            dirty_overflow=overflow, stale=0, last_event_ns=0, checks=0,
-                           denied=dict((op, 0) for op in layout.OPS))
+                           denied=dict((op, 0) for op in layout.OPS), reserved_bytes=0)
 
 
 def cfg_of(base_bytes=0, base_files=0, epoch=0, scanning=0, limit=GiB, files=0, mode=1):
