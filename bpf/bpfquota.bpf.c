@@ -44,6 +44,8 @@ char build_tag[] SEC(".bpfquota.build_tag") = BPFQUOTA_BUILD_TAG;
 #define PF_DUMPCORE 0x200
 #define PF_KTHREAD 0x00200000
 #define RLIMIT_CORE 4
+#define RENAME_EXCHANGE 2
+#define DCACHE_NFSFS_RENAMED 0x1000
 #define FALLOC_FL_KEEP_SIZE 0x01
 #define FALLOC_FL_PUNCH_HOLE 0x02
 #define FALLOC_FL_COLLAPSE_RANGE 0x08
@@ -141,6 +143,15 @@ struct {
 	__type(key, __u64);
 	__type(value, struct bq_failed_shrink);
 } failed_shrinks SEC(".maps");
+
+/* Inodes whose removal an fexit program credited while they were still cached: their free must not. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, __u8);
+} credited SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -346,6 +357,20 @@ static __always_inline void settle_failed_shrink(struct inode *inode)
 static __always_inline void account_files(struct vol_ctx *v, __s64 n)
 {
 	__sync_fetch_and_add(&v->vs->delta_files[v->cfg->epoch & 1], n);
+}
+
+/* Credit a removal of `bytes` and one inode to volume `vol`. */
+static __always_inline void credit_removal(__u32 vol, __s64 bytes)
+{
+	struct bq_vol_cfg *cfg = bpf_map_lookup_elem(&vol_cfg, &vol);
+	struct bq_vol_stats *vs = bpf_map_lookup_elem(&vol_stats, &vol);
+
+	if (!cfg || !vs)
+		return;
+	__u32 parity = cfg->epoch & 1;
+	if (bytes)
+		__sync_fetch_and_add(&vs->delta_bytes[parity], -bytes);
+	__sync_fetch_and_add(&vs->delta_files[parity], -1);
 }
 
 static __always_inline void emit_denial(struct vol_ctx *v, __u32 op, int ret)
@@ -742,8 +767,21 @@ int BPF_PROG(bq_inode_free, struct inode *inode)
 	if (!st)
 		return 0;
 	struct vol_ctx v = { .vol = st->vol_id, .dev = inode->i_sb->s_dev, .st = st };
-	if (inode->i_nlink && is_reg(inode) && st->gen == current_gen() && volume_slots(&v))
+	bool known = st->gen == current_gen() && volume_slots(&v);
+	__u64 key = (__u64)inode;
+	struct bq_stash *s = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, 0);
+	if (s && s->kind == BQ_STASH_REMOVE && s->file == key) {
+		s->arg |= BQ_REMOVE_FREED; /* freed inside the removal: its fexit credits it */
+	} else if (bpf_map_lookup_elem(&credited, &key)) {
+		bpf_map_delete_elem(&credited, &key); /* credited by the removal's fexit */
+	} else if (!inode->i_nlink && known) {
+		/* Gone without a removal we credited: a silly-renamed file's last close, say. */
+		__s64 bytes = is_reg(inode) ? st->size : 0;
+		note_dirty(&v, inode, bytes, 1);
+		credit_removal(v.vol, bytes);
+	} else if (inode->i_nlink && is_reg(inode) && known) {
 		account_size(&v, inode, clamp_size(inode->i_size));
+	}
 	settle_failed_shrink(inode); /* not only when flagged: a catch-up may have cleared the flag first */
 	if (st->resv_bytes)
 		release_reservation(st, 0, true);
@@ -907,39 +945,96 @@ int BPF_PROG(bq_inode_symlink, struct inode *dir, struct dentry *dentry, const c
 	return check_new_entry(dir, dentry, BQ_OP_SYMLINK);
 }
 
-/* The inode behind `dentry` loses a name: free it when that was its last one. */
-static __always_inline void account_removal(struct dentry *dentry)
+/*
+ * Removals are credited only once they have happened. The hook (before the
+ * operation) notes what the inode counts for and stashes it; the fexit
+ * program of the operation credits it when the operation succeeded and was a
+ * real removal. An NFS silly-rename (the file is still open somewhere) is no
+ * removal: the inode is credited when it is finally freed with no link left.
+ * Whichever of the fexit and the inode's free comes first, it is credited once.
+ */
+static __always_inline void note_removal(struct dentry *dentry)
 {
 	struct inode *inode = dentry->d_inode;
 	struct vol_ctx v = {};
 
-	if (!volume_of(inode, dentry, &v, false))
+	if (!inode || !volume_of(inode, dentry, &v, true))
 		return;
-	if (is_reg(inode) && inode->i_nlink > 1)
+	bool reg = is_reg(inode);
+	if (reg && inode->i_nlink > 1)
+		return; /* another name keeps it */
+	if (reg)
+		catch_up(&v, inode, false);
+	__s64 bytes = reg ? v.st->size : 0;
+	note_dirty(&v, inode, bytes, 1);
+	struct bq_stash *s = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s)
+		return; /* credited when the inode is freed with no link left */
+	s->kind = BQ_STASH_REMOVE;
+	s->file = (__u64)inode;
+	s->pos = v.vol;
+	s->count = bytes;
+	s->arg = 0;
+}
+
+/* After unlink, rmdir or a rename over a target: credit the stashed removal if it happened. */
+static __always_inline void finish_removal(bool removed)
+{
+	struct bq_stash *s = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, 0);
+
+	if (!s || s->kind != BQ_STASH_REMOVE)
 		return;
-	if (is_reg(inode) && v.st) {
-		account_size(&v, inode, 0);
-	} else {
-		/* Untracked bytes are in the scan's base as i_size; other inodes count no bytes. */
-		__s64 size = is_reg(inode) ? inode->i_size : 0;
-		note_dirty(&v, inode, size, 1);
-		if (size)
-			__sync_fetch_and_add(&v.vs->delta_bytes[v.cfg->epoch & 1], -size);
+	s->kind = BQ_STASH_NONE;
+	if (!removed)
+		return;
+	__u64 inode = s->file;
+	if (!(s->arg & BQ_REMOVE_FREED)) {
+		/* The inode is still cached: its free must not credit it again. */
+		__u8 one = 1;
+		if (bpf_map_update_elem(&credited, &inode, &one, BPF_NOEXIST))
+			return; /* no room for the mark: leave the credit to the free */
 	}
-	account_files(&v, -1);
+	credit_removal((__u32)s->pos, s->count);
 }
 
 SEC("lsm/inode_unlink")
 int BPF_PROG(bq_inode_unlink, struct inode *dir, struct dentry *dentry)
 {
-	account_removal(dentry);
+	note_removal(dentry);
 	return 0;
 }
 
 SEC("lsm/inode_rmdir")
 int BPF_PROG(bq_inode_rmdir, struct inode *dir, struct dentry *dentry)
 {
-	account_removal(dentry);
+	note_removal(dentry);
+	return 0;
+}
+
+SEC("fexit/vfs_unlink")
+int bq_vfs_unlink_exit(unsigned long long *ctx)
+{
+	/* (idmap or user namespace, dir, dentry, delegated inode) -> int */
+	struct dentry *dentry = (struct dentry *)ctx[2];
+	bool silly = dentry->d_flags & DCACHE_NFSFS_RENAMED; /* NFS kept it under a new name: still there */
+
+	finish_removal((int)ctx[4] == 0 && !silly);
+	return 0;
+}
+
+SEC("fexit/vfs_rmdir")
+int bq_vfs_rmdir_exit(unsigned long long *ctx)
+{
+	/* (idmap or user namespace, dir, dentry) -> int */
+	finish_removal((int)ctx[3] == 0);
+	return 0;
+}
+
+SEC("fexit/vfs_rename")
+int BPF_PROG(bq_vfs_rename_exit, struct renamedata *rd, int ret)
+{
+	/* An exchange removes nothing; any other successful rename removed its target, if any. */
+	finish_removal(ret == 0 && !(rd->flags & RENAME_EXCHANGE));
 	return 0;
 }
 
@@ -952,105 +1047,86 @@ static __always_inline void volume_of_dir(struct inode *dir, struct dentry *dir_
 
 static __always_inline void mark_stale(struct vol_ctx *v)
 {
-	if (v->vol)
+	if (v->vol && v->vs)
 		__sync_fetch_and_add(&v->vs->stale, 1);
 }
 
 /*
- * A hard link adds no bytes inside one volume but is still refused when
- * the volume is full. Across volumes it would count one inode twice, so
- * (as XFS project quotas do) it is refused with EXDEV.
+ * A name that would put an inode in another volume than its own (a hard link
+ * or a rename into, out of or across volumes) gets EXDEV when either volume is
+ * enforced, as XFS project quotas do: mv and cp then copy, so every byte is
+ * admitted, and delete, which credits the source once it has happened.
+ * Membership so stays with the inode: no alias outside a volume, no bytes
+ * moved behind the accounting's back. In audit mode it is counted and allowed.
  */
+static __always_inline int refuse_crossing(struct vol_ctx *src, struct vol_ctx *dst, __u32 op)
+{
+	struct vol_ctx *v = dst->vol ? dst : src;
+	bool enforced = (src->vol && src->cfg && src->cfg->mode == BQ_MODE_ENFORCE) ||
+			(dst->vol && dst->cfg && dst->cfg->mode == BQ_MODE_ENFORCE);
+	int ret = enforced ? -EXDEV : 0;
+
+	if (!v->cfg || !v->vs)
+		return ret;
+	__sync_fetch_and_add(&v->vs->checks, 1);
+	if (op < BQ_NR_OPS)
+		__sync_fetch_and_add(&v->vs->denied[op], 1);
+	emit_denial(v, op, ret);
+	return ret;
+}
+
+/* A hard link adds no bytes and no inode inside its volume, but is still refused when the volume is full. */
 SEC("lsm/inode_link")
 int BPF_PROG(bq_inode_link, struct dentry *old_dentry, struct inode *dir, struct dentry *new_dentry)
 {
 	struct inode *inode = old_dentry->d_inode;
 	struct vol_ctx dst = {}, src = {};
 
-	volume_of_dir(dir, new_dentry->d_parent, &dst);
-	if (!dst.vol || !inode)
+	if (!inode)
 		return 0;
+	volume_of_dir(dir, new_dentry->d_parent, &dst);
 	volume_of_dir(inode, old_dentry, &src);
-	bool crossing = src.vol != dst.vol;
-	int ret = verdict(&dst, BQ_OP_LINK, crossing && is_reg(inode) ? inode->i_size : 0, 0);
-	if (ret)
-		return ret;
-	if (crossing && dst.cfg->mode == BQ_MODE_ENFORCE)
-		return -EXDEV;
-	return 0;
-}
-
-/* A rename may replace an existing target: free it as an unlink would. */
-static __always_inline void account_replaced(struct dentry *target)
-{
-	if (target->d_inode)
-		account_removal(target);
+	if (src.vol != dst.vol)
+		return refuse_crossing(&src, &dst, BQ_OP_LINK);
+	return dst.vol ? verdict(&dst, BQ_OP_LINK, 0, 0) : 0;
 }
 
 /*
- * Renames within one volume (or outside volumes) change no usage. A file
- * moved into a volume is refused when it doesn't fit and otherwise moves
- * its bytes along; a directory moved into an enforced volume gets EXDEV
- * (as XFS project quotas do: mv then copies, so every byte is checked).
+ * Renames within one volume (or outside volumes) change no usage; a target
+ * they replace is removed (credited after the rename). Moving a volume's root
+ * moves the whole volume. Anything else changes an inode's volume: EXDEV.
  */
 SEC("lsm/inode_rename")
 int BPF_PROG(bq_inode_rename, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
 	     struct dentry *new_dentry)
 {
 	struct inode *inode = old_dentry->d_inode;
-	struct vol_ctx src = {}, dst = {}, item = {};
+	struct vol_ctx src = {}, dst = {};
 
 	if (!inode)
 		return 0;
 	volume_of_dir(old_dir, old_dentry->d_parent, &src);
 	volume_of_dir(new_dir, new_dentry->d_parent, &dst);
-	if (src.vol == dst.vol) {
-		account_replaced(new_dentry);
+	if (src.vol == dst.vol || volume_rooted_at(inode->i_sb->s_dev, inode->i_ino)) {
+		note_removal(new_dentry);
 		return 0;
 	}
-	/* Moving a volume's root moves the whole volume: nothing to account. */
-	if (volume_rooted_at(inode->i_sb->s_dev, inode->i_ino))
-		return 0;
-	bool dir = is_dir(inode);
-	if (dst.vol) {
-		int ret = verdict(&dst, BQ_OP_RENAME, is_reg(inode) ? inode->i_size : 0, 1);
-		if (ret)
-			return ret;
-		if (dir && dst.cfg->mode == BQ_MODE_ENFORCE)
-			return -EXDEV;
-	}
-	account_replaced(new_dentry);
-	if (dir) {
-		/* Cached volume ids below the directory are now wrong: re-resolve them all. */
+	int ret = refuse_crossing(&src, &dst, BQ_OP_RENAME);
+	if (ret)
+		return ret;
+	/* Audit mode: allowed. Cached volume ids of what moved are wrong now; usage is off until a scan. */
+	note_removal(new_dentry);
+	if (is_dir(inode)) {
 		__u32 zero = 0;
 		struct bq_config *c = bpf_map_lookup_elem(&config, &zero);
 		if (c)
 			__sync_fetch_and_add(&c->gen, 1);
-		mark_stale(&src);
-		mark_stale(&dst);
-		return 0;
+	} else {
+		struct bq_inode *st = bpf_inode_storage_get(&inode_st, inode, 0, 0);
+		if (st)
+			st->gen = 0; /* re-resolved at its next use */
 	}
-	if (volume_of(inode, old_dentry, &item, true)) {
-		__s64 size = is_reg(inode) ? inode->i_size : 0;
-		account_size(&item, inode, 0);
-		account_files(&item, -1);
-		if (dst.vol) {
-			/* Re-home the inode's cache entry and credit its bytes to the new volume. */
-			item.st->vol_id = dst.vol;
-			dst.st = item.st;
-			account_size(&dst, inode, size);
-			account_files(&dst, 1);
-		}
-	} else if (dst.vol) {
-		struct bq_inode *st = bpf_inode_storage_get(&inode_st, inode, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (st) {
-			st->vol_id = dst.vol;
-			st->gen = current_gen();
-			st->size = 0;
-			dst.st = st;
-			account_size(&dst, inode, is_reg(inode) ? inode->i_size : 0);
-			account_files(&dst, 1);
-		}
-	}
+	mark_stale(&src);
+	mark_stale(&dst);
 	return 0;
 }

@@ -147,7 +147,10 @@ enum bq_stash_kind {
 	BQ_STASH_CLONE = 3,  /* count bytes at pos (0: to the source's end, resolved) */
 	BQ_STASH_DEDUPE = 4, /* adds nothing */
 	BQ_STASH_SHRINK = 5, /* a truncate credited count bytes of inode `file` (an inode here) in volume pos */
+	BQ_STASH_REMOVE = 6, /* inode `file` may lose its last name: credit count bytes to volume pos after */
 };
+
+#define BQ_REMOVE_FREED 1 /* BQ_STASH_REMOVE's arg: the inode was freed inside the removal */
 
 #define BQ_WRITE_AT_POS 0     /* writes at pos */
 #define BQ_WRITE_APPEND 1     /* writes at the end (O_APPEND, RWF_APPEND) */

@@ -77,6 +77,7 @@ struct qstr {
 };
 
 struct dentry {
+	unsigned int d_flags;
 	struct dentry *d_parent;
 	struct qstr d_name;
 	struct inode *d_inode;
@@ -118,6 +119,10 @@ struct task_struct {
 struct pt_regs {
 	unsigned long r9;
 	unsigned long orig_ax;
+};
+
+struct renamedata {
+	unsigned int flags;
 };
 
 struct iattr {

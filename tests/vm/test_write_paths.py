@@ -172,18 +172,24 @@ def test_new_names_are_refused(full):
         sock.close()
 
 
-def test_rename_and_link_into_a_full_volume_are_refused(full, tmp_path):
+def expect_exdev(func, *args):
+    with pytest.raises(OSError) as exc:
+        func(*args)
+    assert exc.value.errno == errno.EXDEV, "expected EXDEV, got %r" % exc.value
+
+
+def test_rename_and_link_into_a_volume_get_exdev(full, tmp_path):
     share, vol = full
     share.mkdir("outside")
     outside = os.path.join(share.client("outside", "nfs4" if "/nfs4/" in vol else "nfs3"), "f")
     with open(outside, "wb") as f:
         f.write(b"o" * 1000)
-    expect_edquot(os.rename, outside, os.path.join(vol, "moved-in"))
-    expect_edquot(os.link, outside, os.path.join(vol, "linked-in"))
+    expect_exdev(os.rename, outside, os.path.join(vol, "moved-in"))  # mv then copies: refused by EDQUOT
+    expect_exdev(os.link, outside, os.path.join(vol, "linked-in"))
     assert os.path.exists(outside)
 
 
-def test_rename_from_another_volume_is_refused(share):
+def test_rename_and_link_from_another_volume_get_exdev(share):
     share.mkdir("a")
     share.mkdir("b")
     share.apply({"path": "a", "limit": 4 * MiB}, {"path": "b", "limit": 2 * MiB})
@@ -191,8 +197,8 @@ def test_rename_from_another_volume_is_refused(share):
     assert fill(os.path.join(b, "filler"))[1] == errno.EDQUOT
     with open(os.path.join(a, "f"), "wb") as f:
         f.write(b"a" * 1000)
-    expect_edquot(os.rename, os.path.join(a, "f"), os.path.join(b, "f"))
-    expect_edquot(os.link, os.path.join(a, "f"), os.path.join(b, "f"))
+    expect_exdev(os.rename, os.path.join(a, "f"), os.path.join(b, "f"))
+    expect_exdev(os.link, os.path.join(a, "f"), os.path.join(b, "f"))
 
 
 def test_file_moved_between_volumes_takes_its_bytes_along(share):
@@ -202,7 +208,8 @@ def test_file_moved_between_volumes_takes_its_bytes_along(share):
     a, b = share.client("a"), share.client("b")
     with open(os.path.join(a, "f"), "wb") as f:
         f.write(b"a" * (3 * MiB))
-    os.rename(os.path.join(a, "f"), os.path.join(b, "f"))
+    expect_exdev(os.rename, os.path.join(a, "f"), os.path.join(b, "f"))
+    subprocess.run(["mv", os.path.join(a, "f"), os.path.join(b, "f")], check=True)  # copies, then deletes
     rows = report()
     assert rows[a]["used_bytes"] == 0
     assert rows[b]["used_bytes"] == 3 * MiB
