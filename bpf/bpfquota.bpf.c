@@ -160,6 +160,7 @@ struct {
 
 /* What a hook needs to know about the volume an inode is in. */
 struct vol_ctx {
+	bool unknown; /* on a filesystem with volumes, but which volume (if any) can't be told: refuse growth */
 	__u32 vol;
 	__u64 dev;
 	struct bq_inode *st;
@@ -198,7 +199,7 @@ static __always_inline bool is_dir(struct inode *inode)
 	return (inode->i_mode & S_IFMT) == S_IFDIR;
 }
 
-static __always_inline __u32 current_gen(void)
+static __always_inline __u64 current_gen(void)
 {
 	__u32 zero = 0;
 	struct bq_config *c = bpf_map_lookup_elem(&config, &zero);
@@ -219,16 +220,47 @@ static __always_inline __u32 volume_rooted_at(__u64 dev, __u64 ino)
 	return vol ? *vol : 0;
 }
 
+/* The far part of a walk, one d_parent step per bpf_loop iteration (read with probes: no cache there). */
+struct far_walk {
+	__u64 dentry;
+	__u64 dev;
+	__u32 vol;
+};
+
+static long far_walk_step(__u32 index, void *ctx)
+{
+	struct far_walk *w = ctx;
+	struct dentry *d = (struct dentry *)w->dentry;
+	struct inode *in = BPF_CORE_READ(d, d_inode);
+
+	if (!in)
+		return 1; /* vol stays unknown */
+	__u32 vol = volume_rooted_at(w->dev, BPF_CORE_READ(in, i_ino));
+	if (vol) {
+		w->vol = vol;
+		return 1;
+	}
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	if (!parent || parent == d) {
+		w->vol = 0;
+		return 1;
+	}
+	w->dentry = (__u64)parent;
+	return 0;
+}
+
 /*
  * The nearest enclosing volume of `d`: walk d_parent (it never leaves the
- * superblock), stopping early at an ancestor whose cached answer is current.
+ * superblock). The first MAX_DEPTH levels stop early at an ancestor whose
+ * cached answer is current; past them the walk goes on with bpf_loop for
+ * FAR_WALK_STEPS more levels. Deeper than that is unknown, never "no volume".
  */
-static __u32 walk_to_volume(struct dentry *d, __u64 dev, __u32 gen)
+static __u32 walk_to_volume(struct dentry *d, __u64 dev, __u64 gen)
 {
 	for (int depth = 0; depth < MAX_DEPTH; depth++) {
 		struct inode *in = d->d_inode;
 		if (!in)
-			return 0;
+			return BQ_VOL_UNKNOWN;
 		__u32 vol = volume_rooted_at(dev, in->i_ino);
 		if (vol)
 			return vol;
@@ -242,7 +274,9 @@ static __u32 walk_to_volume(struct dentry *d, __u64 dev, __u32 gen)
 			return 0;
 		d = parent;
 	}
-	return 0;
+	struct far_walk w = { .dentry = (__u64)d, .dev = dev, .vol = BQ_VOL_UNKNOWN };
+	bpf_loop(FAR_WALK_STEPS, far_walk_step, &w, 0);
+	return w.vol;
 }
 
 /*
@@ -296,26 +330,34 @@ static __always_inline bool volume_of(struct inode *inode, struct dentry *dentry
 	v->dev = inode->i_sb->s_dev;
 	if (!dev_has_volumes(v->dev))
 		return false;
-	__u32 gen = current_gen();
+	/* From here on the inode is on a filesystem that holds volumes: what can't be resolved is unknown. */
+	v->unknown = true;
+	__u64 gen = current_gen();
 	if (!gen)
 		return false;
 	struct bq_inode *st = bpf_inode_storage_get(&inode_st, inode, 0, track ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 	if (!st) {
 		if (track)
-			return false;
+			return false; /* no state could be allocated */
 		v->vol = walk_to_volume(dentry, v->dev, gen);
 		v->st = 0;
+		if (v->vol == BQ_VOL_UNKNOWN)
+			return false;
+		v->unknown = false;
 		return volume_slots(v);
 	}
 	bool first_sight = st->gen == 0;
 	if (st->gen != gen) {
 		__u32 vol = walk_to_volume(dentry, v->dev, gen);
+		if (vol == BQ_VOL_UNKNOWN)
+			return false; /* not cached: the next hook walks again */
 		/* A file new to a volume counts from its current size: that volume's scan saw it. */
 		if (first_sight || vol != st->vol_id)
 			st->size = is_reg(inode) ? inode->i_size : 0;
 		st->vol_id = vol;
 		st->gen = gen;
 	}
+	v->unknown = false;
 	v->vol = st->vol_id;
 	if (!volume_slots(v))
 		return false;
@@ -575,10 +617,15 @@ int BPF_PROG(bq_file_permission, struct file *file, int mask)
 	struct vol_ctx v = {};
 	__s64 end, append;
 
-	if (!(mask & MAY_WRITE))
+	if (!(mask & MAY_WRITE) || !inode || !is_reg(inode))
 		return 0;
-	if (!inode || !is_reg(inode) || !volume_of(inode, file->f_path.dentry, &v, true))
-		return 0;
+	if (!volume_of(inode, file->f_path.dentry, &v, true)) {
+		if (!v.unknown)
+			return 0;
+		/* Which volume can't be told: only what adds nothing passes. */
+		bool shown = stashed_growth(file, inode, &end, &append);
+		return shown && !append && end <= inode->i_size ? 0 : -EDQUOT;
+	}
 	catch_up(&v, inode, false);
 	if (!stashed_growth(file, inode, &end, &append))
 		return refuse_hidden_allocation(&v);
@@ -698,7 +745,7 @@ int BPF_PROG(bq_file_open, struct file *file)
 	if (!(task->flags & PF_DUMPCORE) || !inode || !is_reg(inode))
 		return 0;
 	if (!volume_of(inode, file->f_path.dentry, &v, true))
-		return 0;
+		return v.unknown ? -EDQUOT : 0;
 	catch_up(&v, inode, false);
 	return admit_growth(&v, inode, 0, core_dump_bound(task), BQ_OP_WRITE);
 }
@@ -709,8 +756,10 @@ static __always_inline int check_file_growth(struct file *file, __u32 op)
 	struct inode *inode = file->f_inode;
 	struct vol_ctx v = {};
 
-	if (!inode || !is_reg(inode) || !volume_of(inode, file->f_path.dentry, &v, true))
+	if (!inode || !is_reg(inode))
 		return 0;
+	if (!volume_of(inode, file->f_path.dentry, &v, true))
+		return v.unknown ? -EDQUOT : 0;
 	catch_up(&v, inode, false);
 	return verdict(&v, op, 0, 0);
 }
@@ -798,8 +847,10 @@ static __always_inline int check_setattr(struct dentry *dentry, struct iattr *at
 	struct inode *inode = dentry->d_inode;
 	struct vol_ctx v = {};
 
-	if (!(attr->ia_valid & ATTR_SIZE) || !inode || !is_reg(inode) || !volume_of(inode, dentry, &v, true))
+	if (!(attr->ia_valid & ATTR_SIZE) || !inode || !is_reg(inode))
 		return 0;
+	if (!volume_of(inode, dentry, &v, true))
+		return v.unknown && attr->ia_size > inode->i_size ? -EDQUOT : 0;
 	catch_up(&v, inode, false);
 	__s64 new_size = clamp_size(attr->ia_size);
 	if (new_size >= v.st->size)
@@ -872,7 +923,7 @@ static __always_inline int check_new_entry(struct inode *dir, struct dentry *den
 	struct vol_ctx v = {};
 
 	if (!volume_of(dir, dentry->d_parent, &v, true))
-		return 0;
+		return v.unknown ? -EDQUOT : 0;
 	int ret = verdict(&v, op, 0, 1);
 	if (!ret) {
 		account_files(&v, 1);
@@ -1086,6 +1137,8 @@ int BPF_PROG(bq_inode_link, struct dentry *old_dentry, struct inode *dir, struct
 		return 0;
 	volume_of_dir(dir, new_dentry->d_parent, &dst);
 	volume_of_dir(inode, old_dentry, &src);
+	if (src.unknown || dst.unknown)
+		return -EXDEV; /* which volumes can't be told */
 	if (src.vol != dst.vol)
 		return refuse_crossing(&src, &dst, BQ_OP_LINK);
 	return dst.vol ? verdict(&dst, BQ_OP_LINK, 0, 0) : 0;
@@ -1107,6 +1160,8 @@ int BPF_PROG(bq_inode_rename, struct inode *old_dir, struct dentry *old_dentry, 
 		return 0;
 	volume_of_dir(old_dir, old_dentry->d_parent, &src);
 	volume_of_dir(new_dir, new_dentry->d_parent, &dst);
+	if (src.unknown || dst.unknown)
+		return -EXDEV; /* which volumes can't be told */
 	if (src.vol == dst.vol || volume_rooted_at(inode->i_sb->s_dev, inode->i_ino)) {
 		note_removal(new_dentry);
 		return 0;

@@ -19,7 +19,9 @@
 #define MAX_ROUTES (4 * MAX_VOLUMES) /* (dev, ino) keys: a volume reachable by several mounts */
 #define MAX_DEVS 4096
 #define MAX_DIRTY 65536
-#define MAX_DEPTH 64 /* d_parent levels walked to find the enclosing volume */
+#define MAX_DEPTH 16 /* d_parent levels walked with the per-inode cache, to find the enclosing volume */
+#define FAR_WALK_STEPS 1024 /* levels walked past those (bpf_loop); deeper is "unknown" */
+#define BQ_VOL_UNKNOWN 0xFFFFFFFFu /* the walk could not tell: growth is refused, nothing is cached */
 #define MAX_RW_COUNT 2147479552LL /* INT_MAX & PAGE_MASK: the most one write-family call can add */
 #define BQ_HUGE (1LL << 62) /* sizes and sums are clamped here, so 64-bit arithmetic never wraps */
 
@@ -107,8 +109,9 @@ struct bq_creating {
 
 /* config: ARRAY[1]. */
 struct bq_config {
-	__u32 gen;            /* bumped when the key set changes: invalidates cached volume ids; 0 = not configured */
+	__u64 gen;            /* bumped when the key set changes: invalidates cached volume ids; 0 = not configured */
 	__u32 event_gap_ms;   /* at most one denial event per volume per gap */
+	__u32 pad;
 	__u8 obj_sha256[32];  /* hash of the loaded object: what is loaded */
 };
 
@@ -125,10 +128,10 @@ struct bq_config {
 struct bq_inode {
 	struct bpf_spin_lock lock; /* guards resv_bytes, resv_end, resv_vol */
 	__u32 vol_id; /* 0: not in a volume */
-	__u32 gen;    /* config.gen when vol_id was resolved */
 	__u32 epoch;  /* volume epoch of the last dirty record */
 	__u32 flags;
 	__u32 resv_vol; /* the volume resv_bytes are reserved in */
+	__u64 gen;    /* config.gen when vol_id was resolved */
 	__s64 size;      /* bytes this inode is accounted for in its volume */
 	__s64 resv_bytes; /* reserved for admitted operations still in flight */
 	__s64 resv_end;   /* the size every admitted operation stays within */

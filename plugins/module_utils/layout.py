@@ -38,7 +38,7 @@ U64 = struct.Struct("=Q")
 VOL_CFG = struct.Struct("=QQqqIIII")
 VOL_STATS = struct.Struct("=2q2qQQQQ%dQq" % len(OPS))
 DIRTY = struct.Struct("=IIqq")
-CONFIG = struct.Struct("=II32s")
+CONFIG = struct.Struct("=QII32s")
 VOL_META = struct.Struct("=%ds" % PATH_MAX)
 EVENT = struct.Struct("=QIIIIiI16s")
 CREATING = struct.Struct("=IIII")  # kernel-only; mirrored so the layout test covers it
@@ -85,11 +85,12 @@ def unpack_dirty(data):
 
 
 def pack_config(cfg):
-    return CONFIG.pack(cfg.gen, cfg.event_gap_ms, cfg.obj_sha256)
+    return CONFIG.pack(cfg.gen, cfg.event_gap_ms, 0, cfg.obj_sha256)
 
 
 def unpack_config(data):
-    return Config(*CONFIG.unpack(data))
+    gen, event_gap_ms, dummy_pad, obj_sha256 = CONFIG.unpack(data)
+    return Config(gen, event_gap_ms, obj_sha256)
 
 
 def pack_vol_meta(path):

@@ -61,7 +61,7 @@ class QuotaMaps:
     def bump_gen(self):
         """Invalidate every inode's cached volume id (the key set changed)."""
         cfg = self.config()
-        gen = (cfg.gen + 1) & 0xFFFFFFFF or 1  # 0 means "not configured" to the kernel
+        gen = (cfg.gen + 1) & 0xFFFFFFFFFFFFFFFF or 1  # 64 bits never wrap; 0 means "not configured"
         self.set_config(cfg._replace(gen=gen))
 
     # per-volume slots

@@ -31,6 +31,7 @@ CHUNK_SECONDS = 1.0   # chunks are sized so that their walks take about this lon
 MAX_CHUNK = 1024
 READ_PACE = 0.02      # seconds between reads of the walks' results (see Worker.run)
 OVERFLOW = "too many files changed during the scan to track; it will be retried"
+CHANGED = "the tree changed during the scan (a directory was moved or replaced); it will be retried"
 NOT_SCANNED = "not scanned: "  # the reason of volumes a batch did not get to
 
 
@@ -74,6 +75,8 @@ def new_base(flipped, before, after, walk, dirty):
         # Re-basing on a partial view would stop protecting what couldn't be read.
         return None, ("%d entries of %s could not be read (root_squash? EIO?): usage left as it was; "
                       "export the share with no_root_squash to the clients or fix the errors" % (walk.errors, walk.root))
+    if walk.changed:
+        return None, CHANGED  # the moved directory's files may have been missed
     if after.dirty_overflow != before.dirty_overflow:
         return None, OVERFLOW
     at_flip_bytes, at_flip_files = usage_at_flip(walk, dirty)
@@ -108,10 +111,11 @@ def scan_volumes(maps, targets, timeout, budget=None):
     with Worker(walk_trees) as worker:
         stopped = _scan_all(maps, worker, targets, limits, results)
         # Besides heavy churn, a burst of first changes in the volumes of a chunk can outrun the
-        # kernel's allocation of dirty records: that rarely happens twice, so retry at once.
-        overflowed = [(vol_id, path) for vol_id, path in targets if vol_id in results and results[vol_id].reason == OVERFLOW]
-        if overflowed and stopped is None:
-            stopped = _scan_all(maps, worker, overflowed, limits, results)
+        # kernel's allocation of dirty records, and a directory may be moved while the walk goes
+        # by: that rarely happens twice, so retry at once.
+        retried = [(vol_id, path) for vol_id, path in targets if vol_id in results and results[vol_id].reason in (OVERFLOW, CHANGED)]
+        if retried and stopped is None:
+            stopped = _scan_all(maps, worker, retried, limits, results)
     for vol_id, path in targets:
         if vol_id not in results:
             results[vol_id] = ScanResult(vol_id, path, False, None, None, 0.0, NOT_SCANNED + stopped)

@@ -8,6 +8,7 @@ __metaclass__ = type
 # the caller: on NFS any stat may block until a dead server returns, so the walk runs in a forked
 # child that is abandoned (killed, reaped later) when its time is up.
 
+import collections
 import errno
 import os
 import pickle
@@ -22,7 +23,14 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import Moun
 
 # Errors that mean "the entry went away while we looked": not a problem, just a moving tree.
 _VANISHED = (errno.ENOENT, errno.ENOTDIR, errno.ESTALE)
+# Errors that mean a directory the walk queued is no longer there under its name: moved, removed,
+# or replaced by a symlink (O_NOFOLLOW) or a file. ESTALE also stands for "another directory now".
+_MOVED = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ESTALE)
 _DEADLINE_CHECK_EVERY = 64  # entries between clock reads inside one large directory
+# Each directory is opened by name relative to its parent's fd: no path is ever too long, and a
+# symlink swapped in for a directory is never followed.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_OPEN = 64  # directory fds kept open besides the root's; others are re-opened from an ancestor
 
 
 class WalkError(Exception):
@@ -42,12 +50,13 @@ class WalkResult:
         self.bytes = 0         # apparent size (st_size) of regular files, hard links once
         self.errors = 0        # entries or directories that couldn't be read (other than vanished)
         self.complete = True   # False when the deadline cut the walk short
+        self.changed = False   # True when a directory was moved or replaced under the walk, which then stopped
         self.inos = array("Q")   # inode number of each inode counted ...
         self.sizes = array("q")  # ... and the bytes it counted for (st_size of regular files, else 0)
 
     def __repr__(self):
-        return ("WalkResult(root=%r, files=%d, bytes=%d, errors=%d, complete=%r)"
-                % (self.root, self.files, self.bytes, self.errors, self.complete))
+        return ("WalkResult(root=%r, files=%d, bytes=%d, errors=%d, complete=%r, changed=%r)"
+                % (self.root, self.files, self.bytes, self.errors, self.complete, self.changed))
 
 
 def walk_tree(root, deadline=None, skip=None, mounts=None):
@@ -58,55 +67,174 @@ def walk_tree(root, deadline=None, skip=None, mounts=None):
     root, made canonical, in `mounts` (a MountTable; by default read from /proc/self/mountinfo), so
     a bind mount of the same filesystem (same st_dev) isn't walked either: its files aren't in the
     volume for the BPF side, which follows dentry parents.
+
+    A directory found gone, a symlink or another inode when the walk enters it was moved (or
+    removed) after its parent was listed: its files may have gone to a part already walked, so
+    the walk stops with changed True and its counts are not the tree's.
     """
     result = WalkResult(root)
     if skip is None:
         root = os.path.realpath(root)  # the mount table speaks in canonical paths
         skip = (mounts or _mount_table()).mount_points_below(root)
-    root_dev = os.stat(root).st_dev
-    skip = frozenset(skip)
-    linked = set()  # (ino) of regular files with more than one link already counted
-    pending = [root]  # directories still to list; a list, not recursion: trees go 64+ levels deep
-    checked = 0
-    while pending:
-        if _expired(deadline):
-            result.complete = False
-            return result
-        directory = pending.pop()
-        try:
-            # Subdirectories are only queued, so one directory is open at a time.
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    checked += 1
-                    if checked % _DEADLINE_CHECK_EVERY == 0 and _expired(deadline):
-                        result.complete = False
-                        return result
-                    _count_entry(entry, root_dev, skip, linked, pending, result)
-        except OSError as error:
-            if error.errno not in _VANISHED:
-                result.errors += 1
+    top = _Dir(None, root, root, None, None)
+    top.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # root is a path: symlinks to it are fine
+    walk = _Walk(result, frozenset(skip), deadline)
+    try:
+        st = os.fstat(top.fd)
+        top.dev, top.ino = st.st_dev, st.st_ino
+        walk.run(top)
+    finally:
+        walk.close_all()
+        os.close(top.fd)
     return result
 
 
-def _count_entry(entry, root_dev, skip, linked, pending, result):
-    try:
-        st = entry.stat(follow_symlinks=False)
-    except OSError as error:
-        if error.errno not in _VANISHED:
-            result.errors += 1
-        return
-    if st.st_dev != root_dev or entry.path in skip:
-        return  # another filesystem or mount: nothing in there belongs to this volume
-    if stat.S_ISDIR(st.st_mode):
-        _record(result, st.st_ino, 0)  # directories can't be hard-linked
-        pending.append(entry.path)
-        return
-    if st.st_nlink > 1:
-        if st.st_ino in linked:
+class _Dir:
+    """A directory the walk found: where it is (parent and name, path for skip and messages),
+    what it is (dev, ino), its fd while open, and how many of its subdirectories are queued."""
+
+    __slots__ = ("parent", "name", "path", "dev", "ino", "fd", "waiting")
+
+    def __init__(self, parent, name, path, dev, ino):
+        self.parent = parent
+        self.name = name
+        self.path = path
+        self.dev = dev
+        self.ino = ino
+        self.fd = None
+        self.waiting = 0
+
+
+class _Walk:
+    """The state of one walk_tree(): depth first, so that the directory to enter next is most
+    often a child of one whose fd is still open; at most _MAX_OPEN fds besides the root's."""
+
+    def __init__(self, result, skip, deadline):
+        self.result = result
+        self.skip = skip
+        self.deadline = deadline
+        self.root_dev = None
+        self.linked = set()  # (ino) of regular files with more than one link already counted
+        self.pending = []    # _Dirs still to list; a list, not recursion: trees go thousands of levels deep
+        self.open_dirs = collections.OrderedDict()  # _Dirs with an open fd (not the root), least recently used first
+        self.checked = 0
+
+    def run(self, top):
+        self.root_dev = top.dev
+        self.pending.append(top)
+        while self.pending:
+            if _expired(self.deadline):
+                self.result.complete = False
+                return
+            directory = self.pending.pop()
+            if not self._enter(directory):
+                if self.result.changed:
+                    return
+                continue
+            if not self._list(directory):
+                return
+            if not directory.waiting:
+                self._close(directory)
+
+    def _enter(self, directory):
+        """Open a directory (the root is already); False, with why counted in the result, when it can't be."""
+        try:
+            self._fd_of(directory)
+        except OSError as error:
+            self._failed(error)
+            return False
+        finally:
+            if directory.parent is not None:
+                self._one_less_waiting(directory.parent)
+        return True
+
+    def _list(self, directory):
+        """Count the entries of an open directory and queue its subdirectories; False when the
+        walk must stop (deadline passed, tree changed)."""
+        try:
+            with os.scandir(directory.fd) as entries:
+                for entry in entries:
+                    self.checked += 1
+                    if self.checked % _DEADLINE_CHECK_EVERY == 0 and _expired(self.deadline):
+                        self.result.complete = False
+                        return False
+                    self._count(directory, entry.name)
+        except OSError as error:
+            self._failed(error)  # a directory gone while being listed may have had its entries moved out
+        return not self.result.changed
+
+    def _count(self, directory, name):
+        try:
+            st = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
+        except OSError as error:
+            if error.errno not in _VANISHED:
+                self.result.errors += 1
+            return  # an entry removed between listing and stat: it is no longer there to count
+        path = os.path.join(directory.path, name)
+        if st.st_dev != self.root_dev or path in self.skip:
+            return  # another filesystem or mount: nothing in there belongs to this volume
+        if stat.S_ISDIR(st.st_mode):
+            _record(self.result, st.st_ino, 0)  # directories can't be hard-linked
+            self.pending.append(_Dir(directory, name, path, st.st_dev, st.st_ino))
+            directory.waiting += 1
             return
-        linked.add(st.st_ino)
-    # Symlinks, fifos, sockets, devices: an inode each, no data bytes.
-    _record(result, st.st_ino, st.st_size if stat.S_ISREG(st.st_mode) else 0)
+        if st.st_nlink > 1:
+            if st.st_ino in self.linked:
+                return
+            self.linked.add(st.st_ino)
+        # Symlinks, fifos, sockets, devices: an inode each, no data bytes.
+        _record(self.result, st.st_ino, st.st_size if stat.S_ISREG(st.st_mode) else 0)
+
+    def _failed(self, error):
+        if error.errno in _MOVED:
+            self.result.changed = True
+        else:
+            self.result.errors += 1  # EACCES (root_squash), EIO: a real read error
+
+    def _fd_of(self, directory):
+        """The directory's fd, opening it (and each ancestor whose fd was closed) by name from the
+        nearest ancestor still open, the root at worst."""
+        chain = []
+        while directory.fd is None:
+            chain.append(directory)
+            directory = directory.parent
+        self._used(directory)
+        for child in reversed(chain):
+            self._open(directory, child)
+            directory = child
+        return directory.fd
+
+    def _open(self, parent, directory):
+        """Open a directory by name from its parent's fd, and check it is the one listed there."""
+        directory.fd = os.open(directory.name, _DIR_FLAGS, dir_fd=parent.fd)
+        self.open_dirs[directory] = True  # from now on close_all() closes it, whatever happens
+        while len(self.open_dirs) > _MAX_OPEN:
+            self._close(next(iter(self.open_dirs)))
+        st = os.fstat(directory.fd)
+        if (st.st_dev, st.st_ino) != (directory.dev, directory.ino):
+            self._close(directory)  # another directory (or a mount point) now has its name
+            raise OSError(errno.ESTALE, "replaced during the walk", directory.path)
+
+    def _used(self, directory):
+        if directory in self.open_dirs:
+            self.open_dirs.move_to_end(directory)
+
+    def _one_less_waiting(self, directory):
+        # Once all its subdirectories are entered, a directory's fd is only needed to re-open
+        # theirs, which its own parent can do as well.
+        directory.waiting -= 1
+        if not directory.waiting:
+            self._close(directory)
+
+    def _close(self, directory):
+        if directory in self.open_dirs:
+            del self.open_dirs[directory]
+            os.close(directory.fd)
+            directory.fd = None
+
+    def close_all(self):
+        for directory in list(self.open_dirs):
+            self._close(directory)
 
 
 def _record(result, ino, size):

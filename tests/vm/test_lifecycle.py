@@ -316,3 +316,26 @@ def test_file_counts_stay_exact_when_files_are_created_during_scans(share):
         created += 1
     assert scans.returncode == 0 and created > 0
     assert report()[vol]["files"] == count_inodes(vol)
+
+
+def test_a_tree_longer_than_path_max_is_scanned(share):
+    """SOUNDNESS.md #28: a tenant's 18 x 250-character path made every scan fail (ENAMETOOLONG),
+    freezing the base for good; the walk goes by directory fds instead."""
+    share.mkdir("pv")
+    share.apply({"path": "pv", "limit": 64 * MiB})
+    vol = share.client("pv")
+    name = "n" * 250
+    fd = os.open(os.path.join(share.server, "pv"), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for dummy in range(18):  # made on the server, so only a scan can count them
+            os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with open(os.open("deep-file", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
+            f.write(b"d" * MiB)
+    finally:
+        os.close(fd)
+    bq_ok("reconcile", vol)
+    row = report()[vol]
+    assert (row["used_bytes"], row["files"]) == (MiB, 19)

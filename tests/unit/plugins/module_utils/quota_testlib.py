@@ -101,7 +101,7 @@ class FakeMaps:
 
     def bump_gen(self):
         cfg = self.config()
-        self.set_config(cfg._replace(gen=(cfg.gen + 1) & 0xFFFFFFFF or 1))
+        self.set_config(cfg._replace(gen=(cfg.gen + 1) & 0xFFFFFFFFFFFFFFFF or 1))
 
     def vol_cfg(self, vol_id):
         return layout.unpack_vol_cfg(self._vol_cfg.get(self._slot(vol_id), b"\0" * layout.VOL_CFG.size))

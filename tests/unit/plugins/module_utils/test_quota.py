@@ -207,7 +207,10 @@ def test_back_end_semantics(backend):
 
     backend.set_config(backend.config()._replace(gen=0xFFFFFFFF))
     backend.bump_gen()
-    assert backend.config().gen == 1  # 0 would mean "not configured" to the kernel
+    assert backend.config().gen == 1 << 32  # 64 bits: no wrap to 0 ("not configured") after 2^32 bumps
+    backend.set_config(backend.config()._replace(gen=0xFFFFFFFFFFFFFFFF))
+    backend.bump_gen()
+    assert backend.config().gen == 1
 
     backend.set_dev(DEV1, 2)
     backend.set_dev(DEV2, 1)

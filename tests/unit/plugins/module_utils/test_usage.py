@@ -390,6 +390,34 @@ def test_a_scan_that_overflowed_once_is_retried_at_once(backend, tree):
     assert backend.vol_cfg(VOL).epoch == 6  # flipped twice
 
 
+def walks_changing(times):
+    """walk_trees, with the first `times` walks (in the one child) found changed."""
+    done = []
+
+    def walks(roots, timeout, deadline=None):
+        for result in walk_trees(roots, timeout, deadline):
+            done.append(result)
+            result.changed = len(done) <= times
+            yield result
+    return walks
+
+
+def test_a_walk_that_changed_is_retried_at_once(backend, tree, monkeypatch):
+    configure(backend, tree, cfg_of(base_bytes=1, epoch=4))
+    monkeypatch.setattr(usage, "walk_trees", walks_changing(1))
+    result = usage.scan_volume(backend, VOL, tree, timeout=30)
+    assert result.ok and (result.used_bytes, result.used_files) == (1700, 6)
+    assert backend.vol_cfg(VOL).epoch == 6  # flipped twice
+
+
+def test_a_walk_that_changed_twice_keeps_the_base(backend, tree, monkeypatch):
+    configure(backend, tree, cfg_of(base_bytes=9, base_files=1, epoch=1))
+    monkeypatch.setattr(usage, "walk_trees", walks_changing(2))
+    result = usage.scan_volume(backend, VOL, tree, timeout=30)
+    assert_failed_scan_kept_usage(backend, result, (9, 1), 2)  # scanned twice: flipped twice
+    assert result.reason == usage.CHANGED
+
+
 def test_a_dirty_overflow_before_the_scan_does_not_discard_it(backend, tree):
     configure(backend, tree, cfg_of(), stats_of(overflow=3))
     result = usage.scan_volume(backend, VOL, tree, timeout=30)
@@ -444,6 +472,8 @@ def test_new_base_is_the_walk_at_the_flip_minus_the_counts_kept():
     flipped = cfg_of(base_bytes=7, epoch=5)  # new parity 1
     before, after = stats_of((30, 4), (2, 1)), stats_of((33, 14), (2, 2))
     assert usage.new_base(flipped, before, after, walk, {}) == ((150 - 4 - 33, 4 - 1 - 2), "")
+    walk.changed = True
+    assert usage.new_base(flipped, before, after, walk, {}) == (None, usage.CHANGED)
     walk.errors = 2
     base, reason = usage.new_base(flipped, before, after, walk, {})
     assert base is None and "2 entries of /v could not be read" in reason

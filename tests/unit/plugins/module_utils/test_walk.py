@@ -5,7 +5,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import pathlib
 import pickle
+import shutil
+import tempfile
 import time
 
 import pytest
@@ -126,26 +129,200 @@ def test_vanished_entries_are_skipped_silently(tmp_path, monkeypatch):
 
 
 class _Listing(list):
+    """A directory listing made in advance; after() runs when the walk is done with it."""
+
+    after = None
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
+        if self.after:
+            self.after()
         return False
 
 
-def test_permission_error_on_a_directory_is_counted(tmp_path, monkeypatch):
-    write(tmp_path / "locked" / "f", 1)
-    real_scandir = os.scandir
-    locked = str(tmp_path / "locked")
+@pytest.fixture
+def shared_tmp():
+    """A directory that the user nobody can reach, unlike tmp_path (below a 0700 directory)."""
+    root = tempfile.mkdtemp(prefix="bpfquota-walk-")
+    os.chmod(root, 0o755)
+    try:
+        yield root
+    finally:
+        for path, dirs, dummy_files in os.walk(root):
+            for name in dirs:
+                os.chmod(os.path.join(path, name), 0o755)  # before os.walk lists it: what a test locked
+        shutil.rmtree(root)
 
-    def scandir(path):
-        if path == locked:
-            raise PermissionError(13, "Permission denied", path)
-        return real_scandir(path)
+
+def _walk_as_nobody(root):
+    if os.geteuid() == 0:  # root reads everything: drop to nobody, as root_squash does over NFS
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    return walk_tree(root, skip=())
+
+
+def test_a_directory_that_cannot_be_read_is_an_error(shared_tmp):
+    write(pathlib.Path(shared_tmp, "public"), 1)
+    write(pathlib.Path(shared_tmp, "locked", "f"), 1)
+    os.chmod(os.path.join(shared_tmp, "public"), 0o644)
+    os.chmod(os.path.join(shared_tmp, "locked"), 0o700 if os.geteuid() == 0 else 0o000)
+    result = run_with_timeout(_walk_as_nobody, (shared_tmp,), 30)
+    assert (result.files, result.errors, result.changed, result.complete) == (2, 1, False, True)
+
+
+def make_nested(top, names):
+    """Directories names[0]/names[1]/... below top, each holding a file "f" of 10 bytes, made
+    relative to directory fds: the path of the deepest may be longer than PATH_MAX."""
+    fd = os.open(str(top), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in names:
+            os.mkdir(name, dir_fd=fd)
+            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            data = os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+            os.write(data, b"0123456789")
+            os.close(data)
+    finally:
+        os.close(fd)
+
+
+def test_a_tree_deeper_than_path_max_is_counted_completely(tmp_path):
+    names = [("%02d" % level) + "n" * 248 for level in range(20)]
+    assert len(str(tmp_path)) + 251 * len(names) > os.pathconf("/", "PC_PATH_MAX")
+    make_nested(tmp_path, names)
+    try:
+        result = walk_tree(str(tmp_path))
+        assert (result.files, result.bytes, result.errors, result.complete, result.changed) == (40, 200, 0, True, False)
+    finally:
+        shutil.rmtree(str(tmp_path / names[0]))  # rmtree works by dir fds too
+
+
+def sorted_listings(monkeypatch, listed=None):
+    """Make os.scandir list in name order (so the walk enters the last name first); `listed(fd)`
+    is called after each listing."""
+    real_scandir = os.scandir
+
+    def scandir(fd):
+        with real_scandir(fd) as entries:
+            listing = _Listing(sorted(entries, key=lambda entry: entry.name))
+        listing.after = (lambda: listed(fd)) if listed else None
+        return listing
 
     monkeypatch.setattr(walk.os, "scandir", scandir)
-    result = walk_tree(str(tmp_path))
-    assert (result.files, result.errors) == (1, 1)
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_open_fds_stay_bounded_and_closed_ancestors_are_reopened(tmp_path, monkeypatch):
+    # Each level holds a side directory with a file, and the next level; the walk goes down to
+    # the bottom first, so 30 directories wait for their side directory to be entered.
+    level = tmp_path
+    for index in range(30):
+        write(level / "a-side" / "f", 1)
+        level = level / "z-next"
+    level.mkdir()
+    monkeypatch.setattr(walk, "_MAX_OPEN", 4)
+    before = open_fds()
+    peak = []
+    sorted_listings(monkeypatch, lambda fd: peak.append(open_fds()))
+    opens = []
+    real_open = os.open
+
+    def counting_open(*args, **kwargs):
+        opens.append(args[0])
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(walk.os, "open", counting_open)
+    result = walk_tree(str(tmp_path), skip=())
+    assert (result.files, result.bytes, result.errors, result.complete, result.changed) == (90, 30, 0, True, False)
+    assert max(peak) <= before + 1 + 4 + 1  # the root, _MAX_OPEN others, the fd counting them
+    assert opens.count("z-next") > 30  # directories closed for the bound were re-opened by name
+    assert open_fds() == before
+
+
+def swap_after_listing(monkeypatch, directory, swap):
+    """Run swap() once `directory` has been listed (and its entries stat'ed) by the walk: after
+    the walk queued its subdirectories, before it enters them."""
+    ino = os.stat(str(directory)).st_ino
+    done = []
+
+    def listed(fd):
+        if os.fstat(fd).st_ino == ino and not done:
+            done.append(True)
+            swap()
+
+    sorted_listings(monkeypatch, listed)
+    return done
+
+
+@pytest.fixture
+def moving_tree(tmp_path):
+    """volume/x/sub holds 300 bytes; outside/ 10000 bytes that are not the volume's."""
+    write(tmp_path / "outside" / "big", 10000)
+    volume = tmp_path / "volume"
+    write(volume / "x" / "sub" / "data", 300)
+    write(volume / "x" / "y" / "other", 5)
+    return volume
+
+
+def test_a_queued_directory_replaced_by_a_symlink_is_not_followed(moving_tree, tmp_path, monkeypatch):
+    sub = moving_tree / "x" / "sub"
+
+    def to_symlink():
+        os.rename(str(sub), str(moving_tree / "x" / "sub.r"))
+        os.symlink(str(tmp_path / "outside"), str(sub))
+
+    done = swap_after_listing(monkeypatch, moving_tree / "x", to_symlink)
+    result = walk_tree(str(moving_tree), skip=())
+    assert done and (result.changed, result.errors) == (True, 0)
+    assert os.stat(str(tmp_path / "outside" / "big")).st_ino not in result.inos
+    assert result.bytes < 10000
+
+
+def test_a_queued_directory_renamed_away_changes_the_walk(moving_tree, monkeypatch):
+    # Into the root, already listed: the walk would never see its 300 bytes.
+    sub = moving_tree / "x" / "sub"
+    done = swap_after_listing(monkeypatch, moving_tree / "x",
+                              lambda: os.rename(str(sub), str(moving_tree / "sub")))
+    result = walk_tree(str(moving_tree), skip=())
+    assert done and (result.changed, result.errors) == (True, 0)
+    monkeypatch.undo()
+    whole = walk_tree(str(moving_tree), skip=())
+    assert (whole.changed, whole.bytes, whole.files) == (False, 305, 5)
+
+
+@pytest.mark.parametrize("replacement", ["directory", "file"])
+def test_a_queued_directory_replaced_by_another_inode_changes_the_walk(moving_tree, monkeypatch, replacement):
+    sub = moving_tree / "x" / "sub"
+
+    def replace():
+        os.rename(str(sub), str(moving_tree / "sub"))
+        if replacement == "directory":
+            sub.mkdir()
+        else:
+            write(sub, 1)
+
+    done = swap_after_listing(monkeypatch, moving_tree / "x", replace)
+    result = walk_tree(str(moving_tree), skip=())
+    assert done and (result.changed, result.errors) == (True, 0)
+
+
+def test_an_ancestor_moved_before_it_is_reopened_changes_the_walk(tmp_path, monkeypatch):
+    # With one fd besides the root's, a/ is closed while its last subdirectory waits; when a/ has
+    # moved meanwhile, re-opening it by name finds nothing there.
+    write(tmp_path / "a" / "a-side" / "f", 1)
+    write(tmp_path / "a" / "z-next" / "deeper" / "f", 1)
+    monkeypatch.setattr(walk, "_MAX_OPEN", 1)
+    done = swap_after_listing(monkeypatch, tmp_path / "a" / "z-next" / "deeper",
+                              lambda: os.rename(str(tmp_path / "a"), str(tmp_path / "b")))
+    result = walk_tree(str(tmp_path), skip=())
+    assert done and (result.changed, result.errors) == (True, 0)
 
 
 def test_missing_root_raises(tmp_path):
