@@ -917,6 +917,51 @@ int bq_inode_setattr(unsigned long long *ctx)
 	return check_setattr((struct dentry *)ctx[0], (struct iattr *)ctx[1]);
 }
 
+/*
+ * Creates are counted when they are admitted (so concurrent creators can't all
+ * pass the inode limit) and the count is taken back by the create's fexit
+ * program when no inode was made: the create failed, or an O_CREAT open found
+ * a file that existed but wasn't cached (`opened`: its dirty record, made by
+ * d_instantiate below, must then say it existed at the flip).
+ */
+static __always_inline void finish_create(bool created, struct file *opened)
+{
+	struct bq_stash *s = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, 0);
+
+	if (!s || !s->create_vol)
+		return;
+	__u32 vol = s->create_vol;
+	__u32 epoch = s->create_epoch;
+	s->create_vol = 0;
+	if (created)
+		return;
+	struct bq_vol_cfg *cfg = bpf_map_lookup_elem(&vol_cfg, &vol);
+	struct bq_vol_stats *vs = bpf_map_lookup_elem(&vol_stats, &vol);
+	if (!cfg || !vs)
+		return;
+	__sync_fetch_and_add(&vs->delta_files[epoch & 1], -1);
+	if (!opened || !cfg->scanning)
+		return;
+	struct inode *inode = opened->f_inode;
+	if (!inode)
+		return;
+	struct bq_key key = { .dev = inode->i_sb->s_dev, .ino = inode->i_ino };
+	struct bq_dirty *rec = bpf_map_lookup_elem(&scan_dirty, &key);
+	if (rec && rec->vol_id == vol && rec->epoch == cfg->epoch)
+		rec->files_before = 1;
+}
+
+/* Remember the create just counted, for its fexit program. */
+static __always_inline void note_create(struct vol_ctx *v)
+{
+	struct bq_stash *s = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (!s)
+		return; /* no stash: the count stays, as if it made an inode */
+	s->create_vol = v->vol; /* one whose fexit never came (a kernel-internal create) stays counted */
+	s->create_epoch = v->cfg->epoch;
+}
+
 /* A new name in directory `dir`: refused when the volume is full. */
 static __always_inline int check_new_entry(struct inode *dir, struct dentry *dentry, __u32 op)
 {
@@ -927,6 +972,7 @@ static __always_inline int check_new_entry(struct inode *dir, struct dentry *den
 	int ret = verdict(&v, op, 0, 1);
 	if (!ret) {
 		account_files(&v, 1);
+		note_create(&v);
 		if (v.cfg->scanning) {
 			__u64 task = bpf_get_current_pid_tgid();
 			struct bq_creating rec = {
@@ -941,10 +987,66 @@ static __always_inline int check_new_entry(struct inode *dir, struct dentry *den
 	return ret;
 }
 
+/* The creates: a path's open with O_CREAT (any filesystem, atomic_open or not), mknod of a
+ * regular file, mkdir, mknod (fifos, sockets, devices) and symlink. */
+#define FMODE_CREATED 0x100000
+#define MAX_ERRNO 4095
+
+static __always_inline void finish_open(struct file *file)
+{
+	if ((unsigned long)file >= (unsigned long)-MAX_ERRNO || !file)
+		finish_create(false, 0);
+	else
+		finish_create(file->f_mode & FMODE_CREATED, file);
+}
+
+SEC("fexit/do_filp_open")
+int BPF_PROG(bq_do_filp_open_exit, int dfd, struct filename *pathname, const struct open_flags *op, struct file *ret)
+{
+	finish_open(ret);
+	return 0;
+}
+
+SEC("fexit/do_file_open_root")
+int BPF_PROG(bq_do_file_open_root_exit, const struct path *root, const char *name, const struct open_flags *op,
+	     struct file *ret)
+{
+	finish_open(ret);
+	return 0;
+}
+
+SEC("fexit/vfs_create")
+int bq_vfs_create_exit(unsigned long long *ctx)
+{
+	finish_create((int)ctx[5] == 0, 0); /* (idmap or user namespace, dir, dentry, mode, want_excl) -> int */
+	return 0;
+}
+
+SEC("fexit/vfs_mkdir")
+int bq_vfs_mkdir_exit(unsigned long long *ctx)
+{
+	finish_create((int)ctx[4] == 0, 0); /* (idmap or user namespace, dir, dentry, mode) -> int */
+	return 0;
+}
+
+SEC("fexit/vfs_mknod")
+int bq_vfs_mknod_exit(unsigned long long *ctx)
+{
+	finish_create((int)ctx[5] == 0, 0); /* (idmap or user namespace, dir, dentry, mode, dev) -> int */
+	return 0;
+}
+
+SEC("fexit/vfs_symlink")
+int bq_vfs_symlink_exit(unsigned long long *ctx)
+{
+	finish_create((int)ctx[4] == 0, 0); /* (idmap or user namespace, dir, dentry, old name) -> int */
+	return 0;
+}
+
 /*
  * The inode of a create made during a scan: it didn't exist at the flip (its
- * file count is in the delta), so the scan must not count it. With O_CREAT on
- * a file that existed but wasn't cached, create's +1 and this record's 0 cancel.
+ * file count is in the delta), so the scan must not count it. An O_CREAT open
+ * that found an existing file is set right by finish_create.
  */
 SEC("lsm/d_instantiate")
 int BPF_PROG(bq_d_instantiate, struct dentry *dentry, struct inode *inode)

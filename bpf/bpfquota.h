@@ -177,6 +177,8 @@ struct bq_stash {
 	__s64 count;
 	__u32 kind;
 	__u32 arg;
+	__u32 create_vol;   /* a create counted in this volume awaits its fexit (0: none) ... */
+	__u32 create_epoch; /* ... counted in delta_files[create_epoch & 1] */
 };
 
 #define BQ_INODE_DIRTY_SEEN 1 /* a dirty record exists for `epoch` */

@@ -121,6 +121,9 @@ struct pt_regs {
 	unsigned long orig_ax;
 };
 
+struct filename;
+struct open_flags;
+
 struct renamedata {
 	unsigned int flags;
 };

@@ -30,12 +30,19 @@ def _ring_buffer_api():
     return api
 
 
+def printable(text):
+    """`text` with every character that isn't printable escaped: a process name is the process's
+    to choose, and a newline in it must not start a log line of its own."""
+    return "".join(c if c.isprintable() else "\\x%02x" % ord(c) for c in text)
+
+
 def describe(event, paths):
     """One log line for a denial event."""
-    verdict = {-122: "refused (EDQUOT)", -18: "refused (EXDEV)", 0: "would be refused (audit)"}
+    verdict = {-122: "refused (EDQUOT)", -18: "refused (EXDEV)", -95: "refused (EOPNOTSUPP)",
+               0: "would be refused (audit)"}
     return "%s %s in %s by pid %d uid %d (%s)" % (
         layout.op_name(event.op), verdict.get(event.ret, "refused (%d)" % event.ret),
-        paths.get(event.vol_id, "volume %d" % event.vol_id), event.pid, event.uid, event.comm)
+        paths.get(event.vol_id, "volume %d" % event.vol_id), event.pid, event.uid, printable(event.comm))
 
 
 class EventReader:

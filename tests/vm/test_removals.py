@@ -163,3 +163,45 @@ def test_moves_and_links_across_the_boundary_get_exdev_and_move_nothing(volume):
     # mv copies (every byte admitted) and then deletes (credited once it happened).
     subprocess.run(["mv", os.path.join(vol, "d"), os.path.join(outside, "d")], check=True)
     assert usage(vol) == (MiB, 1)
+
+
+def test_o_creat_opens_of_existing_files_count_no_create(volume):
+    """#6: the create hook runs before the lookup for an uncached name, so an O_CREAT open of an
+    existing file was counted as a create: creates are counted once they made an inode."""
+    share, vol, outside = volume
+    for name in "abcd":
+        write_file(os.path.join(vol, name), 0)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("2")  # forget the dentries, as a fresh node would not have them
+    for name in "abcd":
+        with open(os.path.join(vol, name), "ab"):  # O_CREAT of an existing file
+            pass
+    assert usage(vol) == (0, 4)
+    write_file(os.path.join(vol, "e"), 0)  # the 5th inode of 5
+    with pytest.raises(OSError) as exc:
+        write_file(os.path.join(vol, "f"), 0)
+    assert exc.value.errno == errno.EDQUOT
+    assert usage(vol) == (0, 5)
+
+
+def test_concurrent_creators_stop_at_the_inode_limit(volume):
+    share, vol, outside = volume
+    out = as_tenant("""
+        import os, sys, threading
+        made = []
+        def create(i):
+            for j in range(4):
+                try:
+                    os.close(os.open(os.path.join(sys.argv[1], "c%d-%d" % (i, j)), os.O_WRONLY | os.O_CREAT, 0o644))
+                    made.append(1)
+                except OSError:
+                    return
+        threads = [threading.Thread(target=create, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print(len(made))
+        """, vol)
+    assert out == ["5"]
+    assert usage(vol) == (0, 5) and len(os.listdir(vol)) == 5

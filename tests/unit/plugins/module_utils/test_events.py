@@ -47,12 +47,19 @@ def test_describe_a_refused_write():
 @pytest.mark.parametrize("ret, verdict", [
     (-EDQUOT, "refused (EDQUOT)"),
     (-EXDEV, "refused (EXDEV)"),
+    (-95, "refused (EOPNOTSUPP)"),
     (0, "would be refused (audit)"),
     (-13, "refused (-13)"),
 ])
 def test_describe_verdicts(ret, verdict):
     line = describe(event(ret=ret, op=layout.OPS.index("rename"), comm="mv"), {7: "/v"})
     assert line == "rename %s in /v by pid 4321 uid 1000 (mv)" % verdict
+
+
+def test_a_process_name_cannot_forge_a_log_line():
+    # SOUNDNESS.md #38: comm is the process's to set (prctl PR_SET_NAME), newlines included.
+    line = describe(event(comm="x\nfake: ok\x1b"), {7: "/v"})
+    assert "\n" not in line and line.endswith("(x\\x0afake: ok\\x1b)")
 
 
 def test_describe_every_op_by_name():
