@@ -452,6 +452,12 @@ static __always_inline int count_verdict(struct vol_ctx *v, __u32 op, bool over,
 	return ret;
 }
 
+/* The volume's usage is unknown (never scanned, nothing saved) and the operator wants that to refuse growth. */
+static __always_inline bool usage_unknown(struct bq_vol_cfg *cfg)
+{
+	return (cfg->flags & (BQ_VOL_USAGE_UNKNOWN | BQ_VOL_ALLOW_UNKNOWN)) == BQ_VOL_USAGE_UNKNOWN;
+}
+
 /*
  * 0 to allow, -EDQUOT to refuse. A volume at or over its limit refuses
  * growth; an operation known to add `extra_bytes` is refused when it would
@@ -464,7 +470,8 @@ static __always_inline int verdict(struct vol_ctx *v, __u32 op, __s64 extra_byte
 	__s64 limit = clamp_size((__s64)cfg->limit_bytes);
 	__s64 used = clamp_size(vs->reserved_bytes) + clamp_delta(cfg->base_bytes) + clamp_delta(vs->delta_bytes[0]) +
 		     clamp_delta(vs->delta_bytes[1]);
-	bool over = used >= limit || (extra_bytes > 0 && used + clamp_size(extra_bytes) > limit);
+	bool over = used >= limit || (extra_bytes > 0 && used + clamp_size(extra_bytes) > limit) ||
+		    (usage_unknown(cfg) && (extra_bytes > 0 || extra_files > 0));
 
 	if (!over && cfg->limit_files && extra_files > 0) {
 		__s64 files = cfg->base_files + vs->delta_files[0] + vs->delta_files[1];
@@ -542,7 +549,7 @@ static __always_inline int admit_growth(struct vol_ctx *v, struct inode *inode, 
 		 * delta (delta first, then the reservation) is seen at least once. */
 		__s64 reserved = __sync_fetch_and_add(&vs->reserved_bytes, growth);
 		__s64 used = base + clamp_size(reserved) + clamp_delta(vs->delta_bytes[0]) + clamp_delta(vs->delta_bytes[1]);
-		over = used + growth > limit;
+		over = used + growth > limit || usage_unknown(v->cfg);
 		if (over && enforce) {
 			__sync_fetch_and_add(&vs->reserved_bytes, -growth);
 		} else {
@@ -1205,6 +1212,27 @@ static __always_inline void mark_stale(struct vol_ctx *v)
 }
 
 /*
+ * A name moved or linked within a volume while it is scanning: the walk may
+ * list the new name's directory before the move and the old one's after it,
+ * and never see the inode. A file gets a dirty record (what it counted at the
+ * flip: counted whether the walk sees it once, twice or not at all); a
+ * directory's subtree can't be recorded, so the scan is told to retry.
+ */
+static __always_inline void note_moved(struct vol_ctx *dir_v, struct inode *inode, struct dentry *dentry)
+{
+	struct vol_ctx v = {};
+
+	if (!dir_v->vol || !dir_v->cfg || !dir_v->cfg->scanning)
+		return;
+	if (is_dir(inode)) {
+		mark_stale(dir_v);
+		return;
+	}
+	if (volume_of(inode, dentry, &v, true) && v.vol == dir_v->vol)
+		note_dirty(&v, inode, is_reg(inode) ? v.st->size : 0, 1);
+}
+
+/*
  * A name that would put an inode in another volume than its own (a hard link
  * or a rename into, out of or across volumes) gets EXDEV when either volume is
  * enforced, as XFS project quotas do: mv and cp then copy, so every byte is
@@ -1243,7 +1271,10 @@ int BPF_PROG(bq_inode_link, struct dentry *old_dentry, struct inode *dir, struct
 		return -EXDEV; /* which volumes can't be told */
 	if (src.vol != dst.vol)
 		return refuse_crossing(&src, &dst, BQ_OP_LINK);
-	return dst.vol ? verdict(&dst, BQ_OP_LINK, 0, 0) : 0;
+	if (!dst.vol)
+		return 0;
+	note_moved(&dst, inode, old_dentry);
+	return verdict(&dst, BQ_OP_LINK, 0, 0);
 }
 
 /*
@@ -1265,6 +1296,8 @@ int BPF_PROG(bq_inode_rename, struct inode *old_dir, struct dentry *old_dentry, 
 	if (src.unknown || dst.unknown)
 		return -EXDEV; /* which volumes can't be told */
 	if (src.vol == dst.vol || volume_rooted_at(inode->i_sb->s_dev, inode->i_ino)) {
+		if (src.vol == dst.vol)
+			note_moved(&src, inode, old_dentry);
 		note_removal(new_dentry);
 		return 0;
 	}

@@ -60,8 +60,12 @@ struct bq_vol_cfg {
 	__u32 mode;     /* enum bq_mode */
 	__u32 epoch;    /* scan epoch: kernel accounts into delta[epoch & 1] */
 	__u32 scanning; /* 1 while a scan runs: the kernel records bq_dirty entries */
-	__u32 pad;
+	__u32 flags;    /* BQ_VOL_* */
 };
+
+#define BQ_VOL_USAGE_UNKNOWN 1 /* no scan and no saved usage yet: the base means nothing, growth is refused ... */
+#define BQ_VOL_ALLOW_UNKNOWN 2 /* ... unless the operator chose availability: unknown usage counts from zero */
+#define BQ_VOL_RESTORED 4      /* the base is saved usage, restored at boot; a scan clears it (user space only) */
 
 /* vol_stats: ARRAY[VOLUME_SLOTS], written by the kernel with atomic adds.
  * (Not per-CPU: 65 536 volumes x CPUs would cost megabytes per CPU.) */
@@ -69,7 +73,7 @@ struct bq_vol_stats {
 	__s64 delta_bytes[2];
 	__s64 delta_files[2];
 	__u64 dirty_overflow; /* a scan's dirty record was lost: that scan must be discarded */
-	__u64 stale;          /* a directory moved in or out: usage is off until the next scan */
+	__u64 stale;          /* a directory moved in, out, or within while scanning: a scan that overlaps it retries */
 	__u64 last_event_ns;  /* rate limit of denial events */
 	__u64 checks;         /* quota checks made */
 	__u64 denied[BQ_NR_OPS]; /* by operation; in audit mode: would have been denied */

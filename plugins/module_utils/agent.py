@@ -6,16 +6,18 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import select
+import signal
 import sys
 import time
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
+from ansible_collections.bpfquota.nfs.plugins.module_utils import layout, quota, saved
 from ansible_collections.bpfquota.nfs.plugins.module_utils.events import EventReader, describe
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
 from ansible_collections.bpfquota.nfs.plugins.module_utils.usage import NOT_SCANNED, scan_volumes
 from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import WalkError, WalkTimeout, run_with_timeout
 
 ROUTES_TIMEOUT = 30.0  # stat() of a route under a dead NFS server must not stall the agent
+TICK = 60.0  # seconds between saves of the usage and retries of the scans of volumes whose usage is unknown
 
 
 def log(message):
@@ -62,8 +64,40 @@ def reconcile_round(maps, scan_timeout, budget, start=0):
     return 0
 
 
+def unknown_volumes(maps):
+    """[(volume id, path)] of the volumes whose usage is unknown (their first scan failed or timed out)."""
+    applied = quota.applied_volumes(maps)
+    cfgs = maps.vol_cfgs([vol_id for vol_id, dummy in applied.values()])
+    return [(vol_id, path) for path, (vol_id, dummy) in sorted(applied.items()) if cfgs[vol_id].flags & layout.USAGE_UNKNOWN]
+
+
+def retry_unknown(maps, scan_timeout, budget):
+    """Scan the volumes whose usage is unknown: they refuse growth (or count from zero) until then."""
+    targets = unknown_volumes(maps)
+    for result in scan_volumes(maps, targets, scan_timeout, budget) if targets else ():
+        if result.ok:
+            log("first scan of %s: %d bytes in %d files (%.2fs)"
+                % (result.path, result.used_bytes, result.used_files, result.seconds))
+        else:
+            log("first scan of %s failed, retried in %gs: %s" % (result.path, TICK, result.reason))
+
+
+def save_usage(maps, path=None):
+    """Save the usage of the volumes (read from the maps only), for apply to restore after a reboot."""
+    try:
+        saved.save(saved.snapshot(maps), path or saved.STATE_PATH)
+    except (IOError, OSError) as e:
+        log("usage not saved: %s" % e)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(0)  # runs the finally blocks: the usage is saved, a scan in progress is ended
+
+
 def run_agent(interval, scan_timeout, budget, once=False, lock=None):
-    """Runs until killed (or one round with once=True). `lock` serializes map writes with the CLI."""
+    """Runs until killed (or one round with once=True). `lock` serializes map writes with the CLI.
+    Every TICK seconds (and after each round, and when stopped) the usage is saved, and volumes whose
+    usage is unknown are scanned again."""
     from ansible_collections.bpfquota.nfs.plugins.module_utils.cli import exclusive
     lock = lock or exclusive
     maps = QuotaMaps()
@@ -73,8 +107,9 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
     poller.register(reader.epoll_fd(), select.POLLIN)
     mountinfo = open("/proc/self/mountinfo")
     poller.register(mountinfo.fileno(), select.POLLPRI | select.POLLERR)  # signalled on any mount change
-    next_round = time.monotonic()
+    next_round = next_tick = time.monotonic()
     next_volume = 0
+    previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         while True:
             if time.monotonic() >= next_round:
@@ -83,11 +118,18 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
                     next_volume = reconcile_round(maps, scan_timeout, budget, next_volume)
                     paths.clear()
                     paths.update(maps.paths())
+                save_usage(maps)
                 next_round = time.monotonic() + interval
+                next_tick = time.monotonic() + TICK
                 if once:
                     reader.consume()
                     return 0
-            timeout_ms = max(0, int((next_round - time.monotonic()) * 1000))
+            elif time.monotonic() >= next_tick:
+                with lock():
+                    retry_unknown(maps, scan_timeout, budget)
+                save_usage(maps)
+                next_tick = time.monotonic() + TICK
+            timeout_ms = max(0, int((min(next_round, next_tick) - time.monotonic()) * 1000))
             for fd, dummy in poller.poll(timeout_ms):
                 if fd == mountinfo.fileno():
                     mountinfo.seek(0)
@@ -97,6 +139,8 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
                 else:
                     reader.consume()
     finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        save_usage(maps)
         reader.close()
         mountinfo.close()
         maps.close()

@@ -233,11 +233,13 @@ def warn_on_stderr(message):
 def apply_volumes(maps, volumes, check, scan_timeout, warn=warn_on_stderr, scan_budget=None, applied=None,
                   stat=os.stat, inputs=None):
     """Plan, then (unless check) apply and scan the new volumes. Returns the plan.
-    Each first scan gets scan_timeout seconds, all of them scan_budget (None: no limit);
+    A new volume whose usage the agent saved (saved.STATE_PATH: after a reboot) gets it back and
+    no scan; the others are scanned, and refuse growth until a scan succeeds unless their
+    unknown_usage is "allow". Each first scan gets scan_timeout seconds, all of them scan_budget (None: no limit);
     `applied` is quota.applied_volumes(maps) if the caller has read it already; `stat` the
     volumes.StatMemo that validated `volumes`, if any; `inputs` the SyncInputs of `volumes`
     (None: resolve every route and leave no stamp)."""
-    from ansible_collections.bpfquota.nfs.plugins.module_utils import quota, usage
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import quota, saved, usage
     from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import parse_mountinfo
     if applied is None:
         applied = quota.applied_volumes(maps)
@@ -253,18 +255,37 @@ def apply_volumes(maps, volumes, check, scan_timeout, warn=warn_on_stderr, scan_
     except ValueError as e:
         raise CliError(str(e), EXIT_USAGE)
     if not check:
-        quota.apply_plan(maps, the_plan, applied, routes_held)
+        restored = {}
+        if the_plan.added:
+            saved_volumes, problem = saved.load(saved.STATE_PATH)
+            if problem:
+                warn("saved usage not restored: %s" % problem)
+            restored = saved.restorable(saved_volumes, the_plan.added, stat)
+        quota.apply_plan(maps, the_plan, applied, routes_held, restored)
         if inputs is not None and inputs.known != "all":
             maps.set_sync_stamp("%s %s" % (inputs.routes, inputs.volumes))
-        targets = [(the_plan.ids[volume.path], volume.path) for volume in the_plan.added]
+        targets = [(the_plan.ids[volume.path], volume.path) for volume in the_plan.added if volume.path not in restored]
         failed = [result for result in usage.scan_volumes(maps, targets, scan_timeout, scan_budget) if not result.ok]
-        for result in failed[:MAX_SCAN_WARNINGS]:
-            warn("%s: %s; usage counts from zero until a reconcile succeeds" % (result.path, result.reason))
-        if len(failed) > MAX_SCAN_WARNINGS:
-            warn("%d more new volumes were not scanned, %s the last (%s); their usage counts from zero until a "
-                 "reconcile succeeds (the agent's, or bpfquota reconcile PATH)"
-                 % (len(failed) - MAX_SCAN_WARNINGS, failed[-1].path, failed[-1].reason))
+        warn_unscanned(failed, dict((v.path, v) for v in the_plan.added), warn)
     return the_plan
+
+
+def unscanned_effect(volume):
+    """What a volume whose usage is unknown does until a scan succeeds."""
+    if volume.unknown_usage == "allow":
+        return "its usage counts from zero (unknown_usage: allow) until a scan succeeds"
+    return "it refuses growth until a scan succeeds"
+
+
+def warn_unscanned(failed, volumes, warn):
+    """One warning per new volume that has no usage (then one for the rest): what it does meanwhile."""
+    for result in failed[:MAX_SCAN_WARNINGS]:
+        warn("%s: %s; %s (the agent retries)" % (result.path, result.reason, unscanned_effect(volumes[result.path])))
+    if len(failed) > MAX_SCAN_WARNINGS:
+        allowed = sum(1 for result in failed[MAX_SCAN_WARNINGS:] if volumes[result.path].unknown_usage == "allow")
+        warn("%d more new volumes were not scanned, %s the last (%s); they refuse growth (%d with unknown_usage: "
+             "allow count from zero) until a scan succeeds (the agent retries)"
+             % (len(failed) - MAX_SCAN_WARNINGS, failed[-1].path, failed[-1].reason, allowed))
 
 
 def describe_plan(the_plan, check):
@@ -318,8 +339,16 @@ def report_rows(maps):
         rows.append({"path": path, "used_bytes": max(used_bytes, 0), "limit_bytes": volume.limit_bytes,
                      "files": max(used_files, 0), "limit_files": volume.limit_files,
                      "denials": sum(stats.denied.values()), "mode": volume.mode,
-                     "checks": stats.checks, "denials_by_op": dict(stats.denied)})
+                     "checks": stats.checks, "denials_by_op": dict(stats.denied),
+                     "usage": usage_state(cfgs[vol_id]), "unknown_usage": volume.unknown_usage})
     return rows
+
+
+def usage_state(cfg):
+    """How a volume's usage is known: report.USAGE_STATES."""
+    if cfg.flags & layout.USAGE_UNKNOWN:
+        return "unknown"
+    return "restored" if cfg.flags & layout.RESTORED else "scanned"
 
 
 def cmd_report(args):
@@ -395,7 +424,7 @@ def parser():
     c.add_argument("--scan-timeout", type=float, default=60.0, help="seconds per new volume's first scan")
     c.add_argument("--scan-budget", type=float, default=None,
                    help="seconds for all first scans together (default: no limit); volumes not scanned in time "
-                        "count from zero until a reconcile (the agent's) re-bases them")
+                        "refuse growth (or, with unknown_usage: allow, count from zero) until a scan succeeds")
     c.add_argument("--full", action="store_true",
                    help="examine every volume's directory and resolve its routes again, also when the paths and "
                         "the mount table are those of the last apply (which otherwise reuses its routes)")

@@ -16,6 +16,7 @@ SYNC_STAMP_SLOT = 0  # vol_meta's spare entry (ids start at 1): see QuotaMaps.sy
 MAX_ROUTES = 4 * MAX_VOLUMES
 MAX_DEVS = 4096
 MAX_DIRTY = 65536
+HUGE = 1 << 62  # BQ_HUGE: the kernel clamps sizes and sums here; bases are clamped alike, so packing never fails
 PATH_MAX = 4096
 
 PIN_ROOT = "/sys/fs/bpf/bpfquota"
@@ -30,6 +31,12 @@ MODES = {"enforce": 1, "audit": 2}
 MODE_NAMES = dict((v, k) for k, v in MODES.items())
 MODE_UNUSED = 0
 
+# vol_cfg.flags (BQ_VOL_*)
+USAGE_UNKNOWN = 1  # no scan and no saved usage yet: growth is refused ...
+ALLOW_UNKNOWN = 2  # ... unless the volume's unknown_usage is "allow": it counts from zero
+RESTORED = 4       # the base is saved usage restored by apply; the next successful scan clears it
+UNKNOWN_USAGE = {"refuse": 0, "allow": ALLOW_UNKNOWN}  # a volume's unknown_usage setting -> its flag
+
 OPS = ("write", "mmap", "truncate", "create", "mkdir", "mknod", "symlink", "link", "rename")
 
 KEY = struct.Struct("=QQ")
@@ -43,7 +50,8 @@ VOL_META = struct.Struct("=%ds" % PATH_MAX)
 EVENT = struct.Struct("=QIIIIiI16s")
 CREATING = struct.Struct("=IIII")  # kernel-only; mirrored so the layout test covers it
 
-VolCfg = collections.namedtuple("VolCfg", "limit_bytes limit_files base_bytes base_files mode epoch scanning")
+VolCfg = collections.namedtuple("VolCfg", "limit_bytes limit_files base_bytes base_files mode epoch scanning flags")
+VolCfg.__new__.__defaults__ = (0,)  # flags
 VolStats = collections.namedtuple(
     "VolStats", "delta_bytes delta_files dirty_overflow stale last_event_ns checks denied reserved_bytes")
 Dirty = collections.namedtuple("Dirty", "vol_id epoch size_before files_before")
@@ -61,11 +69,11 @@ def unpack_key(data):
 
 def pack_vol_cfg(cfg):
     return VOL_CFG.pack(cfg.limit_bytes, cfg.limit_files, cfg.base_bytes, cfg.base_files,
-                        cfg.mode, cfg.epoch, cfg.scanning, 0)
+                        cfg.mode, cfg.epoch, cfg.scanning, cfg.flags)
 
 
 def unpack_vol_cfg(data):
-    return VolCfg(*VOL_CFG.unpack(data)[:7])
+    return VolCfg(*VOL_CFG.unpack(data))
 
 
 def unpack_vol_stats(data):

@@ -65,7 +65,8 @@ def applied_volumes(maps):
     for vol_id, cfg in maps.vol_cfgs(paths).items():
         if cfg.mode != layout.MODE_UNUSED:
             path = paths[vol_id]
-            out[path] = (vol_id, Volume(path, cfg.limit_bytes, cfg.limit_files, layout.MODE_NAMES[cfg.mode]))
+            unknown_usage = "allow" if cfg.flags & layout.ALLOW_UNKNOWN else "refuse"
+            out[path] = (vol_id, Volume(path, cfg.limit_bytes, cfg.limit_files, layout.MODE_NAMES[cfg.mode], unknown_usage))
     return out
 
 
@@ -130,17 +131,28 @@ def sync_keys(maps, want):
 
 
 def vol_cfg_for(volume, old=None):
-    """The slot's config: limits and mode from `volume`, scan state kept from `old`."""
-    base = old or layout.VolCfg(0, 0, 0, 0, 0, 0, 0)
+    """The slot's config: limits, mode and unknown_usage from `volume`, scan state kept from `old`
+    (none: a new volume, its usage unknown)."""
+    base = old or layout.VolCfg(0, 0, 0, 0, 0, 0, 0, layout.USAGE_UNKNOWN)
+    flags = (base.flags & ~layout.ALLOW_UNKNOWN) | layout.UNKNOWN_USAGE[volume.unknown_usage]
     return base._replace(limit_bytes=volume.limit_bytes, limit_files=volume.limit_files,
-                         mode=layout.MODES[volume.mode])
+                         mode=layout.MODES[volume.mode], flags=flags)
 
 
-def apply_plan(maps, the_plan, applied=None, routes_held=False):
+def restored_cfg(cfg, saved):
+    """A new volume's config with saved (bytes, files) as its base: its usage is known."""
+    flags = (cfg.flags & ~layout.USAGE_UNKNOWN) | layout.RESTORED
+    return cfg._replace(base_bytes=saved[0], base_files=saved[1], flags=flags)
+
+
+def apply_plan(maps, the_plan, applied=None, routes_held=False, saved=None):
     """Write a plan. Removed volumes go first (routes, then slots), so a slot that a new
     volume reuses is never reachable under its old owner; new slots exist before their keys.
     `applied` is applied_volumes(maps) if the caller has it at hand (it names the removed ids);
-    routes_held: the plan's keys were read from the maps (stored_route_keys), so none to write."""
+    routes_held: the plan's keys were read from the maps (stored_route_keys), so none to write;
+    saved: {path: (bytes, files)} of new volumes whose usage is known (saved.restorable), the
+    others' usage is unknown until their first scan."""
+    saved = saved or {}
     changed = False
     if the_plan.added or the_plan.updated or the_plan.removed:
         maps.drop_sync_stamp()  # the stamp names the volumes the maps hold
@@ -156,7 +168,8 @@ def apply_plan(maps, the_plan, applied=None, routes_held=False):
         maps.delete_paths(removed_ids)
     added = dict((the_plan.ids[v.path], v) for v in the_plan.added)
     maps.reset_vol_stats_of(added)
-    maps.set_vol_cfgs(dict((vol_id, vol_cfg_for(v)) for vol_id, v in added.items()))
+    maps.set_vol_cfgs(dict((vol_id, restored_cfg(vol_cfg_for(v), saved[v.path]) if v.path in saved else vol_cfg_for(v))
+                           for vol_id, v in added.items()))
     maps.set_paths(dict((vol_id, v.path) for vol_id, v in added.items()))
     updated = dict((the_plan.ids[new.path], new) for dummy, new in the_plan.updated)
     old_cfgs = maps.vol_cfgs(updated)

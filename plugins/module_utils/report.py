@@ -5,15 +5,18 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 # Usage reports for people (a table like `xfs_quota -x -c 'report -h'`) and for tools (JSON).
-# A row is a dict: path, used_bytes, limit_bytes, files, limit_files, denials, mode.
+# A row is a dict: path, used_bytes, limit_bytes, files, limit_files, denials, mode, usage, unknown_usage.
 
 import json
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import format_size
 
-ROW_KEYS = ("path", "used_bytes", "limit_bytes", "files", "limit_files", "denials", "mode")
-HEADER = ("Volume", "Used", "Limit", "Use%", "Files", "FLimit", "Denials", "Mode")
-_LEFT_ALIGNED = (0, 7)  # Volume and Mode are text; the rest are numbers
+ROW_KEYS = ("path", "used_bytes", "limit_bytes", "files", "limit_files", "denials", "mode", "usage", "unknown_usage")
+HEADER = ("Volume", "Used", "Limit", "Use%", "Files", "FLimit", "Denials", "Mode", "Usage")
+_LEFT_ALIGNED = (0, 7, 8)  # Volume, Mode and Usage are text; the rest are numbers
+# How the usage is known: a scan, saved usage restored at boot, or not at all (growth refused, or
+# with unknown_usage: allow, counted from zero).
+USAGE_STATES = ("scanned", "restored", "unknown")
 _COLUMN_GAP = "  "
 
 
@@ -36,7 +39,14 @@ def _table_cells(row):
         str(row["limit_files"]) if row["limit_files"] else "-",
         str(row["denials"]),
         row["mode"],
+        _usage_cell(row),
     )
+
+
+def _usage_cell(row):
+    if row["usage"] == "unknown" and row["unknown_usage"] == "allow":
+        return "unknown (counted from 0)"
+    return row["usage"]
 
 
 def _use_percent(used, limit):

@@ -22,6 +22,7 @@ __metaclass__ = type
 import collections
 import time
 
+from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import WalkError, WalkTimeout, Worker, walk_trees
 
 ScanResult = collections.namedtuple("ScanResult", "vol_id path ok used_bytes used_files seconds reason")
@@ -46,22 +47,20 @@ def usage_at_flip(walk, dirty):
 
     A dirty inode's stat() may have seen changes made after the flip (already
     in the kernel's delta): use what it counted at the flip instead. A dirty
-    inode the walk didn't see (deleted or moved away meanwhile) still counted then.
+    inode the walk didn't see (deleted or moved away meanwhile) still counted
+    then; one it saw twice (moved from a directory it listed to one it listed
+    later) counted once.
     """
     total_bytes, total_files = walk.bytes, walk.files
     by_ino = dict((key[1], rec) for key, rec in dirty.items())
-    seen = {}
+    seen = collections.defaultdict(list)
     if by_ino:
         for ino, size in zip(walk.inos, walk.sizes):
             if ino in by_ino:
-                seen[ino] = size
+                seen[ino].append(size)
     for ino, rec in by_ino.items():
-        if ino in seen:
-            total_bytes += rec.size_before - seen[ino]
-            total_files += rec.files_before - 1
-        else:
-            total_bytes += rec.size_before
-            total_files += rec.files_before
+        total_bytes += rec.size_before - sum(seen[ino])
+        total_files += rec.files_before - len(seen[ino])
     return total_bytes, total_files
 
 
@@ -79,11 +78,19 @@ def new_base(flipped, before, after, walk, dirty):
         return None, CHANGED  # the moved directory's files may have been missed
     if after.dirty_overflow != before.dirty_overflow:
         return None, OVERFLOW
+    if after.stale != before.stale:
+        return None, CHANGED  # a directory was moved within (or into, out of) the volume during the walk
     at_flip_bytes, at_flip_files = usage_at_flip(walk, dirty)
     new_parity = flipped.epoch & 1
     old_parity = 1 - new_parity
-    return (at_flip_bytes - before.delta_bytes[new_parity] - after.delta_bytes[old_parity],
-            at_flip_files - before.delta_files[new_parity] - after.delta_files[old_parity]), ""
+    return (_clamped(at_flip_bytes - before.delta_bytes[new_parity] - after.delta_bytes[old_parity]),
+            _clamped(at_flip_files - before.delta_files[new_parity] - after.delta_files[old_parity])), ""
+
+
+def _clamped(value):
+    """value within [-HUGE, HUGE]: a tree of files near s_maxbytes (2^63 - 1 on XFS) sums past any
+    signed 64-bit field; the kernel's sums stop at HUGE too, so a volume that large stays full."""
+    return max(-layout.HUGE, min(value, layout.HUGE))
 
 
 def next_chunk_size(size, seconds):
@@ -202,9 +209,14 @@ def _finish(maps, chunk, flipped, before, walks, seconds, limits, results, stopp
             results[vol_id] = ScanResult(vol_id, path, True, usage[0], usage[1], seconds[vol_id], "")
     # Only the scan state (and base, on success) changes: limits may have been updated meanwhile.
     latest = maps.vol_cfgs(ids)
-    maps.set_vol_cfgs(dict((vol_id, latest[vol_id]._replace(scanning=0, base_bytes=base[0], base_files=base[1]))
-                           for vol_id, base in bases.items()))
+    maps.set_vol_cfgs(dict((vol_id, _finished(latest[vol_id], base, results[vol_id].ok)) for vol_id, base in bases.items()))
     maps.delete_dirty(_dirty_of(maps, ids))
+
+
+def _finished(cfg, base, ok):
+    """A volume's config after its scan: `base`, scanning off; a successful scan makes its usage known."""
+    flags = cfg.flags & ~(layout.USAGE_UNKNOWN | layout.RESTORED) if ok else cfg.flags
+    return cfg._replace(scanning=0, base_bytes=base[0], base_files=base[1], flags=flags)
 
 
 def _rebased(path, walk, flipped, before, after, dirty, limits):

@@ -15,16 +15,21 @@ from collections import namedtuple
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import SizeError, parse_size
 
-VOLUME_KEYS = ("path", "limit", "inodes", "mode")
-FILE_KEYS = ("volumes", "mode")
+VOLUME_KEYS = ("path", "limit", "inodes", "mode", "unknown_usage")
+FILE_KEYS = ("volumes", "mode", "unknown_usage")
 MODES = ("enforce", "audit")
+UNKNOWN_USAGE = ("refuse", "allow")  # what a volume does while its usage is unknown (not scanned, nothing saved)
 MAX_VOLUMES = 65536  # MAX_VOLUMES in bpf/bpfquota.h
 MAX_FILES = 2 ** 63 - 1  # base_files is a signed 64-bit counter
 
 _MODE_HELP = "enforce refuses writes over the limit, audit allows them but counts them"
+_UNKNOWN_USAGE_HELP = ("refuse refuses growth until the volume's first scan succeeds, allow counts its usage "
+                       "from zero meanwhile")
 
-Volume = namedtuple("Volume", ["path", "limit_bytes", "limit_files", "mode"])
-Volume.__doc__ = "One volume: limit_files 0 means no file-count limit; mode is 'enforce' or 'audit'."
+Volume = namedtuple("Volume", ["path", "limit_bytes", "limit_files", "mode", "unknown_usage"])
+Volume.__new__.__defaults__ = ("refuse",)
+Volume.__doc__ = ("One volume: limit_files 0 means no file-count limit; mode is 'enforce' or 'audit'; "
+                  "unknown_usage is 'refuse' or 'allow'.")
 
 
 class VolumeError(ValueError):
@@ -92,9 +97,10 @@ def _check_entry(index, entry, default_mode, resolver, limits, problems):
     limit_bytes = _check_limit(label, entry.get("limit"), limits, problems)
     limit_files = _check_inodes(label, entry.get("inodes"), problems)
     mode = _check_mode(label, entry.get("mode"), default_mode, problems)
+    unknown_usage = _check_unknown_usage(label, entry.get("unknown_usage"), problems)
     if len(problems) > count_before:
         return None, where
-    return Volume(raw_path, limit_bytes, limit_files, mode), where
+    return Volume(raw_path, limit_bytes, limit_files, mode, unknown_usage), where
 
 
 def _label(index, raw_path):
@@ -288,6 +294,16 @@ def _check_mode(label, raw_mode, default_mode, problems):
     return raw_mode
 
 
+def _check_unknown_usage(label, raw, problems):
+    if raw is None:
+        return UNKNOWN_USAGE[0]
+    if raw not in UNKNOWN_USAGE:
+        problems.append("%s: unknown_usage must be one of %s, not %s (%s)"
+                        % (label, ", ".join(UNKNOWN_USAGE), _type_name(raw), _UNKNOWN_USAGE_HELP))
+        return None
+    return raw
+
+
 def _check_duplicate_paths(entries, problems):
     """Report paths listed twice (also when written differently); return the index pairs reported."""
     first_by_path = {}
@@ -378,9 +394,10 @@ def _identity(path, stat, cache):
 
 
 def load_volumes_file(path):
-    """Read a YAML (or, for *.json, JSON) file {volumes: [...], mode: ...} and return its raw entries.
+    """Read a YAML (or, for *.json, JSON) file {volumes: [...], mode: ..., unknown_usage: ...} and
+    return its raw entries.
 
-    A top-level mode is copied into the entries that have none. Raises VolumeError
+    A top-level mode or unknown_usage is copied into the entries that have none. Raises VolumeError
     naming the file and the fix when it cannot be read or has the wrong shape.
     """
     text = _read_text(path)
@@ -388,10 +405,10 @@ def load_volumes_file(path):
         document = _parse_json(path, text)
     else:
         document = _parse_yaml(path, text)
-    entries, default_mode = _document_parts(path, document)
-    if default_mode is None:
+    entries, defaults = _document_parts(path, document)
+    if not defaults:
         return entries
-    return [_with_default_mode(entry, default_mode) for entry in entries]
+    return [with_defaults(entry, defaults) for entry in entries]
 
 
 def _read_text(path):
@@ -442,7 +459,8 @@ def _parse_yaml(path, text):
 
 
 def _document_parts(path, document):
-    """(entries, top-level mode or None) from a parsed file, or VolumeError with every shape problem."""
+    """(entries, {top-level key: default of the entries}) from a parsed file, or VolumeError with every
+    shape problem."""
     if document is None:
         raise VolumeError("%s: the file is empty: write a top-level 'volumes:' list ('volumes: []' for no volumes)"
                           % path)
@@ -465,25 +483,35 @@ def _document_parts(path, document):
     if default_mode is not None and default_mode not in MODES:
         problems.append("%s: unknown top-level mode %r: choose one of %s (%s)"
                         % (path, default_mode, ", ".join(MODES), _MODE_HELP))
+    default_unknown_usage = document.get("unknown_usage")
+    if default_unknown_usage is not None and default_unknown_usage not in UNKNOWN_USAGE:
+        problems.append("%s: top-level unknown_usage must be one of %s, not %s (%s)"
+                        % (path, ", ".join(UNKNOWN_USAGE), _type_name(default_unknown_usage), _UNKNOWN_USAGE_HELP))
     if problems:
         raise VolumeError(problems)
-    return entries, default_mode
+    defaults = dict((key, document[key]) for key in ("mode", "unknown_usage") if document.get(key) is not None)
+    return entries, defaults
 
 
-def _with_default_mode(entry, default_mode):
-    if isinstance(entry, dict) and entry.get("mode") is None:
-        entry = dict(entry, mode=default_mode)
-    return entry
+def with_defaults(entry, defaults):
+    """The entry with each of `defaults` ({key: value}) it doesn't set itself."""
+    if not isinstance(entry, dict):
+        return entry
+    missing = dict((key, value) for key, value in defaults.items() if entry.get(key) is None)
+    return dict(entry, **missing) if missing else entry
 
 
 def volumes_to_document(volumes):
-    """Canonical form sorted by path: {"volumes": [{path, limit, inodes (if set), mode}]}; limit in bytes."""
+    """Canonical form sorted by path: {"volumes": [{path, limit, inodes (if set), mode, unknown_usage (if not
+    the default)}]}; limit in bytes."""
     entries = []
     for volume in sorted(volumes, key=lambda volume: volume.path):
         entry = {"path": volume.path, "limit": volume.limit_bytes}
         if volume.limit_files:
             entry["inodes"] = volume.limit_files
         entry["mode"] = volume.mode
+        if volume.unknown_usage != UNKNOWN_USAGE[0]:
+            entry["unknown_usage"] = volume.unknown_usage
         entries.append(entry)
     return {"volumes": entries}
 
@@ -497,6 +525,6 @@ def diff_volumes(current, desired):
     updated = []
     for path in sorted(desired_by_path):
         old, new = current_by_path.get(path), desired_by_path[path]
-        if old is not None and (old.limit_bytes, old.limit_files, old.mode) != (new.limit_bytes, new.limit_files, new.mode):
+        if old is not None and old[1:] != new[1:]:
             updated.append((old, new))
     return added, updated, removed

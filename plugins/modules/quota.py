@@ -51,12 +51,25 @@ options:
           - Defaults to O(mode).
         type: str
         choices: [enforce, audit]
+      unknown_usage:
+        description:
+          - What the volume does while its usage is unknown, from when it is added until its first scan
+            succeeds (a scan that timed out or failed is retried by the agent).
+          - V(refuse) refuses growth meanwhile (writes that add bytes, creates); reads, overwrites and
+            deletes stay allowed. V(allow) counts its usage from zero meanwhile, so bytes already in the
+            volume are not counted until the scan.
+          - A volume whose usage the agent saved (before a reboot) gets it back when it is added again,
+            and is not unknown.
+          - Defaults to O(unknown_usage).
+        type: str
+        choices: [refuse, allow]
   src:
     description:
       - Path on the managed host of a volumes file (YAML or JSON) with a top-level C(volumes) list
-        of entries like those of O(volumes) and an optional top-level C(mode), for example the
-        C(/etc/bpfquota/volumes.yaml) the C(bpfquota.nfs.enforcer) role templates.
-      - An entry's mode wins over the file's top-level C(mode), which wins over O(mode).
+        of entries like those of O(volumes) and an optional top-level C(mode) and C(unknown_usage), for
+        example the C(/etc/bpfquota/volumes.yaml) the C(bpfquota.nfs.enforcer) role templates.
+      - An entry's mode wins over the file's top-level C(mode), which wins over O(mode); the same goes
+        for C(unknown_usage).
       - With O(state=absent), the volumes listed in the file are removed.
       - Mutually exclusive with O(volumes).
     type: path
@@ -74,11 +87,17 @@ options:
     type: str
     choices: [enforce, audit]
     default: enforce
+  unknown_usage:
+    description: The O(volumes[].unknown_usage) of entries that don't set their own.
+    type: str
+    choices: [refuse, allow]
+    default: refuse
   scan_timeout:
     description:
       - Seconds allowed for the first scan of each new volume. A scan that doesn't finish in time
-        (a large tree, an unreachable NFS server) leaves the volume enforced with usage counted from
-        zero, and a warning; the C(bpfquota) agent re-bases it later.
+        (a large tree, an unreachable NFS server) leaves the volume's usage unknown, with a warning; meanwhile
+        it refuses growth (or counts from zero, see O(unknown_usage)) until the C(bpfquota) agent's
+        scan succeeds.
     type: float
     default: 60.0
 notes:
@@ -186,19 +205,21 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import maps as quota_maps
 from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import (
-    StatMemo, VolumeError, load_volumes_file, normalized_path, validate_volumes, volumes_to_document)
+    UNKNOWN_USAGE, StatMemo, VolumeError, load_volumes_file, normalized_path, validate_volumes, volumes_to_document,
+    with_defaults)
 
 MODES = ["enforce", "audit"]
 
 
 def load_entries(module):
-    """The raw entries of O(volumes) or O(src) (state=present)."""
-    if module.params["src"] is None:
-        return module.params["volumes"]
-    try:
-        return load_volumes_file(module.params["src"])
-    except VolumeError as e:
-        module.fail_json(msg="invalid volumes, nothing was changed:\n" + str(e), problems=e.problems)
+    """The raw entries of O(volumes) or O(src) (state=present), with O(unknown_usage) where they set none."""
+    entries = module.params["volumes"]
+    if module.params["src"] is not None:
+        try:
+            entries = load_volumes_file(module.params["src"])
+        except VolumeError as e:
+            module.fail_json(msg="invalid volumes, nothing was changed:\n" + str(e), problems=e.problems)
+    return [with_defaults(entry, {"unknown_usage": module.params["unknown_usage"]}) for entry in entries]
 
 
 def checked_volumes(module, entries):
@@ -317,10 +338,12 @@ def main():
                 limit=dict(type="raw"),
                 inodes=dict(type="int"),
                 mode=dict(type="str", choices=MODES),
+                unknown_usage=dict(type="str", choices=list(UNKNOWN_USAGE)),
             )),
             src=dict(type="path"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             mode=dict(type="str", choices=MODES, default="enforce"),
+            unknown_usage=dict(type="str", choices=list(UNKNOWN_USAGE), default="refuse"),
             scan_timeout=dict(type="float", default=60.0),
         ),
         mutually_exclusive=[("volumes", "src")],

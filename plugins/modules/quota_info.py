@@ -102,6 +102,21 @@ volumes:
       description: V(enforce) refuses writes over the limit; V(audit) counts them only.
       type: str
       sample: enforce
+    usage:
+      description:
+        - How the usage is known. V(scanned) from a scan of the volume's tree; V(restored) from the usage the
+          agent saved before a reboot (until the next scan); V(unknown) when no scan has succeeded yet and
+          nothing was saved.
+      type: str
+      choices: [scanned, restored, unknown]
+      sample: scanned
+    unknown_usage:
+      description:
+        - What the volume does while its RV(volumes[].usage) is V(unknown). V(refuse) refuses growth;
+          V(allow) counts its usage from zero.
+      type: str
+      choices: [refuse, allow]
+      sample: refuse
 """
 
 import json

@@ -69,3 +69,12 @@ def backend(request):
     if request.param == "fake":
         return FakeMaps()
     return request.getfixturevalue("real_maps")
+
+
+@pytest.fixture(autouse=True)
+def private_saved_usage(monkeypatch, tmp_path):
+    """apply restores, and the agent saves, usage in a file of the test's own (not the host's)."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import saved
+    path = str(tmp_path / "saved-usage" / "usage.json")
+    monkeypatch.setattr(saved, "STATE_PATH", path)
+    return path

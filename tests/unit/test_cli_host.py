@@ -341,23 +341,72 @@ def test_apply_warns_when_a_first_scan_fails(on_test_maps, tmp_path, capsys):
     path = volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Gi}\n" % a)
     assert cli.main(["apply", "--scan-timeout", "0", path]) == 0
     out, err = capsys.readouterr()
-    assert err.startswith("warning: %s: the scan took longer than its 0s budget; usage counts from zero" % a)
+    assert err == ("warning: %s: the scan took longer than its 0s budget; it refuses growth until a scan succeeds "
+                   "(the agent retries)\n" % a)
     assert out.splitlines()[-1] == "1 added, 0 updated, 0 removed"
     assert maps.paths() == {1: a} and maps.vol_cfg(1).base_bytes == 0 and maps.vol_cfg(1).scanning == 0
+    assert maps.vol_cfg(1).flags == layout.USAGE_UNKNOWN
+    assert cli.main(["report"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].endswith("enforce  unknown")
+    assert cli.main(["reconcile"]) == 0
+    assert maps.vol_cfg(1).flags == 0 and maps.vol_cfg(1).base_bytes == 10
+    capsys.readouterr()
+    assert cli.main(["report"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].endswith("enforce  scanned")
 
 
-def test_apply_leaves_the_volumes_it_had_no_time_to_scan_counting_from_zero(on_test_maps, tmp_path, capsys):
+def test_usage_the_agent_saved_is_restored_when_the_volume_is_added_again(on_test_maps, tmp_path, capsys,
+                                                                          private_saved_usage):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import agent
+    maps = on_test_maps
+    a = make_volume(tmp_path, "pv-a", {"f": 10, "g": 5})
+    b = make_volume(tmp_path, "pv-b", {"h": 7})
+    both = volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Gi}\n  - {path: %s, limit: 1Gi}\n" % (a, b))
+    assert cli.main(["apply", both]) == 0
+    agent.save_usage(maps)
+    # as after a reboot: the maps are empty, and the trees changed meanwhile (another host wrote)
+    assert cli.main(["apply", volumes_file(tmp_path, "volumes: []\n", name="none.yml")]) == 0
+    make_volume(tmp_path, "pv-a/more", {"i": 100})
+    os.rename(b, b + "-old")
+    make_volume(tmp_path, "pv-b", {"j": 1})  # made again: another directory under the same path
+    capsys.readouterr()
+    assert cli.main(["apply", both]) == 0
+    assert capsys.readouterr().err == ""
+    rows = dict((row["path"], row) for row in cli.report_rows(maps))
+    assert (rows[a]["used_bytes"], rows[a]["files"], rows[a]["usage"]) == (15, 2, "restored")  # not scanned
+    assert (rows[b]["used_bytes"], rows[b]["files"], rows[b]["usage"]) == (1, 1, "scanned")
+    assert cli.main(["reconcile", a]) == 0
+    assert [(row["used_bytes"], row["usage"]) for row in cli.report_rows(maps) if row["path"] == a] == [(115, "scanned")]
+
+
+def test_a_damaged_saved_usage_file_is_named_and_the_volumes_are_scanned(on_test_maps, tmp_path, capsys,
+                                                                         private_saved_usage):
+    os.makedirs(os.path.dirname(private_saved_usage))
+    with open(private_saved_usage, "w") as f:
+        f.write("{")
+    a = make_volume(tmp_path, "pv-a", {"f": 10})
+    assert cli.main(["apply", volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Gi}\n" % a)]) == 0
+    assert capsys.readouterr().err.startswith("warning: saved usage not restored: %s: not a saved usage file ("
+                                              % private_saved_usage)
+    assert on_test_maps.vol_cfg(1).base_bytes == 10 and on_test_maps.vol_cfg(1).flags == 0
+
+
+def test_apply_leaves_the_volumes_it_had_no_time_to_scan_unknown(on_test_maps, tmp_path, capsys):
     maps = on_test_maps
     a = make_volume(tmp_path, "pv-a", {"f": 10})
     b = make_volume(tmp_path, "pv-b", {"g": 20})
-    path = volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Gi}\n  - {path: %s, limit: 1Gi}\n" % (a, b))
+    path = volumes_file(tmp_path, "unknown_usage: allow\nvolumes:\n  - {path: %s, limit: 1Gi, unknown_usage: refuse}\n"
+                        "  - {path: %s, limit: 1Gi}\n" % (a, b))
     assert cli.main(["apply", "--scan-budget", "0", path]) == 0
     out, err = capsys.readouterr()
-    assert err.splitlines() == ["warning: %s: not scanned: the 0s budget for scans ran out; usage counts from zero "
-                                "until a reconcile succeeds" % volume for volume in (a, b)]
+    assert err.splitlines() == [
+        "warning: %s: not scanned: the 0s budget for scans ran out; it refuses growth until a scan succeeds "
+        "(the agent retries)" % a,
+        "warning: %s: not scanned: the 0s budget for scans ran out; its usage counts from zero (unknown_usage: allow) "
+        "until a scan succeeds (the agent retries)" % b]
     assert out.splitlines()[-1] == "2 added, 0 updated, 0 removed"
-    assert [(maps.vol_cfg(i).base_bytes, maps.vol_cfg(i).epoch, maps.vol_cfg(i).scanning) for i in (1, 2)] == [
-        (0, 0, 0)] * 2
+    assert [(maps.vol_cfg(i).base_bytes, maps.vol_cfg(i).epoch, maps.vol_cfg(i).scanning, maps.vol_cfg(i).flags)
+            for i in (1, 2)] == [(0, 0, 0, layout.USAGE_UNKNOWN), (0, 0, 0, layout.USAGE_UNKNOWN | layout.ALLOW_UNKNOWN)]
 
 
 def test_apply_sums_up_the_scan_warnings_past_ten(on_test_maps, tmp_path, capsys):
@@ -366,11 +415,11 @@ def test_apply_sums_up_the_scan_warnings_past_ten(on_test_maps, tmp_path, capsys
     listed = "".join("  - {path: %s, limit: 1Gi}\n" % path for path in paths)
     assert cli.main(["apply", "--scan-budget", "0", volumes_file(tmp_path, "volumes:\n" + listed)]) == 0
     err = capsys.readouterr().err.splitlines()
-    assert err[:10] == ["warning: %s: not scanned: the 0s budget for scans ran out; usage counts from zero until a "
-                        "reconcile succeeds" % path for path in paths[:10]]
+    assert err[:10] == ["warning: %s: not scanned: the 0s budget for scans ran out; it refuses growth until a scan "
+                        "succeeds (the agent retries)" % path for path in paths[:10]]
     assert err[10:] == ["warning: 3 more new volumes were not scanned, %s the last (not scanned: the 0s budget for "
-                        "scans ran out); their usage counts from zero until a reconcile succeeds (the agent's, or "
-                        "bpfquota reconcile PATH)" % paths[-1]]
+                        "scans ran out); they refuse growth (0 with unknown_usage: allow count from zero) until a scan "
+                        "succeeds (the agent retries)" % paths[-1]]
 
 
 def test_apply_refuses_two_volumes_that_are_one_directory(on_test_maps, tmp_path, capsys, monkeypatch):

@@ -183,10 +183,26 @@ def test_plan_filesystems_capacity_boundary():
 
 # --- vol_cfg_for -----------------------------------------------------------------------
 
-def test_vol_cfg_for_a_new_slot_has_only_limits_and_mode():
+def test_vol_cfg_for_a_new_slot_has_only_limits_and_mode_and_its_usage_is_unknown():
     assert quota.vol_cfg_for(vol(A, limit=5 * GiB, files=12, mode="audit")) == layout.VolCfg(
         limit_bytes=5 * GiB, limit_files=12, base_bytes=0, base_files=0, mode=layout.MODES["audit"],
-        epoch=0, scanning=0)
+        epoch=0, scanning=0, flags=layout.USAGE_UNKNOWN)
+
+
+def test_unknown_usage_allow_is_a_flag_the_kernel_reads_and_applied_volumes_gives_back(backend):
+    allow = vol(A)._replace(unknown_usage="allow")
+    assert quota.vol_cfg_for(allow).flags == layout.USAGE_UNKNOWN | layout.ALLOW_UNKNOWN
+    p, dummy = apply(backend, [allow, vol(B)], {A: {(DEV1, 10)}, B: {(DEV1, 20)}})
+    assert quota.applied_volumes(backend) == {A: (1, allow), B: (2, vol(B))}
+    p, dummy = apply(backend, [vol(A), vol(B)], {A: {(DEV1, 10)}, B: {(DEV1, 20)}})
+    assert p.updated == [(allow, vol(A))] and backend.vol_cfg(1).flags == layout.USAGE_UNKNOWN
+
+
+def test_a_restored_volume_has_its_saved_usage_as_base_and_is_known(backend):
+    quota.apply_plan(backend, quota.plan({}, [vol(A), vol(B)], {A: {(DEV1, 10)}, B: {(DEV1, 20)}}),
+                     saved={A: (5000, 7)})
+    assert backend.vol_cfg(1) == layout.VolCfg(GiB, 0, 5000, 7, layout.MODES["enforce"], 0, 0, layout.RESTORED)
+    assert backend.vol_cfg(2).flags == layout.USAGE_UNKNOWN
 
 
 def test_vol_cfg_for_keeps_base_epoch_and_scanning_of_the_old_config():
@@ -194,6 +210,8 @@ def test_vol_cfg_for_keeps_base_epoch_and_scanning_of_the_old_config():
                         mode=layout.MODES["audit"], epoch=41, scanning=1)
     new = quota.vol_cfg_for(vol(A, limit=3 * GiB, files=7, mode="enforce"), old)
     assert new == layout.VolCfg(3 * GiB, 7, 123456, -3, layout.MODES["enforce"], 41, 1)
+    unknown = old._replace(flags=layout.USAGE_UNKNOWN)
+    assert quota.vol_cfg_for(vol(A), unknown).flags == layout.USAGE_UNKNOWN  # an update doesn't make it known
 
 
 # --- the maps back ends agree ------------------------------------------------------------
@@ -323,8 +341,8 @@ def test_apply_new_volumes_writes_slots_then_routes(backend):
     assert changed is True
     assert p.ids == {A: 1, B: 2}
     assert maps.paths() == {1: A, 2: B}
-    assert maps.vol_cfg(1) == layout.VolCfg(GiB, 9, 0, 0, layout.MODES["enforce"], 0, 0)
-    assert maps.vol_cfg(2) == layout.VolCfg(2 * GiB, 0, 0, 0, layout.MODES["audit"], 0, 0)
+    assert maps.vol_cfg(1) == layout.VolCfg(GiB, 9, 0, 0, layout.MODES["enforce"], 0, 0, layout.USAGE_UNKNOWN)
+    assert maps.vol_cfg(2) == layout.VolCfg(2 * GiB, 0, 0, 0, layout.MODES["audit"], 0, 0, layout.USAGE_UNKNOWN)
     assert maps.keys() == {(DEV1, 10): 1, (DEV2, 10): 1, (DEV1, 20): 2}
     assert maps.devs() == {DEV1: 2, DEV2: 1}
     assert maps.config().gen == 1
@@ -354,7 +372,7 @@ def test_removed_routes_are_gone_and_caches_invalidated_before_the_slot_is_reuse
     assert p.ids[C] == 1  # the removed volume's slot is reused
     ops = maps.ops
     last_route_of_a = max(ops.index(("delete_key", key)) for key in ((DEV1, 10), (DEV2, 11)))
-    new_cfg = layout.VolCfg(3 * GiB, 0, 0, 0, layout.MODES["enforce"], 0, 0)
+    new_cfg = layout.VolCfg(3 * GiB, 0, 0, 0, layout.MODES["enforce"], 0, 0, layout.USAGE_UNKNOWN)
     reuse = ops.index(("set_vol_cfg", 1, new_cfg))
     bumps = [i for i, op in enumerate(ops) if op == ("bump_gen",)]
     assert last_route_of_a < reuse

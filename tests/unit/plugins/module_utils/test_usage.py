@@ -479,6 +479,15 @@ def test_new_base_is_the_walk_at_the_flip_minus_the_counts_kept():
     assert base is None and "2 entries of /v could not be read" in reason
 
 
+def test_a_walk_summing_past_64_bits_gives_a_base_that_fits_its_field():
+    """Sparse files near s_maxbytes (XFS: 2^63 - 1) sum past 2^63; the base must still pack."""
+    walk = walk_of(3, [(11, (1 << 63) - 1), (12, (1 << 63) - 1), (13, 1 << 62)])
+    base, reason = usage.new_base(cfg_of(), stats_of(), stats_of((5, 0)), walk, {})
+    assert base == (layout.HUGE, 3) and reason == ""
+    layout.pack_vol_cfg(cfg_of(base_bytes=base[0]))
+    assert usage.new_base(cfg_of(epoch=1), stats_of((0, 1 << 63)), stats_of(), walk_of(0, []), {})[0][0] == -layout.HUGE
+
+
 def volume_trees(tmp_path, count):
     """count volume directories; volume i holds i + 1 files of 100 bytes: usage (100 * (i + 1), i + 1)."""
     targets = []

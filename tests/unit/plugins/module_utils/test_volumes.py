@@ -123,9 +123,9 @@ def test_entry_must_be_a_mapping(entry, message):
 
 def test_unknown_keys_are_named_with_the_allowed_ones(dirs):
     assert problems_of([{"path": dirs["a"], "limit": "1Gi", "limits": "2Gi", "quota": 1}]) == [
-        "volumes[0] (%s): unknown key 'limits' (did you mean 'limit'?): allowed keys are path, limit, inodes, mode"
+        "volumes[0] (%s): unknown key 'limits' (did you mean 'limit'?): allowed keys are path, limit, inodes, mode, unknown_usage"
         % dirs["a"],
-        "volumes[0] (%s): unknown key 'quota': allowed keys are path, limit, inodes, mode" % dirs["a"],
+        "volumes[0] (%s): unknown key 'quota': allowed keys are path, limit, inodes, mode, unknown_usage" % dirs["a"],
     ]
 
 
@@ -230,6 +230,34 @@ def test_mode_must_be_known(dirs, mode):
     assert problems_of([{"path": dirs["a"], "limit": "1Gi", "mode": mode}]) == [
         "volumes[0] (%s): unknown mode %r: choose one of enforce, audit (enforce refuses writes over the limit, "
         "audit allows them but counts them)" % (dirs["a"], mode)]
+
+
+@pytest.mark.parametrize("value", ["Refuse", "deny", True])
+def test_unknown_usage_must_be_refuse_or_allow(dirs, value):
+    assert problems_of([{"path": dirs["a"], "limit": "1Gi", "unknown_usage": value}]) == [
+        "volumes[0] (%s): unknown_usage must be one of refuse, allow, not %s (refuse refuses growth until the "
+        "volume's first scan succeeds, allow counts its usage from zero meanwhile)"
+        % (dirs["a"], volumes_module._type_name(value))]
+
+
+def test_unknown_usage_is_refuse_unless_set(dirs):
+    volumes = validate_volumes([{"path": dirs["a"], "limit": 1}, {"path": dirs["b"], "limit": 1, "unknown_usage": "allow"},
+                                {"path": dirs["c"], "limit": 1, "unknown_usage": None}])
+    assert [v.unknown_usage for v in volumes] == ["refuse", "allow", "refuse"]
+    assert volumes_to_document(volumes)["volumes"][1] == {"path": dirs["b"], "limit": 1, "mode": "enforce",
+                                                          "unknown_usage": "allow"}
+    assert diff_volumes(volumes, [volumes[0], volumes[1]._replace(unknown_usage="refuse"), volumes[2]])[1] == [
+        (volumes[1], volumes[1]._replace(unknown_usage="refuse"))]
+
+
+def test_top_level_unknown_usage_is_the_default_for_entries(tmp_path):
+    path = write(tmp_path, "v.yaml", "unknown_usage: allow\nvolumes:\n  - {path: /a, limit: 1}\n"
+                                     "  - {path: /b, limit: 1, unknown_usage: refuse}\n")
+    assert load_volumes_file(path) == [{"path": "/a", "limit": 1, "unknown_usage": "allow"},
+                                       {"path": "/b", "limit": 1, "unknown_usage": "refuse"}]
+    assert load_problems(write(tmp_path, "w.yaml", "unknown_usage: maybe\nvolumes: []\n")) == [
+        "%s: top-level unknown_usage must be one of refuse, allow, not a string ('maybe') (refuse refuses growth "
+        "until the volume's first scan succeeds, allow counts its usage from zero meanwhile)" % (tmp_path / "w.yaml")]
 
 
 def test_bad_default_mode_is_reported_once(dirs):
@@ -370,7 +398,7 @@ def test_every_problem_is_listed_together(dirs, tmp_path):
         "volumes: 6 entries, but one host supports at most 5 volumes: remove 1 of them",
         "volumes[1]: each entry must be a mapping, not a string ('oops'): write it as '- path: /mnt/nfs/pv-a' "
         "with 'limit: 50Gi' on the next line",
-        "volumes[2] (%s): unknown key 'size': allowed keys are path, limit, inodes, mode" % missing,
+        "volumes[2] (%s): unknown key 'size': allowed keys are path, limit, inodes, mode, unknown_usage" % missing,
         "volumes[2] (%s): path does not exist: create the directory first or fix the path" % missing,
         "volumes[2] (%s): limit: invalid size '-1': a size cannot be negative: give a positive size such as 50Gi"
         % missing,
@@ -524,7 +552,7 @@ def test_load_without_pyyaml(tmp_path, monkeypatch):
                                "entry as '- path: ...' ('volumes: []' for no volumes)"),
     ("volumes: []\nmode: warn\n", "unknown top-level mode 'warn': choose one of enforce, audit (enforce refuses "
                                   "writes over the limit, audit allows them but counts them)"),
-    ("volumes: []\nversion: 1\n", "unknown top-level key 'version': allowed keys are volumes, mode"),
+    ("volumes: []\nversion: 1\n", "unknown top-level key 'version': allowed keys are volumes, mode, unknown_usage"),
 ])
 def test_load_wrong_shape(tmp_path, text, message):
     path = write(tmp_path, "v.yml", text)
@@ -534,7 +562,7 @@ def test_load_wrong_shape(tmp_path, text, message):
 def test_load_lists_every_shape_problem(tmp_path):
     path = write(tmp_path, "v.yml", "volume:\n  - path: /a\nmode: deny\n")
     assert load_problems(path) == [
-        "%s: unknown top-level key 'volume' (did you mean 'volumes'?): allowed keys are volumes, mode" % path,
+        "%s: unknown top-level key 'volume' (did you mean 'volumes'?): allowed keys are volumes, mode, unknown_usage" % path,
         "%s: no 'volumes' key: add a top-level 'volumes:' list ('volumes: []' for no volumes)" % path,
         "%s: unknown top-level mode 'deny': choose one of enforce, audit (enforce refuses writes over the limit, "
         "audit allows them but counts them)" % path]

@@ -315,7 +315,7 @@ def test_first_scan_that_fails_warns_and_keeps_the_volume(run_module, fake_maps,
     assert result["changed"] is True
     assert result["added"] == [vols["a"]]
     assert result["warnings"] == [
-        "%s: the scan took longer than its 1e-09s budget; usage counts from zero until a reconcile succeeds"
+        "%s: the scan took longer than its 1e-09s budget; it refuses growth until a scan succeeds (the agent retries)"
         % vols["a"]]
     assert applied(fake_maps) == {vols["a"]: (GI, 0, "enforce")}
 

@@ -43,10 +43,11 @@ def test_rows(run_module, fake_maps, mounts, tmp_path):
         assert result["loaded"] is True
         assert result["volumes"] == [
             {"path": str(a), "used_bytes": 4096 + 2048, "limit_bytes": 8192, "files": 1 + 1, "limit_files": 0,
-             "denials": 4, "mode": "enforce", "checks": 40,
+             "denials": 4, "mode": "enforce", "usage": "scanned", "unknown_usage": "refuse", "checks": 40,
              "denials_by_op": dict(NO_DENIALS, write=3, create=1), "percent": 75.0},
             {"path": str(b), "used_bytes": 0, "limit_bytes": 1 << 20, "files": 0,
-             "limit_files": 10, "denials": 0, "mode": "audit", "checks": 2, "denials_by_op": NO_DENIALS,
+             "limit_files": 10, "denials": 0, "mode": "audit", "usage": "scanned", "unknown_usage": "refuse",
+             "checks": 2, "denials_by_op": NO_DENIALS,
              "percent": 0.0},
         ]
     assert len(fake_maps.writes) == writes  # read-only
