@@ -479,6 +479,17 @@ def test_new_base_is_the_walk_at_the_flip_minus_the_counts_kept():
     assert base is None and "2 entries of /v could not be read" in reason
 
 
+def test_a_dirty_inode_the_walk_saw_twice_counts_once_what_it_had():
+    """A file moved from a directory the walk had not listed to one it listed later."""
+    walk = walk_of(3, [(11, 100), (12, 70), (12, 70)])
+    assert usage.usage_at_flip(walk, {(1, 12): dirty_of(size_before=50)}) == (150, 2)
+
+
+def test_a_directory_moved_during_the_walk_makes_the_scan_retry():
+    before, after = stats_of(), stats_of()._replace(stale=1)
+    assert usage.new_base(cfg_of(), before, after, walk_of(1, [(11, 5)]), {}) == (None, usage.CHANGED)
+
+
 def test_a_walk_summing_past_64_bits_gives_a_base_that_fits_its_field():
     """Sparse files near s_maxbytes (XFS: 2^63 - 1) sum past 2^63; the base must still pack."""
     walk = walk_of(3, [(11, (1 << 63) - 1), (12, (1 << 63) - 1), (13, 1 << 62)])

@@ -1,0 +1,65 @@
+# -*- coding: utf-8 -*-
+"""A scan is not fooled by names moved within the volume while it walks (SOUNDNESS.md #29).
+
+The walk lists one directory after another. A file or directory moved from a directory not yet
+listed into one already listed is never seen; before, the scan's base dropped by its size (and
+the tenant could write that much again), on every scan. Each test moves exactly at that moment:
+the walk (in the scan's forked child) does the move through the NFS mount right after listing its
+first subdirectory.
+"""
+import os
+
+import pytest
+
+from conftest import bq_ok, report
+from ansible_collections.bpfquota.nfs.plugins.module_utils import walk
+
+SIZE = 300000
+
+
+@pytest.fixture
+def moving_walk(monkeypatch):
+    """Make the walk move `what` ("f" or "sub") from the sibling it has not listed yet into the
+    first subdirectory it lists, once."""
+    state = {"moved": False}
+    listed = walk._Walk._list
+
+    def list_then_move(self, directory):
+        ok = listed(self, directory)
+        if "what" in state and not state["moved"] and directory.parent is not None:
+            state["moved"] = True
+            other = os.path.join(os.path.dirname(directory.path), "d2" if directory.name == "d1" else "d1")
+            os.rename(os.path.join(other, state["what"]), os.path.join(directory.path, state["what"] + "-moved"))
+        return ok
+
+    monkeypatch.setattr(walk._Walk, "_list", list_then_move)
+    return state
+
+
+def truth(path):
+    sizes = {}
+    for parent, dirs, files in os.walk(path):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(parent, name))
+            sizes[st.st_ino] = st.st_size if not os.path.isdir(os.path.join(parent, name)) else 0
+    return sum(sizes.values()), len(sizes)
+
+
+@pytest.mark.parametrize("what", ["f", "sub"])
+@pytest.mark.parametrize("mount", ["nfs4", "nfs3"])
+def test_a_name_moved_into_a_directory_the_walk_listed_is_still_counted(share, moving_walk, what, mount):
+    share.mkdir("pv")
+    for name in ("d1", "d2"):
+        os.makedirs(os.path.join(share.server, "pv", name, "sub"))
+        for rel in ("f", "sub/g"):
+            with open(os.path.join(share.server, "pv", name, rel), "wb") as f:
+                f.write(b"s" * SIZE)
+    share.apply({"path": "pv", "limit": 64 << 20, "mount": mount})
+    vol = share.client("pv", mount)
+    assert (report()[vol]["used_bytes"], report()[vol]["files"]) == truth(vol) == (4 * SIZE, 8)
+    moving_walk["what"] = what
+    bq_ok("reconcile", vol)
+    assert [name for name in os.listdir(os.path.join(share.server, "pv", "d1")) + os.listdir(
+        os.path.join(share.server, "pv", "d2")) if name.endswith("-moved")] == [what + "-moved"]  # by the walk's child
+    row = report()[vol]
+    assert (row["used_bytes"], row["files"]) == truth(vol) == (4 * SIZE, 8)
