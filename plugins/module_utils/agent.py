@@ -25,12 +25,13 @@ def log(message):
     sys.stderr.flush()
 
 
-def refresh_routes(maps):
-    """Register every route to every volume (a mount may have appeared or gone)."""
+def refresh_routes(maps, timeout=ROUTES_TIMEOUT):
+    """Register every route to every volume (a mount may have appeared or gone); the stat()s get
+    `timeout` seconds, as they hold the lock that apply and reconcile wait for."""
     applied = quota.applied_volumes(maps)
     paths = sorted(applied)
     try:
-        keys_by_path = run_with_timeout(quota.route_keys, (paths, quota.read_mounts()), ROUTES_TIMEOUT)
+        keys_by_path = run_with_timeout(quota.route_keys, (paths, quota.read_mounts()), timeout)
     except (WalkTimeout, WalkError) as e:
         log("routes not refreshed: %s" % e)
         return False
@@ -114,7 +115,7 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
         while True:
             if time.monotonic() >= next_round:
                 with lock():
-                    refresh_routes(maps)
+                    refresh_routes(maps, min(ROUTES_TIMEOUT, scan_timeout))
                     next_volume = reconcile_round(maps, scan_timeout, budget, next_volume)
                     paths.clear()
                     paths.update(maps.paths())
@@ -135,7 +136,7 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
                     mountinfo.seek(0)
                     mountinfo.read()  # re-arms the notification
                     with lock():
-                        refresh_routes(maps)
+                        refresh_routes(maps, min(ROUTES_TIMEOUT, scan_timeout))
                 else:
                     reader.consume()
     finally:
