@@ -119,10 +119,12 @@ def scan_volumes(maps, targets, timeout, budget=None):
         stopped = _scan_all(maps, worker, targets, limits, results)
         # Besides heavy churn, a burst of first changes in the volumes of a chunk can outrun the
         # kernel's allocation of dirty records, and a directory may be moved while the walk goes
-        # by: that rarely happens twice, so retry at once.
+        # by: that rarely happens twice, so retry at once. Each volume alone: scan_dirty is shared,
+        # and one tenant changing more inodes than it holds fails every volume of its chunk, so
+        # only its own retry may fail again (SOUNDNESS #32).
         retried = [(vol_id, path) for vol_id, path in targets if vol_id in results and results[vol_id].reason in (OVERFLOW, CHANGED)]
         if retried and stopped is None:
-            stopped = _scan_all(maps, worker, retried, limits, results)
+            stopped = _scan_all(maps, worker, retried, limits, results, max_chunk=1)
     for vol_id, path in targets:
         if vol_id not in results:
             results[vol_id] = ScanResult(vol_id, path, False, None, None, 0.0, NOT_SCANNED + stopped)
@@ -132,8 +134,9 @@ def scan_volumes(maps, targets, timeout, budget=None):
 _Limits = collections.namedtuple("_Limits", "timeout budget deadline")
 
 
-def _scan_all(maps, worker, targets, limits, results):
-    """Scan `targets` in chunks sized by next_chunk_size(); why it stopped early, or None."""
+def _scan_all(maps, worker, targets, limits, results, max_chunk=MAX_CHUNK):
+    """Scan `targets` in chunks sized by next_chunk_size(), at most max_chunk volumes each; why it
+    stopped early, or None."""
     pending = list(targets)
     size = 1
     while pending:
@@ -144,7 +147,7 @@ def _scan_all(maps, worker, targets, limits, results):
         stopped = _scan_chunk(maps, worker, chunk, limits, results)
         if stopped:
             return stopped
-        size = next_chunk_size(len(chunk), time.monotonic() - started)
+        size = min(next_chunk_size(len(chunk), time.monotonic() - started), max_chunk)
     return None
 
 

@@ -564,6 +564,30 @@ def test_writes_during_a_batch_count_once_in_each_volume_of_a_chunk(backend, tmp
     assert true_usage(targets[2][1]) == (300 + 11 - 100, 2)
 
 
+def test_one_tenant_overflowing_scan_dirty_fails_only_its_own_scan(backend, tmp_path, monkeypatch):
+    # SOUNDNESS #32: scan_dirty is shared by the volumes of a chunk. A tenant changing more inodes
+    # than it holds while its volume is flipped makes every volume of the chunk lose records; the
+    # neighbours are retried alone, when the churner is no longer flipped, and succeed.
+    monkeypatch.setattr(usage, "next_chunk_size", lambda size, seconds: 8)  # chunks of 1, then 3
+    targets = volume_trees(tmp_path, 4)
+    churner = targets[3][0]
+    maps = Recorder(backend)
+    kernel = Kernel(backend)
+
+    def after_cfgs_written(result, cfgs):
+        if cfgs.get(churner) is not None and cfgs[churner].scanning:  # the map fills up for all
+            for vol_id, cfg in cfgs.items():
+                kernel.overflow(vol_id)
+
+    maps.hooks["set_vol_cfgs"] = (None, after_cfgs_written)
+    results = usage.scan_volumes(maps, targets, timeout=30)
+
+    assert [(r.vol_id, r.ok) for r in results] == [(VOL, True), (VOL + 1, True), (VOL + 2, True), (churner, False)]
+    assert results[3].reason == usage.OVERFLOW
+    for result, (vol_id, root) in zip(results[:3], targets):
+        assert usage.used(backend.vol_cfg(vol_id), backend.vol_stats(vol_id)) == true_usage(root)
+
+
 def walks_hanging_at(name):
     def walks(roots, timeout, deadline=None):
         for result in walk_trees(roots, timeout, deadline):
