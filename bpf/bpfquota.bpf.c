@@ -26,6 +26,7 @@ char build_tag[] SEC(".bpfquota.build_tag") = BPFQUOTA_BUILD_TAG;
 
 #define EDQUOT 122
 #define EXDEV 18
+#define ENOMEM 12
 #define EEXIST 17
 #define MAY_WRITE 0x2
 #define S_IFMT 00170000
@@ -135,6 +136,13 @@ struct {
 	__type(key, int);
 	__type(value, struct bq_stash);
 } stash SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct bq_renaming);
+} renaming SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -1190,11 +1198,31 @@ int bq_vfs_rmdir_exit(unsigned long long *ctx)
 	return 0;
 }
 
+/* A rename within a volume that completed while a scan started after its hook: that scan retries. */
+static __always_inline void finish_renaming(bool renamed)
+{
+	struct bq_renaming *r = bpf_task_storage_get(&renaming, bpf_get_current_task_btf(), 0, 0);
+
+	if (!r || !r->vol_id)
+		return;
+	__u32 vol = r->vol_id;
+	r->vol_id = 0;
+	if (!renamed)
+		return;
+	struct bq_vol_cfg *cfg = bpf_map_lookup_elem(&vol_cfg, &vol);
+	if (!cfg || !cfg->scanning || (r->scanning && cfg->epoch == r->epoch))
+		return;
+	struct bq_vol_stats *vs = bpf_map_lookup_elem(&vol_stats, &vol);
+	if (vs)
+		__sync_fetch_and_add(&vs->stale, 1);
+}
+
 SEC("fexit/vfs_rename")
 int BPF_PROG(bq_vfs_rename_exit, struct renamedata *rd, int ret)
 {
 	/* An exchange removes nothing; any other successful rename removed its target, if any. */
 	finish_removal(ret == 0 && !(rd->flags & RENAME_EXCHANGE));
+	finish_renaming(ret == 0);
 	return 0;
 }
 
@@ -1230,6 +1258,21 @@ static __always_inline void note_moved(struct vol_ctx *dir_v, struct inode *inod
 	}
 	if (volume_of(inode, dentry, &v, true) && v.vol == dir_v->vol)
 		note_dirty(&v, inode, is_reg(inode) ? v.st->size : 0, 1);
+}
+
+/* Remember a rename within volume v until its fexit (finish_renaming); false if that can't be done. */
+static __always_inline bool note_renaming(struct vol_ctx *v)
+{
+	if (!v->vol || !v->cfg)
+		return true;
+	struct bq_renaming *r = bpf_task_storage_get(&renaming, bpf_get_current_task_btf(), 0,
+						     BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!r)
+		return false;
+	r->vol_id = v->vol;
+	r->epoch = v->cfg->epoch;
+	r->scanning = v->cfg->scanning;
+	return true;
 }
 
 /*
@@ -1296,8 +1339,11 @@ int BPF_PROG(bq_inode_rename, struct inode *old_dir, struct dentry *old_dentry, 
 	if (src.unknown || dst.unknown)
 		return -EXDEV; /* which volumes can't be told */
 	if (src.vol == dst.vol || volume_rooted_at(inode->i_sb->s_dev, inode->i_ino)) {
-		if (src.vol == dst.vol)
+		if (src.vol == dst.vol) {
 			note_moved(&src, inode, old_dentry);
+			if (!note_renaming(&src))
+				return -ENOMEM; /* a scan starting meanwhile could not be told: refused */
+		}
 		note_removal(new_dentry);
 		return 0;
 	}

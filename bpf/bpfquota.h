@@ -185,6 +185,18 @@ struct bq_stash {
 	__u32 create_epoch; /* ... counted in delta_files[create_epoch & 1] */
 };
 
+/*
+ * renaming: TASK_STORAGE. A rename within a volume, from its hook to its fexit:
+ * a scan that started while the rename was in flight (its hook saw no scan, or
+ * an earlier one) must retry, since the hook could not tell it.
+ */
+struct bq_renaming {
+	__u32 vol_id; /* 0: no rename within a volume in flight */
+	__u32 epoch;  /* the volume's epoch at the hook ... */
+	__u32 scanning; /* ... and whether it was scanning then */
+	__u32 pad;
+};
+
 #define BQ_INODE_DIRTY_SEEN 1 /* a dirty record exists for `epoch` */
 #define BQ_INODE_SHRINKING 2  /* a truncate credited before it happened: see failed_shrinks */
 

@@ -24,7 +24,7 @@ PIN_DIR = "%s/v%d" % (PIN_ROOT, ABI)
 LINK_DIR = PIN_DIR + "/links"
 
 MAP_NAMES = ("vol_keys", "vol_devs", "vol_cfg", "vol_stats", "scan_dirty", "config", "vol_meta", "creating",
-             "inode_st", "stash", "failed_shrinks",
+             "inode_st", "stash", "renaming", "failed_shrinks",
              "credited", "events")
 
 MODES = {"enforce": 1, "audit": 2}

@@ -5,14 +5,20 @@ The walk lists one directory after another. A file or directory moved from a dir
 listed into one already listed is never seen; before, the scan's base dropped by its size (and
 the tenant could write that much again), on every scan. Each test moves exactly at that moment:
 the walk (in the scan's forked child) does the move through the NFS mount right after listing its
-first subdirectory.
+first subdirectory. A rename whose hook ran before the scan started and that completes during it
+makes the scan retry.
 """
+import contextlib
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from conftest import bq_ok, report
 from ansible_collections.bpfquota.nfs.plugins.module_utils import walk
+from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
 
 SIZE = 300000
 
@@ -63,3 +69,50 @@ def test_a_name_moved_into_a_directory_the_walk_listed_is_still_counted(share, m
         os.path.join(share.server, "pv", "d2")) if name.endswith("-moved")] == [what + "-moved"]  # by the walk's child
     row = report()[vol]
     assert (row["used_bytes"], row["files"]) == truth(vol) == (4 * SIZE, 8)
+
+
+@contextlib.contextmanager
+def slow_nfs(delay):
+    """Every packet over the VM's loopback (its NFS traffic) delayed by `delay` seconds."""
+    subprocess.run(["modprobe", "sch_netem"], check=True)
+    subprocess.run(["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "%dms" % (delay * 1000)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], check=True)
+
+
+def in_kernel_function(pid, name):
+    with open("/proc/%d/stack" % pid) as f:
+        return any(" %s+" % name in line for line in f)  # "[<0>] nfs_rename+0x../0x.. [nfs]"
+
+
+@pytest.mark.parametrize("mount", ["nfs4", "nfs3"])
+def test_a_scan_starting_while_a_rename_is_in_flight_is_retried(share, mount):
+    # The rename's hook ran before the scan flipped the volume, so it could not tell the scan;
+    # the rename then completes during the walk. Its fexit must: the scan can't trust its walk.
+    share.mkdir("pv")
+    os.makedirs(os.path.join(share.server, "pv", "d1", "sub"))
+    os.makedirs(os.path.join(share.server, "pv", "d2"))
+    share.apply({"path": "pv", "limit": 64 << 20, "mount": mount})
+    vol = share.client("pv", mount)
+    os.listdir(os.path.join(vol, "d2"))  # every dentry the rename looks up is cached now
+    with QuotaMaps() as maps:
+        vol_id = dict((path, vol_id) for vol_id, path in maps.paths().items())[vol]
+        stale_before = maps.vol_stats_of([vol_id])[vol_id].stale
+        with slow_nfs(1.0):
+            mover = subprocess.Popen([sys.executable, "-c", "import os, sys; os.rename(sys.argv[1], sys.argv[2])",
+                                      os.path.join(vol, "d1", "sub"), os.path.join(vol, "d2", "sub")])
+            deadline = time.monotonic() + 60
+            while not in_kernel_function(mover.pid, "nfs_rename"):  # past vfs_rename's hook, in the RPC
+                assert mover.poll() is None and time.monotonic() < deadline, "the rename never reached its RPC"
+                time.sleep(0.05)
+            cfg = maps.vol_cfg(vol_id)
+            maps.set_vol_cfg(vol_id, cfg._replace(epoch=cfg.epoch + 1, scanning=1))  # a scan starts (usage._flip)
+            try:
+                assert mover.wait(60) == 0
+                stale_after = maps.vol_stats_of([vol_id])[vol_id].stale
+            finally:
+                maps.set_vol_cfg(vol_id, maps.vol_cfg(vol_id)._replace(scanning=0))
+    assert os.path.isdir(os.path.join(vol, "d2", "sub"))
+    assert stale_after == stale_before + 1
