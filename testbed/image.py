@@ -39,6 +39,7 @@ PACKAGES = (
     "openssh-server",
     "python3",
     "python3-pytest",
+    "python3-hypothesis",  # tests/vm/test_stateful.py
     "python3-yaml",
     # Most Debian servers have it (unattended-upgrades needs it); without it every first rollout
     # spends ~40 s of TCG time on ansible's apt module installing it. The role tests remove it to
