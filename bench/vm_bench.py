@@ -37,6 +37,7 @@ MiB = 1 << 20
 OVERSHOOT_LIMIT = 64 * MiB + 12345
 TREE_DIRS = 200
 TREE_FILES_PER_DIR = 100
+FIRST_SCAN_DIRS = 1000  # x TREE_FILES_PER_DIR: the issue's new volume of 100 000 files
 
 STARTED = time.monotonic()
 
@@ -557,11 +558,11 @@ def overshoot_lines(results):
 
 # ----- reconcile scan rate
 
-def build_tree(creator_dir):
-    """TREE_DIRS directories of TREE_FILES_PER_DIR files of varied small sizes, written server-side."""
+def build_tree(creator_dir, dirs=TREE_DIRS):
+    """`dirs` directories of TREE_FILES_PER_DIR files of varied small sizes, written server-side."""
     os.makedirs(creator_dir, exist_ok=True)
-    for d in range(TREE_DIRS):
-        directory = os.path.join(creator_dir, "d%03d" % d)
+    for d in range(dirs):
+        directory = os.path.join(creator_dir, "d%04d" % d)
         os.makedirs(directory, exist_ok=True)
         for f in range(TREE_FILES_PER_DIR):
             size = (d * TREE_FILES_PER_DIR + f) * 37 % 4096
@@ -636,6 +637,40 @@ def reconcile_lines(scans, dus, entries, file_bytes):
     ]
 
 
+# ----- first scan of a new volume
+
+def measure_first_scan():
+    """How long a new volume of FIRST_SCAN_DIRS x TREE_FILES_PER_DIR files waits for its first scan,
+    i.e. refuses growth as "unknown": `bpfquota apply` of a volumes file holding only it (apply scans
+    new volumes), then, if apply's scan did not finish, `bpfquota reconcile` as the agent would run it."""
+    creator, client = "/srv/nfs/bench/new-volume", "/mnt/nfs4/bench/new-volume"
+    started = time.monotonic()
+    build_tree(creator, FIRST_SCAN_DIRS)
+    files = FIRST_SCAN_DIRS * TREE_FILES_PER_DIR
+    progress("built %d files in %d dirs server-side in %.0fs" % (files, FIRST_SCAN_DIRS, time.monotonic() - started))
+    volumes_file = write_volumes_file("new-volume", [volume_entry(client, BIG_LIMIT)])
+    drop_caches()
+    started = time.monotonic()
+    bpfquota("apply", volumes_file)
+    apply_seconds = time.monotonic() - started
+    lines = ["new volume of %d files in %d dirs on nfs4.2, caches dropped: `bpfquota apply` returned in %.1f s, "
+             "usage %s" % (files, FIRST_SCAN_DIRS, apply_seconds, report_row(client)["usage"])]
+    for dummy in range(3):
+        if report_row(client)["usage"] == "scanned":
+            break
+        reconciled = time.monotonic()
+        bpfquota("reconcile", client)
+        lines.append("then `bpfquota reconcile`: %.1f s, usage %s" % (time.monotonic() - reconciled,
+                                                                     report_row(client)["usage"]))
+    waited = time.monotonic() - started
+    row = report_row(client)
+    entries, file_bytes = find_totals(client)
+    lines.append("waited %.1f s in all for its first scan; counted %d inodes, %d B (find: %d, %d B) -> %s" % (
+        waited, row["files"], row["used_bytes"], entries, file_bytes,
+        "agree" if (row["files"], row["used_bytes"]) == (entries, file_bytes) else "DIFFER"))
+    return lines
+
+
 # ----- main
 
 def header_lines():
@@ -681,6 +716,7 @@ def main():
     lines += share_table(shares, sizes)
     lines += ["", "== overshoot"] + overshoot_lines(measure_overshoot(enforcer))
     lines += ["", "== reconcile scan rate"] + reconcile_lines(*measure_reconcile(enforcer))
+    lines += ["", "== first scan of a new volume"] + measure_first_scan()
     enforcer.unload()
     lines += ["", "measured in %.0f s inside the VM" % (time.monotonic() - STARTED)]
     with open(args.out, "w") as f:
