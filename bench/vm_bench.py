@@ -660,8 +660,8 @@ def measure_first_scan():
             break
         reconciled = time.monotonic()
         bpfquota("reconcile", client)
-        lines.append("then `bpfquota reconcile`: %.1f s, usage %s" % (time.monotonic() - reconciled,
-                                                                     report_row(client)["usage"]))
+        seconds = time.monotonic() - reconciled
+        lines.append("then `bpfquota reconcile`: %.1f s, usage %s" % (seconds, report_row(client)["usage"]))
     waited = time.monotonic() - started
     row = report_row(client)
     entries, file_bytes = find_totals(client)

@@ -253,7 +253,7 @@ def machine_for(share, mount, workers):
 def test_random_operations_by_several_tenants_keep_the_hard_limit(mount):
     share = Share()
     share.mkdir("outside")
-    workers = [Worker() for _ in range(3)]
+    workers = [Worker(), Worker(), Worker()]
     try:
         run_state_machine_as_test(
             machine_for(share, mount, workers),
