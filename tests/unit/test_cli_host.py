@@ -15,6 +15,7 @@ __metaclass__ = type
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -86,6 +87,23 @@ def test_help_lists_the_exit_codes():
         assert line in proc.stdout
     for command in ("check", "build", "load", "unload", "status", "apply", "report", "reconcile", "agent"):
         assert command in proc.stdout
+
+
+def test_a_fresh_checkout_runs_without_set_up(tmp_path):
+    # A clone has no ansible_collections/ link (scripts/setup-host.sh makes it): the command must
+    # import the checkout as the collection by itself, with nothing installed and from anywhere.
+    checkout = tmp_path / "clone"
+    checkout.mkdir()
+    for name in ("bin", "plugins", "galaxy.yml"):
+        source = os.path.join(REPO_ROOT, name)
+        if os.path.isdir(source):
+            shutil.copytree(source, str(checkout / name), ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, str(checkout / name))
+    env = dict((k, v) for k, v in os.environ.items() if k != "PYTHONPATH")
+    proc = subprocess.run([sys.executable, "-S", str(checkout / "bin" / "bpfquota"), "--help"], cwd="/", env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    assert proc.returncode == 0 and "exit codes" in proc.stdout.lower(), proc.stderr
 
 
 def test_apply_reports_every_problem_of_a_bad_volumes_file(tmp_path):
