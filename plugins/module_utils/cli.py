@@ -71,10 +71,11 @@ def libbpf_version():
 
 
 def host_facts(object_path):
-    """Readiness facts; when they look ready and an object is at hand, a trial load has the last word."""
+    """Readiness facts, proven by attaching a tiny LSM program; when they are ready and an object is
+    at hand, a trial load of it has the last word."""
     from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf, loader
-    from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import readiness
-    facts = readiness(libbpf_version=libbpf_version())
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import proven, readiness
+    facts = proven(readiness(libbpf_version=libbpf_version()), libbpf.probe_lsm)
     facts["trial_load"] = None
     if facts["ready"] and object_path and os.path.isfile(object_path):
         try:

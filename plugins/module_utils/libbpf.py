@@ -156,7 +156,73 @@ _SIGNATURES = {
     "bpf_map_get_fd_by_id": (_c_int, [_c_uint32]),
     "bpf_prog_get_fd_by_id": (_c_int, [_c_uint32]),
     "bpf_link_get_fd_by_id": (_c_int, [_c_uint32]),
+    "libbpf_find_vmlinux_btf_id": (_c_int, [_c_char_p, _c_int]),
 }
+
+
+# The bpf(2) commands and attributes probe_lsm() uses: the kernel's ABI (union bpf_attr), stable.
+_BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
+BPF_PROG_LOAD = 5
+BPF_RAW_TRACEPOINT_OPEN = 17
+BPF_LSM_MAC = 27
+PROBE_HOOK = "file_permission"
+# mov r0, 0; exit: an LSM program that allows everything.
+_PROBE_INSNS = (0x00000000000000b7, 0x0000000000000095)
+
+
+class _ProgLoadAttr(ctypes.Structure):
+    _fields_ = [
+        ("prog_type", _c_uint32), ("insn_cnt", _c_uint32), ("insns", ctypes.c_uint64), ("license", ctypes.c_uint64),
+        ("log_level", _c_uint32), ("log_size", _c_uint32), ("log_buf", ctypes.c_uint64),
+        ("kern_version", _c_uint32), ("prog_flags", _c_uint32), ("prog_name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+        ("prog_ifindex", _c_uint32), ("expected_attach_type", _c_uint32), ("prog_btf_fd", _c_uint32),
+        ("func_info_rec_size", _c_uint32), ("func_info", ctypes.c_uint64), ("func_info_cnt", _c_uint32),
+        ("line_info_rec_size", _c_uint32), ("line_info", ctypes.c_uint64), ("line_info_cnt", _c_uint32),
+        ("attach_btf_id", _c_uint32), ("attach_prog_fd", _c_uint32), ("pad", _c_uint32),
+    ]
+
+
+class _RawTracepointAttr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_uint64), ("prog_fd", _c_uint32), ("pad", _c_uint32)]
+
+
+def _bpf(cmd, attr):
+    """bpf(2): (the new fd, 0), or (-1, errno)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    ret = libc.syscall(ctypes.c_long(_BPF_SYSCALL[platform.machine()]), ctypes.c_int(cmd), ctypes.byref(attr),
+                       _c_uint32(ctypes.sizeof(attr)))
+    return (ret, 0) if ret >= 0 else (-1, ctypes.get_errno())
+
+
+def probe_lsm(lib=None):
+    """Load a do-nothing LSM program, attach it to file_permission and drop it at once: the proof
+    that this kernel runs BPF LSM programs, with no object and no compiler (a kernel can list bpf
+    among its active LSMs and still refuse them). Returns None, or raises LibbpfError why not."""
+    lib = lib or libbpf()
+    program = "bq_probe"
+    btf_id = lib.libbpf_find_vmlinux_btf_id(PROBE_HOOK.encode(), BPF_LSM_MAC)
+    if btf_id < 0:
+        raise _error("the LSM hook %s is not in the kernel's BTF" % PROBE_HOOK, -btf_id,
+                     "use a kernel built with CONFIG_BPF_LSM=y and CONFIG_DEBUG_INFO_BTF=y")
+    insns = (ctypes.c_uint64 * len(_PROBE_INSNS))(*_PROBE_INSNS)
+    license = ctypes.create_string_buffer(b"GPL")
+    log = ctypes.create_string_buffer(4096)
+    attr = _ProgLoadAttr(prog_type=BPF_PROG_TYPE_LSM, insn_cnt=len(_PROBE_INSNS), insns=ctypes.addressof(insns),
+                         license=ctypes.addressof(license), log_level=1, log_size=len(log),
+                         log_buf=ctypes.addressof(log), prog_name=program.encode(),
+                         expected_attach_type=BPF_LSM_MAC, attach_btf_id=btf_id)
+    prog_fd, err = _bpf(BPF_PROG_LOAD, attr)
+    if prog_fd < 0:
+        _raise_load_error("loading a BPF LSM probe program failed", err, [program],
+                          log.value.decode("utf-8", "replace").strip())
+    try:
+        link_fd, err = _bpf(BPF_RAW_TRACEPOINT_OPEN, _RawTracepointAttr(name=0, prog_fd=prog_fd))
+        if link_fd < 0:
+            _raise_load_error("attaching a BPF LSM probe program to %s failed" % PROBE_HOOK, err, [program], None)
+        os.close(link_fd)
+    finally:
+        os.close(prog_fd)
 
 
 def _load_libc():

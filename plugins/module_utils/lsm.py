@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 
+from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import parse_mountinfo
 
 MIN_KERNEL = (5, 7)        # BPF LSM was merged in 5.7
@@ -212,6 +213,21 @@ def _libbpf_reasons(libbpf_version):
         return ["libbpf %s is older than 1.0 and can't read the BTF of 6.0+ kernels: install "
                 "libbpf >= 1.0" % (libbpf_version,)]
     return []
+
+
+def proven(facts, probe):
+    """facts once the kernel has had its say: when the files say ready, probe() (libbpf.probe_lsm on
+    the live host) loads and attaches a real LSM program, as a kernel may list bpf among its active
+    LSMs and still refuse BPF LSM programs. lsm_probe: True, False, or None when not tried."""
+    facts["lsm_probe"] = None
+    if facts["ready"]:
+        try:
+            probe()
+        except LibbpfError as error:
+            facts.update(lsm_probe=False, ready=False, reasons=facts["reasons"] + [str(error)])
+        else:
+            facts["lsm_probe"] = True
+    return facts
 
 
 def _read_active_lsms(root):

@@ -141,6 +141,15 @@ ready:
   returned: always
   type: bool
   sample: false
+lsm_probe:
+  description:
+    - Whether the kernel accepted a tiny BPF LSM program, loaded and attached to C(file_permission) and
+      dropped at once; V(null) when not tried (the host's files already say it is not ready).
+    - A kernel may list C(bpf) among its active LSMs and still refuse BPF LSM programs (a sandbox, lockdown
+      or a security policy); this is the proof.
+  returned: always
+  type: bool
+  sample: true
 reasons:
   description: Why the host is not ready, each with its fix; empty when ready.
   returned: always
@@ -178,8 +187,8 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.bootcfg import (
     boot_lsm,
     plan_boot_lsm,
 )
-from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError, libbpf
-from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import readiness
+from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError, libbpf, probe_lsm
+from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import proven, readiness
 
 # Where the host's files are; the unit tests point it at recorded hosts.
 HOST_ROOT = "/"
@@ -192,7 +201,7 @@ ARGUMENT_SPEC = dict(
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    facts = readiness(root=HOST_ROOT, libbpf_version=libbpf_version(module))
+    facts = proven(readiness(root=HOST_ROOT, libbpf_version=libbpf_version(module)), probe_lsm)
     result = dict(facts, changed=False, reboot_required=False, boot_changes=[])
     if module.params["fix_boot"] and boot_fix_applies(facts):
         try:

@@ -178,18 +178,21 @@ def test_status_when_not_loaded():
     assert json.loads(proc.stdout) == {"loaded": False, "sha256": None, "programs": {}, "pin_dir": layout.PIN_DIR}
 
 
-def test_check_names_the_refused_lsm_programs(refused_lsm_programs):
-    object_path, programs = refused_lsm_programs
+@pytest.mark.parametrize("with_object", [True, False])
+def test_check_proves_readiness_by_attaching_an_lsm_program(refused_lsm_programs, tmp_path, with_object):
+    # This host lists bpf among its active LSMs but refuses BPF LSM programs: check must say so with
+    # or without an object at hand (it used to say "ready" whenever it had no object to try).
+    object_path = refused_lsm_programs[0] if with_object else str(tmp_path / "no-object.bpf.o")
     proc = bpfquota("check", "--object", object_path)
     assert proc.returncode == 3
     assert "BPF LSM NOT ready" in proc.stdout.splitlines()[0]
-    assert "the kernel refused the LSM programs %s:" % ", ".join(programs) in proc.stdout
+    assert "the kernel refused the LSM program bq_probe:" in proc.stdout
 
     proc = bpfquota("check", "--json", "--object", object_path)
     assert proc.returncode == 3
     facts = json.loads(proc.stdout)
-    assert (facts["ready"], facts["trial_load"]) == (False, False)
-    assert any(all(name in reason for name in programs) for reason in facts["reasons"])
+    assert (facts["ready"], facts["lsm_probe"], facts["trial_load"]) == (False, False, None)
+    assert [reason for reason in facts["reasons"] if "bq_probe" in reason]
 
 
 def test_load_on_a_host_that_refuses_lsm_programs(refused_lsm_programs):
@@ -198,7 +201,7 @@ def test_load_on_a_host_that_refuses_lsm_programs(refused_lsm_programs):
     assert proc.returncode == 3
     assert proc.stdout == ""
     assert proc.stderr.startswith("bpfquota: this host can't enforce quotas:\n  - ")
-    assert programs[0] in proc.stderr and "Operation not permitted" in proc.stderr
+    assert "the kernel refused the LSM program bq_probe:" in proc.stderr and "Operation not permitted" in proc.stderr
     assert not os.path.exists(layout.PIN_ROOT)
 
 

@@ -339,3 +339,12 @@ def test_a_tree_longer_than_path_max_is_scanned(share):
     bq_ok("reconcile", vol)
     row = report()[vol]
     assert (row["used_bytes"], row["files"]) == (MiB, 19)
+
+
+def test_check_proves_the_kernel_runs_lsm_programs_without_an_object(tmp_path):
+    # The host's files say ready here, and `check` backs that by attaching a tiny LSM program; no
+    # object is needed (the unit tests show the same probe refused on a sandboxed host).
+    proc = bq_process("check", "--json", "--object", str(tmp_path / "no-object.bpf.o"))
+    facts = json.loads(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (facts["ready"], facts["lsm_probe"], facts["trial_load"], facts["reasons"]) == (True, True, None, [])

@@ -5,6 +5,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
+import errno
 import json
 import os
 
@@ -77,6 +78,7 @@ def host(monkeypatch):
     monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda module, warning: warnings.append(warning))
     monkeypatch.setattr(lsm_check, "libbpf", FakeLibbpf)
+    monkeypatch.setattr(lsm_check, "probe_lsm", lambda: None)  # the recorded host's kernel attaches it
 
     def use(root, release, tools):
         monkeypatch.setattr(lsm_check, "HOST_ROOT", root)
@@ -134,6 +136,22 @@ def test_not_ready_fails_with_every_reason_and_its_fix(tmp_path, host, monkeypat
     assert "lsm=" + ",".join(UBUNTU_2204_MERGED) in result["msg"]
     assert "CONFIG_DEBUG_INFO_BTF=y" in result["msg"]
     assert result["changed"] is False and result["reboot_required"] is False
+
+
+def test_a_kernel_that_refuses_lsm_programs_is_not_ready(tmp_path, host, monkeypatch):
+    # Its files say ready (bpf active, BTF, libbpf), but loading an LSM program gets EPERM, as on a
+    # sandboxed host: the role must know before it installs anything.
+    root = ubuntu_2204(str(tmp_path), active="lockdown,capability,landlock,yama,integrity,apparmor,bpf")
+    host(root, UBUNTU_2204_RELEASE, BootTools(root))
+    refusal = "loading a BPF LSM probe program failed: Operation not permitted; the kernel refused ..."
+
+    def refused():
+        raise LibbpfError(refusal, errno.EPERM)
+    monkeypatch.setattr(lsm_check, "probe_lsm", refused)
+    failed, result = run_module({"fix_boot": True})
+    assert failed and (result["ready"], result["lsm_probe"]) == (False, False)
+    assert result["reasons"] == [refusal] and refusal in result["msg"]
+    assert result["changed"] is False and result["boot_changes"] == []
 
 
 def test_not_ready_without_failing(tmp_path, host):
