@@ -118,8 +118,11 @@ def version_tuple(text):
     return None if match is None else (int(match.group(1)), int(match.group(2)))
 
 
-def readiness(root="/", kernel_release=None, libbpf_version=None, machine=None):
+def readiness(root="/", kernel_release=None, libbpf_version=None, machine=None, mount=True):
     """Facts about BPF LSM on the host whose files are under root, with ready and the reasons why not.
+
+    mount: on the live host, as root, mount securityfs when it isn't (False in check mode, which
+    changes nothing: the unmounted securityfs is then a reason).
 
     kernel_release defaults to the running kernel's, and machine (for the arm64 limit) to the
     running machine, but only when kernel_release isn't given: a given release describes
@@ -130,7 +133,7 @@ def readiness(root="/", kernel_release=None, libbpf_version=None, machine=None):
         kernel_release = uname.release
         machine = machine or uname.machine
 
-    active_text, securityfs_reason = _read_active_lsms(root)
+    active_text, securityfs_reason = _read_active_lsms(root, mount)
     active = None if active_text is None else parse_active_lsms(active_text)
     cmdline_text = _read_text(root, "proc/cmdline")
     cmdline_lsm = None if cmdline_text is None else parse_cmdline_lsm(cmdline_text)
@@ -230,8 +233,9 @@ def proven(facts, probe):
     return facts
 
 
-def _read_active_lsms(root):
-    """(text, None) or (None, the reason with its fix); on the live host, as root, mounts securityfs first."""
+def _read_active_lsms(root, mount):
+    """(text, None) or (None, the reason with its fix); on the live host, as root, mounts securityfs
+    first if `mount`."""
     path = os.path.join(root, LSM_FILE)
     try:
         return _read_file(path), None
@@ -242,7 +246,9 @@ def _read_active_lsms(root):
     if _is_live_root(root) and not os.path.exists(path):
         if _mounted(root, SECURITYFS, "securityfs"):
             return None, no_lsm_file  # mounting again would only stack another securityfs
-        if os.geteuid() != 0:
+        if not mount:
+            problem = "securityfs not mounted, and check mode mounts nothing"
+        elif os.geteuid() != 0:
             problem = "securityfs not mounted, and mounting it needs root"
         else:
             problem = _mount_securityfs()

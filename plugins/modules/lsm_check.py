@@ -53,7 +53,7 @@ requirements:
   - Linux >= 5.7 (>= 6.0 on arm64) built with C(CONFIG_BPF_LSM=y) and C(CONFIG_DEBUG_INFO_BTF=y).
   - libbpf >= 1.0.
 notes:
-  - Run it as root (C(become=true)); securityfs is mounted when it isn't.
+  - Run it as root (C(become=true)); securityfs is mounted when it isn't, except in check mode, which changes nothing.
   - After a reboot, run it again to prove that C(bpf) is active.
 seealso:
   - module: ansible.builtin.reboot
@@ -201,7 +201,8 @@ ARGUMENT_SPEC = dict(
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    facts = proven(readiness(root=HOST_ROOT, libbpf_version=libbpf_version(module)), probe_lsm)
+    facts = proven(readiness(root=HOST_ROOT, libbpf_version=libbpf_version(module), mount=not module.check_mode),
+                   probe_lsm)
     result = dict(facts, changed=False, reboot_required=False, boot_changes=[])
     if module.params["fix_boot"] and boot_fix_applies(facts):
         try:

@@ -14,6 +14,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.common.text.converters import to_bytes
 from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError
+from ansible_collections.bpfquota.nfs.plugins.module_utils import lsm
 from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import parse_cmdline_lsm
 from ansible_collections.bpfquota.nfs.plugins.module_utils.bootcfg import grub_cfg_kernel_args
 from ansible_collections.bpfquota.nfs.plugins.modules import lsm_check
@@ -152,6 +153,32 @@ def test_a_kernel_that_refuses_lsm_programs_is_not_ready(tmp_path, host, monkeyp
     assert failed and (result["ready"], result["lsm_probe"]) == (False, False)
     assert result["reasons"] == [refusal] and refusal in result["msg"]
     assert result["changed"] is False and result["boot_changes"] == []
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_securityfs_is_mounted_only_outside_check_mode(tmp_path, host, monkeypatch, check_mode):
+    # The live host, as root, with securityfs not mounted (its lsm file missing): the module mounts
+    # it to read the active LSMs, except in check mode, which changes nothing and says why.
+    root = ubuntu_2204(str(tmp_path), active="lockdown,capability,landlock,yama,integrity,apparmor,bpf")
+    lsm_file = os.path.join(root, lsm.LSM_FILE)
+    os.rename(lsm_file, lsm_file + ".hidden")
+    host(root, UBUNTU_2204_RELEASE, BootTools(root))
+    mounts = []
+
+    def mount_securityfs():
+        mounts.append(lsm.MOUNT_SECURITYFS)
+        os.rename(lsm_file + ".hidden", lsm_file)
+    monkeypatch.setattr(lsm, "_is_live_root", lambda path: True)
+    monkeypatch.setattr(lsm, "_mounted", lambda path, target, fstype: fstype == "bpf")
+    monkeypatch.setattr(lsm, "_mount_securityfs", mount_securityfs)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    failed, result = run_module({}, check_mode=check_mode)
+    if check_mode:
+        assert mounts == [] and failed and not result["ready"]
+        assert result["reasons"] == ["cannot read /%s (securityfs not mounted, and check mode mounts nothing): mount "
+                                     "securityfs as root: %s" % (lsm.LSM_FILE, lsm.MOUNT_SECURITYFS)]
+    else:
+        assert mounts == [lsm.MOUNT_SECURITYFS] and not failed and result["ready"]
 
 
 def test_not_ready_without_failing(tmp_path, host):
