@@ -30,8 +30,27 @@ EXIT_CODES_HELP = """exit codes:
 """
 
 LOCK_PATH = "/run/bpfquota.lock"
-CHECKOUT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_OBJECT = os.path.join(CHECKOUT_ROOT, "build", "bpfquota.bpf.o")
+
+
+def _archive_of(path):
+    """The zip archive `path` lies in (the installed command is a zipapp), or None."""
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    return path if os.path.isfile(path) else None
+
+
+INSTALLED_ARCHIVE = _archive_of(os.path.abspath(__file__))
+if INSTALLED_ARCHIVE:
+    # The role installs the object beside the command (bpfquota_install_dir); no BPF sources come along.
+    DEFAULT_OBJECT = os.path.join(os.path.dirname(INSTALLED_ARCHIVE), "bpfquota.bpf.o")
+    BPF_SOURCES = None
+else:
+    CHECKOUT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    DEFAULT_OBJECT = os.path.join(CHECKOUT_ROOT, "build", "bpfquota.bpf.o")
+    BPF_SOURCES = os.path.join(CHECKOUT_ROOT, "bpf")
 
 
 def say(text, stream=None):
@@ -112,8 +131,12 @@ def require_ready(object_path):
 
 def cmd_build(args):
     from ansible_collections.bpfquota.nfs.plugins.module_utils.bpfbuild import BuildError, build
+    if BPF_SOURCES is None:
+        raise CliError("the installed command (%s) carries no BPF sources: the role builds the object on the "
+                       "controller; to build one here, run bin/bpfquota build from a checkout of the collection"
+                       % INSTALLED_ARCHIVE, EXIT_USAGE)
     try:
-        result = build(os.path.join(CHECKOUT_ROOT, "bpf"), args.out)
+        result = build(BPF_SOURCES, args.out)
     except BuildError as e:
         raise CliError(str(e))
     say("%s %s (sha256 %s)" % ("built" if result["changed"] else "up to date", result["path"], result["sha256"]))

@@ -50,6 +50,38 @@ def test_it_runs_on_its_own(tmp_path):
     assert "apply" in out.stdout and "report" in out.stdout
 
 
+def installed(tmp_path):
+    """The zipapp as the role installs it, in an install directory of its own."""
+    install_dir = tmp_path / "usr-lib-bpfquota"
+    install_dir.mkdir()
+    app = install_dir / "bpfquota"
+    app.write_bytes(bundle.zipapp_bytes(bundle.module_sources()))
+    return app
+
+
+def run_installed(app, *args):
+    env = dict((k, v) for k, v in os.environ.items() if k != "PYTHONPATH")
+    return subprocess.run([sys.executable, str(app)] + list(args), cwd="/", env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
+
+
+def test_the_installed_command_looks_for_the_object_beside_itself(tmp_path):
+    # Its default paths used to point inside its own archive (.../bpfquota/ansible_collections/...).
+    app = installed(tmp_path)
+    out = run_installed(app, "load")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip() == ("bpfquota: BPF object %s not found: build it with 'bpfquota build' or pass --object"
+                                  % (app.parent / "bpfquota.bpf.o"))
+
+
+def test_the_installed_command_says_why_it_cannot_build(tmp_path):
+    # It carries no BPF sources: one clear error, not NotADirectoryError from inside the archive.
+    app = installed(tmp_path)
+    out = run_installed(app, "build", "--out", str(tmp_path / "out.bpf.o"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.startswith("bpfquota: the installed command (%s) carries no BPF sources" % app)
+
+
 def test_listing_names_each_member_with_its_hash():
     lines = bundle.listing(bundle.zipapp_bytes({"cli": b"print(1)\n"}))
     assert "%s  ansible_collections/bpfquota/nfs/plugins/module_utils/cli.py" % bundle.sha256(b"print(1)\n") in lines
