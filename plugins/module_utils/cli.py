@@ -33,7 +33,7 @@ LOCK_PATH = "/run/bpfquota.lock"
 
 
 def _archive_of(path):
-    """The zip archive `path` lies in (the installed command is a zipapp), or None."""
+    """The zip archive directory `path` lies in (the installed command is a zipapp), or None."""
     while not os.path.exists(path):
         parent = os.path.dirname(path)
         if parent == path:
@@ -42,7 +42,7 @@ def _archive_of(path):
     return path if os.path.isfile(path) else None
 
 
-INSTALLED_ARCHIVE = _archive_of(os.path.abspath(__file__))
+INSTALLED_ARCHIVE = _archive_of(os.path.dirname(os.path.abspath(__file__)))
 if INSTALLED_ARCHIVE:
     # The role installs the object beside the command (bpfquota_install_dir); no BPF sources come along.
     DEFAULT_OBJECT = os.path.join(os.path.dirname(INSTALLED_ARCHIVE), "bpfquota.bpf.o")
