@@ -54,7 +54,7 @@ SHIPPED = [
     "FILES.json",
 ]
 NEVER_SHIPPED_DIRS = ("build", "ansible_collections", ".git", ".ansible", ".pytest_cache", "tests/output",
-                      "bench/results", ".benchmarks")
+                      "bench", ".benchmarks", "testbed", "molecule", "scripts", ".ci", "tests/vm", "tests/role")
 
 Installed = collections.namedtuple("Installed", "artifact collections root env")
 
