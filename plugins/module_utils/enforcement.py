@@ -32,12 +32,11 @@ USAGE = "usage"            # bad input (arguments, volumes); nothing was changed
 NOT_READY = "not_ready"    # this host can't enforce (BPF LSM, libbpf, the kernel refuses the programs)
 NOT_LOADED = "not_loaded"  # the enforcer isn't loaded
 FAILED = "failed"          # the operation failed
-KINDS = (USAGE, NOT_READY, NOT_LOADED, FAILED)
 
 
 class BpfquotaError(Exception):
-    """A failure the message explains with its fix; `kind` is one of KINDS, `problems` every problem
-    of the input when there were several to name (the message has one per line)."""
+    """A failure the message explains with its fix; `kind` is USAGE, NOT_READY, NOT_LOADED or FAILED,
+    `problems` every problem of the input when there were several to name (the message has one per line)."""
 
     def __init__(self, message, kind=FAILED, problems=None):
         Exception.__init__(self, message)
@@ -90,8 +89,7 @@ def require_ready(object_path):
     """BpfquotaError NOT_READY with every reason unless this host can enforce (host_facts)."""
     facts = host_facts(object_path)
     if not facts["ready"]:
-        raise BpfquotaError("this host can't enforce quotas:\n  - " + "\n  - ".join(facts["reasons"]), NOT_READY,
-                            facts["reasons"])
+        raise BpfquotaError("this host can't enforce quotas:\n  - " + "\n  - ".join(facts["reasons"]), NOT_READY)
 
 
 def load_program(object_path):
