@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import run as bench_run  # noqa: E402  (bench/run.py: building, the VM, host noise)
 import vm_bench  # noqa: E402  (bench/vm_bench.py: helpers run in the VM)
-from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, quota, usage  # noqa: E402
+from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, enforcement, quota, usage  # noqa: E402
 
 VOLUMES = 10000
 CREATOR_DIR = "/srv/nfs/quota-sync"   # the volume directories, made server-side ...
@@ -119,7 +119,7 @@ class Rounds:
     def round(self):
         """From no volume back to none, twice by each; every no-op re-sync or change follows a
         maps-only add of a few seconds, so NFS attributes are as fresh for the module as for the CLI."""
-        self.cli(ADDED_MAPS_ONLY, "all", (VOLUMES, 0, 0), ("--scan-budget", "0"), warnings=cli.MAX_SCAN_WARNINGS + 1)
+        self.cli(ADDED_MAPS_ONLY, "all", (VOLUMES, 0, 0), ("--scan-budget", "0"), warnings=enforcement.MAX_SCAN_WARNINGS + 1)
         self.cli(NO_OP, "all", (0, 0, 0))
         self.cli(NO_OP_FULL, "all", (0, 0, 0), ("--full",))
         self.cli(CHANGED, "changed", (0, 1, 0))
@@ -141,8 +141,9 @@ class Rounds:
         vm_bench.bpfquota("apply", self.files["none"])
 
 
-# `bpfquota apply` is made of these, in this order (cli.apply_volumes).
-PHASES = [(cli, "sync_inputs", "stamp"), (cli, "validated_volumes", "validate"), (quota, "route_keys", "routes"),
+# `bpfquota apply` is made of these, in this order (enforcement.prepare_sync and apply_sync).
+PHASES = [(enforcement, "sync_inputs", "stamp"), (enforcement, "validated_volumes", "validate"),
+          (quota, "route_keys", "routes"),
           (quota, "stored_route_keys", "stored routes"),
           (quota, "applied_volumes", "read maps"), (quota, "plan", "plan"),
           (quota, "apply_plan", "write maps"), (usage, "scan_volumes", "first scans")]

@@ -21,7 +21,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, libbpf, loader, quota, usage  # noqa: E402
+from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement, libbpf, loader, quota, usage  # noqa: E402
 
 BPFQUOTA = [sys.executable, os.path.join(ROOT, "bin", "bpfquota")]
 OBJECT = os.path.join(ROOT, "build", "bpfquota.bpf.o")
@@ -169,13 +169,13 @@ def write_volumes_file(label, entries):
 # Neither shortcut changes what the kernel sees while the workloads run.
 
 def prepare_volumes(volumes_file):
-    volumes = cli.desired_volumes(volumes_file, "enforce")
+    volumes = enforcement.desired_volumes(volumes_file, "enforce")
     return volumes, quota.route_keys([v.path for v in volumes], quota.read_mounts())
 
 
 def apply_prepared(volumes, keys, scan):
-    with cli.exclusive():
-        with cli.open_maps() as maps:
+    with enforcement.exclusive():
+        with enforcement.open_maps() as maps:
             the_plan = quota.plan(quota.applied_volumes(maps), volumes, keys)
             quota.apply_plan(maps, the_plan)
             for path in scan:

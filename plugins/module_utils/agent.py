@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import layout, quota, saved
+from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement, layout, quota, saved
 from ansible_collections.bpfquota.nfs.plugins.module_utils.events import EventReader, describe
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
 from ansible_collections.bpfquota.nfs.plugins.module_utils.usage import NOT_SCANNED, scan_volumes
@@ -99,8 +99,7 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
     """Runs until killed (or one round with once=True). `lock` serializes map writes with the CLI.
     Every TICK seconds (and after each round, and when stopped) the usage is saved, and volumes whose
     usage is unknown are scanned again."""
-    from ansible_collections.bpfquota.nfs.plugins.module_utils.cli import exclusive
-    lock = lock or exclusive
+    lock = lock or enforcement.exclusive
     maps = QuotaMaps()
     paths = maps.paths()
     reader = EventReader(lambda event: log(describe(event, paths)))

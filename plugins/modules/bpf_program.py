@@ -111,7 +111,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import cli
+from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
@@ -131,7 +131,7 @@ def diff_of(before, after_loaded, after_sha):
 
 def require_ready(module, object_path):
     """fail_json with every reason unless the host can enforce (readiness, then a trial load)."""
-    facts = cli.host_facts(object_path)
+    facts = enforcement.host_facts(object_path)
     if not facts["ready"]:
         module.fail_json(msg="this host can't enforce quotas, nothing was loaded:\n  - " + "\n  - ".join(facts["reasons"]),
                          reasons=facts["reasons"])
@@ -153,12 +153,11 @@ def present(module):
         if module.check_mode:
             result.update(changed=True, programs={}, upgraded=before["loaded"])
         else:
-            with cli.exclusive():
-                try:
-                    loaded = loader.load(object_path, layout.PIN_DIR)
-                except (libbpf.LibbpfError, loader.ProbeFailed, OSError) as e:
-                    verb = "upgrading to" if before["loaded"] else "loading"
-                    module.fail_json(msg="%s %s failed: %s" % (verb, object_path, e))
+            try:
+                loaded = enforcement.load_program(object_path)
+            except (enforcement.BpfquotaError, OSError) as e:
+                verb = "upgrading to" if before["loaded"] else "loading"
+                module.fail_json(msg="%s %s failed: %s" % (verb, object_path, e))
             result.update(changed=loaded["changed"], sha256=loaded["sha256"], programs=loaded["programs"],
                           upgraded=loaded["upgraded"])
     if module._diff:
@@ -172,11 +171,10 @@ def absent(module):
     would_change = os.path.isdir(pin_dir)
     result = {"changed": would_change, "loaded": False, "sha256": None, "programs": {}, "upgraded": False}
     if would_change and not module.check_mode:
-        with cli.exclusive():
-            try:
-                result["changed"] = loader.unload(pin_dir)
-            except OSError as e:
-                module.fail_json(msg="unloading (removing %s) failed: %s" % (pin_dir, e))
+        try:
+            result["changed"] = enforcement.unload_program()
+        except OSError as e:
+            module.fail_json(msg="unloading (removing %s) failed: %s" % (pin_dir, e))
     if module._diff:
         result["diff"] = diff_of(before, False, None)
     return result

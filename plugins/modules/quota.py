@@ -199,61 +199,53 @@ import contextlib
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import cli
+from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
-from ansible_collections.bpfquota.nfs.plugins.module_utils import maps as quota_maps
 from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import (
-    UNKNOWN_USAGE, StatMemo, VolumeError, load_volumes_file, normalized_path, validate_volumes, volumes_to_document,
-    with_defaults)
+    UNKNOWN_USAGE, normalized_path, volumes_to_document, with_defaults)
 
 MODES = ["enforce", "audit"]
+
+
+def fail_invalid(module, error):
+    """fail_json for volumes the service refused (enforcement.BpfquotaError): every problem on a line of its own."""
+    if error.problems:
+        module.fail_json(msg="invalid volumes, nothing was changed:\n" + str(error), problems=error.problems)
+    module.fail_json(msg="invalid volumes, nothing was changed: %s" % error)
+
+
+def call_or_fail(module, function, *args, **kwargs):
+    """function(*args, **kwargs) of the enforcement service; fail_invalid when it refuses the volumes."""
+    try:
+        return function(*args, **kwargs)
+    except enforcement.BpfquotaError as e:
+        fail_invalid(module, e)
 
 
 def load_entries(module):
     """The raw entries of O(volumes) or O(src) (state=present), with O(unknown_usage) where they set none."""
     entries = module.params["volumes"]
     if module.params["src"] is not None:
-        try:
-            entries = load_volumes_file(module.params["src"])
-        except VolumeError as e:
-            module.fail_json(msg="invalid volumes, nothing was changed:\n" + str(e), problems=e.problems)
+        entries = call_or_fail(module, enforcement.load_entries, module.params["src"])
     return [with_defaults(entry, {"unknown_usage": module.params["unknown_usage"]}) for entry in entries]
-
-
-def checked_volumes(module, entries):
-    """The Volumes of entries checked as written; fail_json with every problem (the paths' too)."""
-    try:
-        return validate_volumes(entries, default_mode=module.params["mode"], examine_paths=False)
-    except VolumeError:
-        examined_volumes(module, entries, StatMemo())
 
 
 def unchanged_result(module, entries):
     """The result of a sync whose every input is that of the last one (nothing written since)."""
     result = {"changed": False, "added": [], "updated": [], "removed": [], "routes_changed": False}
     if module._diff:
-        document = volumes_to_document(checked_volumes(module, entries))
+        volumes = call_or_fail(module, enforcement.validated_volumes, entries, module.params["mode"], examine_paths=False)
+        document = volumes_to_document(volumes)
         result["diff"] = {"before": document, "after": document}
     return result
-
-
-def examined_volumes(module, entries, stat):
-    """The Volumes of entries, every path examined; fail_json with every problem."""
-    try:
-        return validate_volumes(entries, default_mode=module.params["mode"], stat=stat)
-    except VolumeError as e:
-        module.fail_json(msg="invalid volumes, nothing was changed:\n" + str(e), problems=e.problems)
 
 
 def paths_to_remove(module):
     """The normalized paths to remove (state=absent), or None for all."""
     if module.params["src"] is not None:
-        try:
-            entries = load_volumes_file(module.params["src"])
-        except VolumeError as e:
-            module.fail_json(msg="invalid volumes, nothing was changed:\n" + str(e), problems=e.problems)
+        entries = call_or_fail(module, enforcement.load_entries, module.params["src"])
         problems = []
         paths = set()
         for index, entry in enumerate(entries):
@@ -270,19 +262,10 @@ def paths_to_remove(module):
     return None
 
 
-def peek_sync_stamp():
-    """The maps' sync stamp; None when they can't be opened (open_maps() then says why)."""
-    try:
-        with quota_maps.QuotaMaps() as maps:
-            return maps.sync_stamp()
-    except (quota_maps.NotLoaded, OSError, libbpf.LibbpfError):
-        return None
-
-
 def open_maps(module):
     try:
-        return quota_maps.QuotaMaps()
-    except quota_maps.NotLoaded:
+        return enforcement.open_maps()
+    except enforcement.BpfquotaError:  # its only kind: not loaded
         module.fail_json(msg="the bpfquota enforcer is not loaded (no maps pinned under %s): load it first with "
                              "bpfquota.nfs.bpf_program (state: present)" % layout.PIN_DIR)
     except (OSError, libbpf.LibbpfError) as e:
@@ -293,27 +276,28 @@ def routes(maps):
     return dict((key, vol_id) for key, vol_id in maps.keys().items() if vol_id != layout.PROBE_VOLUME)
 
 
-def sync(module, maps, desired, remove):
+def kept_volumes(applied, remove):
+    """state=absent: the applied Volumes whose paths aren't in `remove` (None: remove all)."""
+    return [volume for path, (vol_id, volume) in sorted(applied.items()) if remove is not None and path not in remove]
+
+
+def sync(module, maps, prepared, remove):
     """Plan (and unless check mode, apply) against the open maps; returns the result dict.
-    desired: (raw entries, checked_volumes(), cli.sync_inputs()) (state=present), else None and
-    `remove` the paths to remove."""
+    prepared: the enforcement.Sync to apply (state=present), else None and `remove` the paths to remove."""
     applied = quota.applied_volumes(maps)
     current = [volume for vol_id, volume in applied.values()]
-    stat, inputs = StatMemo(), None  # validation and the route lookup stat the same paths
-    if desired is not None:
-        entries, desired, inputs = desired
-        inputs = cli.against_stamp(inputs, maps.sync_stamp())  # as of the lock
-        if not cli.paths_known(inputs, applied):
-            desired = examined_volumes(module, entries, stat)
-    else:  # state=absent: keep what isn't listed
-        desired = [volume for path, (vol_id, volume) in sorted(applied.items())
-                   if remove is not None and path not in remove]
+    desired = prepared.volumes if prepared is not None else kept_volumes(applied, remove)
     routes_before = routes(maps)
+    scan_timeout = module.params["scan_timeout"]
     try:
-        the_plan = cli.apply_volumes(maps, desired, module.check_mode, module.params["scan_timeout"], warn=module.warn,
-                                     applied=applied, stat=stat, inputs=inputs)
-    except cli.CliError as e:
-        module.fail_json(msg="invalid volumes, nothing was changed: %s" % e)
+        if prepared is not None:
+            the_plan = enforcement.apply_sync(maps, prepared, module.check_mode, scan_timeout, module.warn,
+                                              applied=applied)
+        else:
+            the_plan = enforcement.apply_volumes(maps, desired, module.check_mode, scan_timeout, module.warn,
+                                                 applied=applied)
+    except enforcement.BpfquotaError as e:
+        fail_invalid(module, e)
     except (OSError, libbpf.LibbpfError) as e:
         module.fail_json(msg="updating the bpfquota maps failed: %s: fix the cause and run again "
                              "(the module converges from any state, a partial update included)" % e)
@@ -354,17 +338,15 @@ def main():
         module.fail_json(msg="scan_timeout must be a positive number of seconds, not %s" % module.params["scan_timeout"])
     if module.params["state"] == "present":
         entries = load_entries(module)
-        inputs = cli.sync_inputs(entries, module.params["mode"], peek_sync_stamp())
-        if inputs.known == "all":
+        prepared, remove = call_or_fail(module, enforcement.prepare_sync, entries, module.params["mode"]), None
+        if prepared is None:
             module.exit_json(**unchanged_result(module, entries))
-        desired, remove = (entries, checked_volumes(module, entries), inputs), None
     else:
-        desired, remove = None, paths_to_remove(module)
+        prepared, remove = None, paths_to_remove(module)
 
-    with contextlib.nullcontext() if module.check_mode else cli.exclusive():
-        maps = open_maps(module)
-        with maps:
-            result = sync(module, maps, desired, remove)
+    with contextlib.nullcontext() if module.check_mode else enforcement.exclusive():
+        with open_maps(module) as maps:
+            result = sync(module, maps, prepared, remove)
     module.exit_json(**result)
 
 

@@ -123,24 +123,23 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import cli
+from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
-from ansible_collections.bpfquota.nfs.plugins.module_utils import maps as quota_maps
 from ansible_collections.bpfquota.nfs.plugins.module_utils.report import report_json
 
 
 def main():
     module = AnsibleModule(argument_spec={}, supports_check_mode=True)
     try:
-        maps = quota_maps.QuotaMaps()
-    except quota_maps.NotLoaded:
+        maps = enforcement.open_maps()
+    except enforcement.BpfquotaError:  # its only kind: not loaded
         module.exit_json(changed=False, loaded=False, volumes=[])
     except (OSError, libbpf.LibbpfError) as e:
         module.fail_json(msg="cannot open the bpfquota maps under %s: %s (run as root)" % (layout.PIN_DIR, e))
     try:
         with maps:
-            rows = cli.report_rows(maps)
+            rows = enforcement.report_rows(maps)
     except (OSError, libbpf.LibbpfError) as e:
         module.fail_json(msg="reading the bpfquota maps failed: %s" % e)
     # the rows of `bpfquota report --json`: sorted, with percent

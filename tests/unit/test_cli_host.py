@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, layout, libbpf, loader
+from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, enforcement, layout, libbpf, loader
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import volume_key
 from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import format_size
@@ -234,8 +234,8 @@ def test_agent_when_not_loaded():
 def on_test_maps(real_maps, monkeypatch, tmp_path):
     """cli commands open the test maps (and lock a private lock file); returns the pin dir."""
     pin_dir = real_maps.pin_dir
-    monkeypatch.setattr(cli, "open_maps", lambda: QuotaMaps(pin_dir))
-    monkeypatch.setattr(cli, "LOCK_PATH", str(tmp_path / "bpfquota.lock"))
+    monkeypatch.setattr(enforcement, "open_maps", lambda: QuotaMaps(pin_dir))
+    monkeypatch.setattr(enforcement, "LOCK_PATH", str(tmp_path / "bpfquota.lock"))
     return real_maps
 
 
@@ -273,8 +273,8 @@ def test_apply_with_a_bad_file_never_writes_nor_locks(tmp_path, monkeypatch, cap
     def fail(*args):
         raise AssertionError("the writers' lock was taken")
 
-    monkeypatch.setattr(cli, "open_maps", StampOnly)
-    monkeypatch.setattr(cli, "exclusive", fail)
+    monkeypatch.setattr(enforcement, "open_maps", StampOnly)
+    monkeypatch.setattr(enforcement, "exclusive", fail)
     path = volumes_file(tmp_path, "volumes:\n  - path: relative\n    limit: 1Gi\n  - limit: x\n")
     assert cli.main(["apply", path]) == 2
     err = capsys.readouterr().err
@@ -393,11 +393,11 @@ def test_usage_the_agent_saved_is_restored_when_the_volume_is_added_again(on_tes
     capsys.readouterr()
     assert cli.main(["apply", both]) == 0
     assert capsys.readouterr().err == ""
-    rows = dict((row["path"], row) for row in cli.report_rows(maps))
+    rows = dict((row["path"], row) for row in enforcement.report_rows(maps))
     assert (rows[a]["used_bytes"], rows[a]["files"], rows[a]["usage"]) == (15, 2, "restored")  # not scanned
     assert (rows[b]["used_bytes"], rows[b]["files"], rows[b]["usage"]) == (1, 1, "scanned")
     assert cli.main(["reconcile", a]) == 0
-    assert [(row["used_bytes"], row["usage"]) for row in cli.report_rows(maps) if row["path"] == a] == [(115, "scanned")]
+    assert [(row["used_bytes"], row["usage"]) for row in enforcement.report_rows(maps) if row["path"] == a] == [(115, "scanned")]
 
 
 def test_a_damaged_saved_usage_file_is_named_and_the_volumes_are_scanned(on_test_maps, tmp_path, capsys,
@@ -486,12 +486,12 @@ def test_a_re_apply_on_the_same_paths_and_mounts_reuses_the_routes(on_test_maps,
     def no_lock():
         raise AssertionError("an unchanged apply took the writers' lock")
     with monkeypatch.context() as patch:
-        patch.setattr(cli, "exclusive", no_lock)
+        patch.setattr(enforcement, "exclusive", no_lock)
         assert cli.main(["apply", changed]) == 0  # nothing differs from the last apply: nothing to do
     assert capsys.readouterr().out.splitlines() == ["0 added, 0 updated, 0 removed"]
     monkeypatch.undo()
-    monkeypatch.setattr(cli, "open_maps", lambda: QuotaMaps(maps.pin_dir))
-    monkeypatch.setattr(cli, "LOCK_PATH", str(tmp_path / "bpfquota.lock"))
+    monkeypatch.setattr(enforcement, "open_maps", lambda: QuotaMaps(maps.pin_dir))
+    monkeypatch.setattr(enforcement, "LOCK_PATH", str(tmp_path / "bpfquota.lock"))
     assert cli.main(["apply", "--full", changed]) == 2  # --full examines every path
     assert "volumes[0] (%s): path does not exist" % b in capsys.readouterr().err
     assert maps.sync_stamp() == stamp

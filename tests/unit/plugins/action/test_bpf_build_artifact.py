@@ -42,6 +42,7 @@ SHIPPED = [
     "plugins/doc_fragments/bpfquota.py",
     "plugins/module_utils/bpfbuild.py",
     "plugins/module_utils/cli.py",
+    "plugins/module_utils/enforcement.py",
     "plugins/modules/bpf_build.py",
     "plugins/modules/bpf_program.py",
     "plugins/modules/lsm_check.py",

@@ -18,7 +18,7 @@ import quota_testlib  # tests/unit/conftest.py puts its directory on sys.path
 from ansible.module_utils import basic
 from ansible.module_utils.common.text.converters import to_bytes
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import cli
+from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import maps as quota_maps
 from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
@@ -87,7 +87,7 @@ def run_module(monkeypatch):
 def lock_path(tmp_path, monkeypatch):
     """The lock every map writer takes, in a temporary directory (not /run)."""
     path = str(tmp_path / "bpfquota.lock")
-    monkeypatch.setattr(cli, "LOCK_PATH", path)
+    monkeypatch.setattr(enforcement, "LOCK_PATH", path)
     return path
 
 
