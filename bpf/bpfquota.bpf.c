@@ -1220,8 +1220,10 @@ static __always_inline void finish_renaming(bool renamed)
 SEC("fexit/vfs_rename")
 int BPF_PROG(bq_vfs_rename_exit, struct renamedata *rd, int ret)
 {
-	/* An exchange removes nothing; any other successful rename removed its target, if any. */
-	finish_removal(ret == 0 && !(rd->flags & RENAME_EXCHANGE));
+	/* An exchange removes nothing; any other successful rename removed its target, if any,
+	 * unless NFS silly-renamed the target (still open: credited at its last close). */
+	finish_removal(ret == 0 && !(rd->flags & RENAME_EXCHANGE) &&
+		       !(rd->new_dentry->d_flags & DCACHE_NFSFS_RENAMED));
 	finish_renaming(ret == 0);
 	return 0;
 }

@@ -125,6 +125,7 @@ struct filename;
 struct open_flags;
 
 struct renamedata {
+	struct dentry *new_dentry;
 	unsigned int flags;
 };
 

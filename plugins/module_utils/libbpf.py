@@ -188,7 +188,7 @@ class _RawTracepointAttr(ctypes.Structure):
 
 def _bpf(cmd, attr):
     """bpf(2): (the new fd, 0), or (-1, errno)."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _load_libc()
     libc.syscall.restype = ctypes.c_long
     ret = libc.syscall(ctypes.c_long(_BPF_SYSCALL[platform.machine()]), ctypes.c_int(cmd), ctypes.byref(attr),
                        _c_uint32(ctypes.sizeof(attr)))

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import uuid
@@ -111,6 +112,17 @@ def share():
 def report():
     """{path: row} from `bpfquota report --json`."""
     return dict((row["path"], row) for row in json.loads(bq_ok("report", "--json"))["volumes"])
+
+
+def counted_usage(root):
+    """(bytes, inodes) below root as a scan counts them: regular files' apparent sizes, every inode
+    once (hard links too), directories 0 bytes."""
+    sizes = {}
+    for parent, dirs, files in os.walk(root):
+        for name in dirs + files:
+            info = os.lstat(os.path.join(parent, name))
+            sizes[info.st_ino] = info.st_size if stat.S_ISREG(info.st_mode) else 0
+    return sum(sizes.values()), len(sizes)
 
 
 def fill(path, chunk=MiB, max_chunks=64):

@@ -142,6 +142,27 @@ def test_a_rename_over_a_target_frees_the_target_after_it_happened(volume):
     assert usage(vol) == (MiB, 1) == (bytes_in(vol), 1)
 
 
+def test_a_rename_over_an_open_target_credits_it_at_its_last_close(volume):
+    """NFS silly-renames a target that is still open: its bytes stay until the last close."""
+    share, vol, outside = volume
+    target = os.path.join(vol, "held")
+    holder = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.write(holder, b"x" * (3 * MiB))
+    write_file(os.path.join(vol, "new"), 0)
+    os.rename(os.path.join(vol, "new"), target)
+    assert len(glob.glob(os.path.join(vol, ".nfs*"))) == 1
+    assert usage(vol) == (3 * MiB, 2)
+    assert fill(os.path.join(vol, "held")) == (MiB, errno.EDQUOT)
+    with pytest.raises(OSError) as exc:  # the replaced file still counts while it is open
+        os.write(holder, b"y" * MiB)
+    assert exc.value.errno == errno.EDQUOT
+    os.close(holder)
+    deadline = time.monotonic() + 10
+    while glob.glob(os.path.join(vol, ".nfs*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert usage(vol) == (MiB, 1) == (bytes_in(vol), len(os.listdir(vol)))
+
+
 def test_moves_and_links_across_the_boundary_get_exdev_and_move_nothing(volume):
     share, vol, outside = volume
     write_file(os.path.join(vol, "f"), MiB)

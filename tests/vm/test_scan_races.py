@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import bq_ok, report
+from conftest import bq_ok, counted_usage, report
 from ansible_collections.bpfquota.nfs.plugins.module_utils import walk
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
 
@@ -42,15 +42,6 @@ def moving_walk(monkeypatch):
     return state
 
 
-def truth(path):
-    sizes = {}
-    for parent, dirs, files in os.walk(path):
-        for name in dirs + files:
-            st = os.lstat(os.path.join(parent, name))
-            sizes[st.st_ino] = st.st_size if not os.path.isdir(os.path.join(parent, name)) else 0
-    return sum(sizes.values()), len(sizes)
-
-
 @pytest.mark.parametrize("what", ["f", "sub"])
 @pytest.mark.parametrize("mount", ["nfs4", "nfs3"])
 def test_a_name_moved_into_a_directory_the_walk_listed_is_still_counted(share, moving_walk, what, mount):
@@ -62,13 +53,13 @@ def test_a_name_moved_into_a_directory_the_walk_listed_is_still_counted(share, m
                 f.write(b"s" * SIZE)
     share.apply({"path": "pv", "limit": 64 << 20, "mount": mount})
     vol = share.client("pv", mount)
-    assert (report()[vol]["used_bytes"], report()[vol]["files"]) == truth(vol) == (4 * SIZE, 8)
+    assert (report()[vol]["used_bytes"], report()[vol]["files"]) == counted_usage(vol) == (4 * SIZE, 8)
     moving_walk["what"] = what
     bq_ok("reconcile", vol)
     assert [name for name in os.listdir(os.path.join(share.server, "pv", "d1")) + os.listdir(
         os.path.join(share.server, "pv", "d2")) if name.endswith("-moved")] == [what + "-moved"]  # by the walk's child
     row = report()[vol]
-    assert (row["used_bytes"], row["files"]) == truth(vol) == (4 * SIZE, 8)
+    assert (row["used_bytes"], row["files"]) == counted_usage(vol) == (4 * SIZE, 8)
 
 
 @contextlib.contextmanager

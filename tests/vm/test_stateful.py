@@ -21,7 +21,6 @@ import collections
 import errno
 import json
 import os
-import stat
 import subprocess
 import sys
 
@@ -30,7 +29,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from conftest import Share, report
+from conftest import Share, counted_usage, report
 from test_admission import NOBODY
 
 LIMIT = 256 * 1024
@@ -153,18 +152,6 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
-def truth(root):
-    """(bytes, inodes) below root as a scan counts them: regular files' sizes, hard links once."""
-    seen, total = set(), 0
-    for parent, dirs, files in os.walk(root):
-        for name in dirs + files:
-            info = os.lstat(os.path.join(parent, name))
-            if info.st_ino not in seen:
-                seen.add(info.st_ino)
-                total += info.st_size if stat.S_ISREG(info.st_mode) else 0
-    return total, len(seen)
-
-
 def machine_for(share, mount, workers):
     """A state machine class whose every example starts in a new, empty, enforced volume."""
     counter = {"n": 0}
@@ -235,7 +222,7 @@ def machine_for(share, mount, workers):
         def within_the_limit_and_never_undercounted(self):
             if not hasattr(self, "root"):
                 return
-            on_disk, inodes = truth(self.root)
+            on_disk, inodes = counted_usage(self.root)
             row = report()[self.root]
             assert on_disk <= LIMIT, "%d bytes on disk past the %d-byte limit" % (on_disk, LIMIT)
             assert inodes <= INODES, "%d inodes past the limit of %d" % (inodes, INODES)
