@@ -7,7 +7,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: cli
+module: host_command
 short_description: Install the bpfquota host command (CLI and agent) as one executable file
 description:
   - Writes the C(bpfquota) command (C(check), C(load), C(apply), C(report), C(reconcile), C(agent), ...)
@@ -30,6 +30,8 @@ options:
     default: present
 notes:
   - The command needs Python 3 at C(/usr/bin/python3) and, for C(bpfquota apply), PyYAML.
+  - This module was called C(bpfquota.nfs.cli) before; that name still works, with a deprecation
+    warning, until it is removed in 0.2.0.
 requirements:
   - Python 3 on the host.
 seealso:
@@ -47,11 +49,11 @@ attributes:
 
 EXAMPLES = r"""
 - name: Install the bpfquota command
-  bpfquota.nfs.cli:
+  bpfquota.nfs.host_command:
     dest: /usr/local/sbin/bpfquota
 
 - name: Remove it
-  bpfquota.nfs.cli:
+  bpfquota.nfs.host_command:
     dest: /usr/local/sbin/bpfquota
     state: absent
 """
