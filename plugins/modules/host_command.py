@@ -9,6 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: host_command
 short_description: Install the bpfquota host command (CLI and agent) as one executable file
+version_added: 0.1.0
 description:
   - Writes the C(bpfquota) command (C(check), C(load), C(apply), C(report), C(reconcile), C(agent), ...)
     to O(dest) as a Python zipapp made of this collection's module_utils, the same code the other
@@ -22,12 +23,14 @@ options:
       - Where the command goes on the host. Its directory must exist.
     type: path
     required: true
+    version_added: 0.1.0
   state:
     description:
       - V(present) installs or updates the command; V(absent) removes it.
     type: str
     choices: [present, absent]
     default: present
+    version_added: 0.1.0
 notes:
   - The command needs Python 3 at C(/usr/bin/python3) and, for C(bpfquota apply), PyYAML.
   - This module was called C(bpfquota.nfs.cli) before; that name still works, with a deprecation

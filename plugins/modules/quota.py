@@ -9,6 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: quota
 short_description: Set the per-directory write quotas bpfquota enforces
+version_added: 0.1.0
 description:
   - Makes the volumes (directories with a byte limit and optionally a file-count limit) that the
     loaded bpfquota enforcer holds equal a desired list, given inline in O(volumes) or as a volumes
@@ -29,6 +30,7 @@ options:
       - Mutually exclusive with O(src).
     type: list
     elements: dict
+    version_added: 0.1.0
     suboptions:
       path:
         description:
@@ -36,21 +38,25 @@ options:
           - With O(state=present) it must exist and be a directory.
         type: str
         required: true
+        version_added: 0.1.0
       limit:
         description:
           - The most bytes the volume may hold, as a number of bytes or a quantity such as
             V(50Gi), V(512M), V(1.5Ti) (binary units with C(i), decimal without).
           - Required for every entry when O(state=present).
         type: raw
+        version_added: 0.1.0
       inodes:
         description: The most files (inodes) the volume may hold. No file-count limit when omitted.
         type: int
+        version_added: 0.1.0
       mode:
         description:
           - V(enforce) refuses writes over the limit; V(audit) allows them but counts them as denials.
           - Defaults to O(mode).
         type: str
         choices: [enforce, audit]
+        version_added: 0.1.0
       unknown_usage:
         description:
           - What the volume does while its usage is unknown, from when it is added until its first scan
@@ -63,6 +69,7 @@ options:
           - Defaults to O(unknown_usage).
         type: str
         choices: [refuse, allow]
+        version_added: 0.1.0
   src:
     description:
       - Path on the managed host of a volumes file (YAML or JSON) with a top-level C(volumes) list
@@ -73,6 +80,7 @@ options:
       - With O(state=absent), the volumes listed in the file are removed.
       - Mutually exclusive with O(volumes).
     type: path
+    version_added: 0.1.0
   dest:
     description:
       - Path on the managed host of a volumes file in which to keep O(volumes) with O(mode) and O(unknown_usage),
@@ -93,16 +101,19 @@ options:
     type: str
     choices: [present, absent]
     default: present
+    version_added: 0.1.0
   mode:
     description: The mode of entries that don't set their own.
     type: str
     choices: [enforce, audit]
     default: enforce
+    version_added: 0.1.0
   unknown_usage:
     description: The O(volumes[].unknown_usage) of entries that don't set their own.
     type: str
     choices: [refuse, allow]
     default: refuse
+    version_added: 0.1.0
   scan_timeout:
     description:
       - Seconds allowed for the first scan of each new volume. A scan that doesn't finish in time
@@ -111,6 +122,7 @@ options:
         scan succeeds.
     type: float
     default: 60.0
+    version_added: 0.1.0
 notes:
   - Check mode plans the change from the maps and the mount table (and O(dest)) and reports it (C(changed),
     C(added), C(updated), C(removed), diff) exactly, without writing anything.

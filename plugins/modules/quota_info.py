@@ -9,6 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: quota_info
 short_description: Report usage, limits and denials of the volumes bpfquota enforces
+version_added: 0.1.0
 description:
   - Reads the loaded bpfquota enforcer's maps and returns one entry per volume with its usage,
     limits, percent used, file count, denials and mode, the same rows as C(bpfquota report --json),
