@@ -16,7 +16,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
 from ansible_collections.bpfquota.nfs.plugins.module_utils.agent import run_agent
 from ansible_collections.bpfquota.nfs.plugins.module_utils.bpfbuild import BuildError, build
 from ansible_collections.bpfquota.nfs.plugins.module_utils.enforcement import BpfquotaError
-from ansible_collections.bpfquota.nfs.plugins.module_utils.report import format_report, report_json
+from ansible_collections.bpfquota.nfs.plugins.module_utils.report import format_report, report_json, report_rows
 from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import format_size
 
 EXIT_OK = 0
@@ -155,7 +155,7 @@ def cmd_apply(args):
 
 def cmd_report(args):
     with enforcement.open_maps() as maps:
-        rows = enforcement.report_rows(maps)
+        rows = report_rows(maps)
     say(report_json(rows) if args.json else format_report(rows))
     return EXIT_OK
 

@@ -2,8 +2,9 @@
 # Copyright: (c) 2026, bpfquota contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The service under the host CLI, the agent and the Ansible modules: readiness, loading, syncing the
-volumes (plan, then apply), the report and reconcile, under one writers' lock. It returns data and
-raises BpfquotaError; what a user reads (text, exit codes, fail_json) is the callers' part."""
+volumes (plan, then apply) and reconcile, under one writers' lock (the report rows, which only read,
+are report.py's). It returns data and raises BpfquotaError; what a user reads (text, exit codes,
+fail_json) is the callers' part."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
@@ -266,31 +267,7 @@ def warn_unscanned(failed, volumes, warn):
              % (len(failed) - MAX_SCAN_WARNINGS, failed[-1].path, failed[-1].reason, allowed))
 
 
-# --- the report, reconcile ------------------------------------------------------------------------
-
-def report_rows(maps):
-    """One row a volume: its usage, limits, mode and denials (report.format_report and report_json)."""
-    applied = quota.applied_volumes(maps)
-    ids = [vol_id for vol_id, volume in applied.values()]
-    cfgs, all_stats = maps.vol_cfgs(ids), maps.vol_stats_of(ids)
-    rows = []
-    for path, (vol_id, volume) in applied.items():
-        stats = all_stats[vol_id]
-        used_bytes, used_files = usage.used(cfgs[vol_id], stats)
-        rows.append({"path": path, "used_bytes": max(used_bytes, 0), "limit_bytes": volume.limit_bytes,
-                     "files": max(used_files, 0), "limit_files": volume.limit_files,
-                     "denials": sum(stats.denied.values()), "mode": volume.mode,
-                     "checks": stats.checks, "denials_by_op": dict(stats.denied),
-                     "usage": usage_state(cfgs[vol_id]), "unknown_usage": volume.unknown_usage})
-    return rows
-
-
-def usage_state(cfg):
-    """How a volume's usage is known: report.USAGE_STATES."""
-    if cfg.flags & layout.USAGE_UNKNOWN:
-        return "unknown"
-    return "restored" if cfg.flags & layout.RESTORED else "scanned"
-
+# --- reconcile (the report rows: report.py) -------------------------------------------------------
 
 def reconcile_all(maps, timeout, only=None):
     """Scan the volumes (or those whose paths are in `only`) again: usage.scan_volumes's results.

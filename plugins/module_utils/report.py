@@ -4,11 +4,17 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-# Usage reports for people (a table like `xfs_quota -x -c 'report -h'`) and for tools (JSON).
-# A row is a dict: path, used_bytes, limit_bytes, files, limit_files, denials, mode, usage, unknown_usage.
+# Usage reports for people (a table like `xfs_quota -x -c 'report -h'`) and for tools (JSON), and
+# the rows they are made of, read from the maps. A row is a dict: path, used_bytes, limit_bytes,
+# files, limit_files, denials, mode, usage, unknown_usage (and checks, denials_by_op).
+# Reading needs none of the service's writing side (enforcement.py), so quota_info carries only this.
 
 import json
 
+from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
+from ansible_collections.bpfquota.nfs.plugins.module_utils import maps as quota_maps
+from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
+from ansible_collections.bpfquota.nfs.plugins.module_utils import usage
 from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import format_size
 
 ROW_KEYS = ("path", "used_bytes", "limit_bytes", "files", "limit_files", "denials", "mode", "usage", "unknown_usage")
@@ -20,8 +26,41 @@ USAGE_STATES = ("scanned", "restored", "unknown")
 _COLUMN_GAP = "  "
 
 
+def pinned_maps():
+    """The pinned maps (a context manager), or None when the enforcer isn't loaded; OSError or
+    libbpf.LibbpfError when they can't be opened."""
+    try:
+        return quota_maps.QuotaMaps()
+    except quota_maps.NotLoaded:
+        return None
+
+
+def report_rows(maps):
+    """One row a volume: its usage, limits, mode and denials (format_report and report_json)."""
+    applied = quota.applied_volumes(maps)
+    ids = [vol_id for vol_id, volume in applied.values()]
+    cfgs, all_stats = maps.vol_cfgs(ids), maps.vol_stats_of(ids)
+    rows = []
+    for path, (vol_id, volume) in applied.items():
+        stats = all_stats[vol_id]
+        used_bytes, used_files = usage.used(cfgs[vol_id], stats)
+        rows.append({"path": path, "used_bytes": max(used_bytes, 0), "limit_bytes": volume.limit_bytes,
+                     "files": max(used_files, 0), "limit_files": volume.limit_files,
+                     "denials": sum(stats.denied.values()), "mode": volume.mode,
+                     "checks": stats.checks, "denials_by_op": dict(stats.denied),
+                     "usage": usage_state(cfgs[vol_id]), "unknown_usage": volume.unknown_usage})
+    return rows
+
+
+def usage_state(cfg):
+    """How a volume's usage is known: USAGE_STATES."""
+    if cfg.flags & layout.USAGE_UNKNOWN:
+        return "unknown"
+    return "restored" if cfg.flags & layout.RESTORED else "scanned"
+
+
 def format_report(rows):
-    """The table as text (no trailing newline); rows sorted by path."""
+    """The table as text (no trailing newline), as `bpfquota report` prints it; rows sorted by path."""
     if not rows:
         return "\n".join((_COLUMN_GAP.join(HEADER), "(no volumes)"))
     table = [HEADER] + [_table_cells(row) for row in _sorted(rows)]

@@ -9,6 +9,7 @@ __metaclass__ = type
 
 import difflib
 import json
+import math
 import os
 import stat as stat_module
 from collections import namedtuple
@@ -514,6 +515,40 @@ def volumes_to_document(volumes):
             entry["unknown_usage"] = volume.unknown_usage
         entries.append(entry)
     return {"volumes": entries}
+
+
+VOLUMES_FILE_HEADER = (
+    "# The volumes bpfquota enforces on this host, as bpfquota.nfs.quota applied them last (its dest).\n"
+    "# bpfquota apply reads it (at boot: bpfquota-apply.service); the module's next run rewrites it.\n")
+
+
+def volumes_file_text(entries, mode, unknown_usage):
+    """A volumes file (YAML, load_volumes_file's format) of raw entries and their defaults: keys
+    with a value, in VOLUME_KEYS order; strings double-quoted (JSON's escapes are YAML's), so the
+    text is the same on every host and reads back without PyYAML's help to write it."""
+    lines = [VOLUMES_FILE_HEADER.rstrip("\n"), "mode: %s" % _yaml_scalar(mode),
+             "unknown_usage: %s" % _yaml_scalar(unknown_usage)]
+    if not entries:
+        lines.append("volumes: []")
+    else:
+        lines.append("volumes:")
+    for entry in entries:
+        keys = [key for key in VOLUME_KEYS if entry.get(key) is not None]
+        keys += sorted((key for key in entry if key not in VOLUME_KEYS and entry[key] is not None), key=str)
+        for number, key in enumerate(keys):
+            lines.append("%s%s: %s" % ("  - " if number == 0 else "    ", key, _yaml_scalar(entry[key])))
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_scalar(value):
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        value = str(value)  # JSON has no such numbers; the file says what was given (validation refuses it)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = repr(value)
+    if isinstance(value, float) and "." not in text:  # YAML 1.1 reads 1e+20 as a string, 1.0e+20 as a float
+        text = text.replace("e", ".0e", 1)
+    return text
 
 
 def diff_volumes(current, desired):

@@ -9,6 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: bpf_build
 short_description: Compile the bpfquota BPF sources into a CO-RE object
+version_added: 0.1.0
 description:
   - Compiles the BPF LSM program of bpfquota (C(bpfquota.bpf.c) and its headers) with clang
     into a CO-RE object that runs on any kernel with BTF.
@@ -31,12 +32,14 @@ options:
         plugin fills it in). That path exists where the task runs only when it runs on the controller,
         so either build there (C(delegate_to) set to V(localhost)) or give O(src).
     type: path
+    version_added: 0.1.0
   dest:
     description:
       - Path of the object to write, for example C(/var/lib/bpfquota/bpfquota.bpf.o).
         Its directory is created when missing.
       - Exactly one of O(dest) and O(dest_dir) is required.
     type: path
+    version_added: 0.1.0
   dest_dir:
     description:
       - A directory (created when missing) in which the object is kept as
@@ -47,6 +50,7 @@ options:
         rebuilds nothing. Each version leaves one object (about 250 KB); nothing is pruned.
       - Exactly one of O(dest) and O(dest_dir) is required.
     type: path
+    version_added: 0.1.0
   clang:
     description:
       - The clang to compile with, as a path or a command name looked up in E(PATH).
@@ -54,6 +58,7 @@ options:
       - It must have the BPF backend (Debian, Ubuntu, Fedora and RHEL clang packages do).
       - Not needed when O(dest) is up to date or a prebuilt object is used.
     type: path
+    version_added: 0.1.0
   prebuilt:
     description:
       - Copy the object prebuilt into O(src) (C(prebuilt/bpfquota.bpf.o) and its C(.digest) stamp)
@@ -61,6 +66,7 @@ options:
       - V(false) always compiles with clang.
     type: bool
     default: true
+    version_added: 0.1.0
 notes:
   - In check mode the module compares the sources' hash with the stamp of O(dest) and reports
     whether it would build; it compiles nothing and writes nothing. It fails, as the real run would,

@@ -9,6 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: bpf_program
 short_description: Load, upgrade or unload the bpfquota BPF LSM enforcer
+version_added: 0.1.0
 description:
   - With O(state=present), loads the BPF object O(object), attaches its LSM programs and pins the
     links and maps under C(/sys/fs/bpf/bpfquota), so that enforcement outlives the module run.
@@ -32,11 +33,13 @@ options:
     type: str
     choices: [present, absent]
     default: present
+    version_added: 0.1.0
   object:
     description:
       - Path of the BPF object on the managed host, as built by M(bpfquota.nfs.bpf_build).
       - Required when O(state=present); ignored when O(state=absent).
     type: path
+    version_added: 0.1.0
 notes:
   - Check mode compares the sha256 of O(object) with the loaded program's and predicts C(changed)
     exactly without loading anything. It runs the same readiness check as a real run, trial load

@@ -31,12 +31,14 @@ options:
       - A host whose only blocker is a reboot pending after O(fix_boot) does not fail.
     type: bool
     default: true
+    version_added: 0.1.0
   fix_boot:
     description:
       - When BPF LSM is compiled in (C(CONFIG_BPF_LSM=y)) but not active, add C(bpf) to the C(lsm=)
         boot parameter of every installed kernel.
     type: bool
     default: false
+    version_added: 0.1.0
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - bpfquota.nfs.bpfquota

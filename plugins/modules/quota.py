@@ -9,6 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: quota
 short_description: Set the per-directory write quotas bpfquota enforces
+version_added: 0.1.0
 description:
   - Makes the volumes (directories with a byte limit and optionally a file-count limit) that the
     loaded bpfquota enforcer holds equal a desired list, given inline in O(volumes) or as a volumes
@@ -29,6 +30,7 @@ options:
       - Mutually exclusive with O(src).
     type: list
     elements: dict
+    version_added: 0.1.0
     suboptions:
       path:
         description:
@@ -36,21 +38,25 @@ options:
           - With O(state=present) it must exist and be a directory.
         type: str
         required: true
+        version_added: 0.1.0
       limit:
         description:
           - The most bytes the volume may hold, as a number of bytes or a quantity such as
             V(50Gi), V(512M), V(1.5Ti) (binary units with C(i), decimal without).
           - Required for every entry when O(state=present).
         type: raw
+        version_added: 0.1.0
       inodes:
         description: The most files (inodes) the volume may hold. No file-count limit when omitted.
         type: int
+        version_added: 0.1.0
       mode:
         description:
           - V(enforce) refuses writes over the limit; V(audit) allows them but counts them as denials.
           - Defaults to O(mode).
         type: str
         choices: [enforce, audit]
+        version_added: 0.1.0
       unknown_usage:
         description:
           - What the volume does while its usage is unknown, from when it is added until its first scan
@@ -63,16 +69,29 @@ options:
           - Defaults to O(unknown_usage).
         type: str
         choices: [refuse, allow]
+        version_added: 0.1.0
   src:
     description:
       - Path on the managed host of a volumes file (YAML or JSON) with a top-level C(volumes) list
         of entries like those of O(volumes) and an optional top-level C(mode) and C(unknown_usage), for
-        example the C(/etc/bpfquota/volumes.yaml) the C(bpfquota.nfs.enforcer) role templates.
+        example the C(/etc/bpfquota/volumes.yaml) the C(bpfquota.nfs.enforcer) role keeps (O(dest)).
       - An entry's mode wins over the file's top-level C(mode), which wins over O(mode); the same goes
         for C(unknown_usage).
       - With O(state=absent), the volumes listed in the file are removed.
       - Mutually exclusive with O(volumes).
     type: path
+    version_added: 0.1.0
+  dest:
+    description:
+      - Path on the managed host of a volumes file in which to keep O(volumes) with O(mode) and O(unknown_usage),
+        in the format O(src) reads, for C(bpfquota apply) (the C(bpfquota.nfs.enforcer) role keeps
+        C(/etc/bpfquota/volumes.yaml) so, which its C(bpfquota-apply.service) applies at boot).
+      - Written (mode C(0644)) once the volumes are applied, and only when its content differs; the run
+        then reports a change, and in diff mode the file's diff too. Never written in check mode, where
+        the change is predicted. Its directory must exist.
+      - Requires O(volumes) and O(state=present).
+    type: path
+    version_added: 0.1.0
   state:
     description:
       - V(present) makes the enforced volumes equal O(volumes) or O(src) exactly; one of them is required.
@@ -82,16 +101,19 @@ options:
     type: str
     choices: [present, absent]
     default: present
+    version_added: 0.1.0
   mode:
     description: The mode of entries that don't set their own.
     type: str
     choices: [enforce, audit]
     default: enforce
+    version_added: 0.1.0
   unknown_usage:
     description: The O(volumes[].unknown_usage) of entries that don't set their own.
     type: str
     choices: [refuse, allow]
     default: refuse
+    version_added: 0.1.0
   scan_timeout:
     description:
       - Seconds allowed for the first scan of each new volume. A scan that doesn't finish in time
@@ -100,8 +122,9 @@ options:
         scan succeeds.
     type: float
     default: 60.0
+    version_added: 0.1.0
 notes:
-  - Check mode plans the change from the maps and the mount table and reports it (C(changed),
+  - Check mode plans the change from the maps and the mount table (and O(dest)) and reports it (C(changed),
     C(added), C(updated), C(removed), diff) exactly, without writing anything.
   - Routes are registered too; a directory reachable through several mounts (bind mounts, another
     NFS mount of the same export) is limited through all of them.
@@ -125,7 +148,9 @@ extends_documentation_fragment:
 attributes:
   diff_mode:
     support: full
-    details: Before and after are the canonical volumes documents (sorted by path, limits in bytes).
+    details:
+      - Before and after are the canonical volumes documents (sorted by path, limits in bytes).
+      - With O(dest), the diff is a list of two, the second the file's before and after.
 """
 
 EXAMPLES = r"""
@@ -139,7 +164,12 @@ EXAMPLES = r"""
         inodes: 1000000
         mode: audit
 
-- name: Apply the templated volumes file
+- name: Enforce the inventory's volumes, and keep them in the file bpfquota apply reads at boot
+  bpfquota.nfs.quota:
+    volumes: "{{ bpfquota_volumes }}"
+    dest: /etc/bpfquota/volumes.yaml
+
+- name: Apply a volumes file
   bpfquota.nfs.quota:
     src: /etc/bpfquota/volumes.yaml
     scan_timeout: 300
@@ -196,6 +226,8 @@ problems:
 """
 
 import contextlib
+import os
+import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -204,7 +236,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import (
-    UNKNOWN_USAGE, normalized_path, volumes_to_document, with_defaults)
+    UNKNOWN_USAGE, normalized_path, volumes_file_text, volumes_to_document, with_defaults)
 
 MODES = ["enforce", "audit"]
 
@@ -314,6 +346,36 @@ def sync(module, maps, prepared, remove):
     return result
 
 
+def read_text_or_none(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "surrogateescape")
+    except (IOError, OSError):
+        return None
+
+
+def keep_file(module, result):
+    """O(dest): written (unless check mode) when it differs from O(volumes); the result updated."""
+    dest = module.params["dest"]
+    after = volumes_file_text(module.params["volumes"], module.params["mode"], module.params["unknown_usage"])
+    before = read_text_or_none(dest)
+    changed = before != after or (os.stat(dest).st_mode & 0o7777) != 0o644
+    if changed and not module.check_mode:
+        directory = os.path.dirname(dest) or "."
+        if not os.path.isdir(directory):
+            module.fail_json(msg="the volumes were applied, but %s can't be written: directory %s does not exist: "
+                                 "create it first (ansible.builtin.file state=directory)" % (dest, directory), **result)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".bpfquota-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(after.encode("utf-8", "surrogateescape"))
+        module.atomic_move(tmp, dest)
+        os.chmod(dest, 0o644)  # atomic_move gives a new file the umask's mode
+    result["changed"] = result["changed"] or changed
+    if module._diff:
+        result["diff"] = [result["diff"], {"before_header": dest, "after_header": dest,
+                                           "before": before or "", "after": after}]
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -325,6 +387,7 @@ def main():
                 unknown_usage=dict(type="str", choices=list(UNKNOWN_USAGE)),
             )),
             src=dict(type="path"),
+            dest=dict(type="path"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             mode=dict(type="str", choices=MODES, default="enforce"),
             unknown_usage=dict(type="str", choices=list(UNKNOWN_USAGE), default="refuse"),
@@ -332,21 +395,27 @@ def main():
         ),
         mutually_exclusive=[("volumes", "src")],
         required_if=[("state", "present", ("volumes", "src"), True)],
+        required_by={"dest": "volumes"},
         supports_check_mode=True,
     )
     if module.params["scan_timeout"] <= 0:
         module.fail_json(msg="scan_timeout must be a positive number of seconds, not %s" % module.params["scan_timeout"])
+    if module.params["dest"] is not None and module.params["state"] != "present":
+        module.fail_json(msg="dest keeps the volumes applied with state=present; with state=absent, leave it out")
     if module.params["state"] == "present":
         entries = load_entries(module)
         prepared, remove = call_or_fail(module, enforcement.prepare_sync, entries, module.params["mode"]), None
-        if prepared is None:
-            module.exit_json(**unchanged_result(module, entries))
     else:
-        prepared, remove = None, paths_to_remove(module)
+        entries, prepared, remove = None, None, paths_to_remove(module)
 
-    with contextlib.nullcontext() if module.check_mode else enforcement.exclusive():
-        with open_maps(module) as maps:
-            result = sync(module, maps, prepared, remove)
+    if entries is not None and prepared is None:
+        result = unchanged_result(module, entries)
+    else:
+        with contextlib.nullcontext() if module.check_mode else enforcement.exclusive():
+            with open_maps(module) as maps:
+                result = sync(module, maps, prepared, remove)
+    if module.params["dest"] is not None:
+        keep_file(module, result)
     module.exit_json(**result)
 
 

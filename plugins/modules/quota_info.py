@@ -9,12 +9,14 @@ DOCUMENTATION = r"""
 ---
 module: quota_info
 short_description: Report usage, limits and denials of the volumes bpfquota enforces
+version_added: 0.1.0
 description:
   - Reads the loaded bpfquota enforcer's maps and returns one entry per volume with its usage,
-    limits, percent used, file count, denials and mode, the same rows as C(bpfquota report --json).
+    limits, percent used, file count, denials and mode, the same rows as C(bpfquota report --json),
+    and the table C(bpfquota report) prints, line by line (RV(lines)), made by the same code.
   - Read-only; changes nothing and takes no lock.
-  - When the enforcer is not loaded, it does not fail; it returns RV(loaded=false) and an empty
-    RV(volumes) list, so that a play can decide what to do.
+  - When the enforcer is not loaded, it does not fail; it returns RV(loaded=false) and empty
+    RV(volumes) and RV(lines) lists, so that a play can decide what to do.
 options: {}
 notes:
   - Needs root (the maps are readable by root only).
@@ -48,6 +50,10 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ item.path }} is {{ item.percent }}% full"
   loop: "{{ bpfquota_report.volumes | selectattr('percent', 'ge', 90) | list }}"
+
+- name: Print the table bpfquota report prints
+  ansible.builtin.debug:
+    msg: "{{ bpfquota_report.lines }}"
 """
 
 RETURN = r"""
@@ -117,33 +123,49 @@ volumes:
       type: str
       choices: [refuse, allow]
       sample: refuse
+lines:
+  description:
+    - The table C(bpfquota report) prints, one item a line, made by the same formatter; sizes in binary
+      units as in the volumes (C(64M) for a limit of C(64Mi)).
+    - A header line, then one line per volume sorted by path, or C((no volumes)); empty when RV(loaded)
+      is V(false).
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "Volume                Used  Limit  Use%  Files  FLimit  Denials  Mode     Usage"
+    - "/mnt/nfs4/pvs/pv-db      0    64M    0%      0    1000        0  enforce  scanned"
+    - "/mnt/nfs4/pvs/pv-web    8M     8M  100%      1       -        1  enforce  scanned"
+  version_added: 0.1.0
 """
 
 import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement
+# report.py, not the service (enforcement.py): reading the rows needs none of its writing side, so
+# this module's payload stays small.
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
-from ansible_collections.bpfquota.nfs.plugins.module_utils.report import report_json
+from ansible_collections.bpfquota.nfs.plugins.module_utils import report
 
 
 def main():
     module = AnsibleModule(argument_spec={}, supports_check_mode=True)
     try:
-        maps = enforcement.open_maps()
-    except enforcement.BpfquotaError:  # its only kind: not loaded
-        module.exit_json(changed=False, loaded=False, volumes=[])
+        maps = report.pinned_maps()
     except (OSError, libbpf.LibbpfError) as e:
         module.fail_json(msg="cannot open the bpfquota maps under %s: %s (run as root)" % (layout.PIN_DIR, e))
+    if maps is None:
+        module.exit_json(changed=False, loaded=False, volumes=[], lines=[])
     try:
         with maps:
-            rows = enforcement.report_rows(maps)
+            rows = report.report_rows(maps)
     except (OSError, libbpf.LibbpfError) as e:
         module.fail_json(msg="reading the bpfquota maps failed: %s" % e)
-    # the rows of `bpfquota report --json`: sorted, with percent
-    module.exit_json(changed=False, loaded=True, volumes=json.loads(report_json(rows))["volumes"])
+    # the rows of `bpfquota report --json` (sorted, with percent) and the lines of `bpfquota report`
+    module.exit_json(changed=False, loaded=True, volumes=json.loads(report.report_json(rows))["volumes"],
+                     lines=report.format_report(rows).splitlines())
 
 
 if __name__ == "__main__":

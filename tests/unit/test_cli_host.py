@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, enforcement, layout, libbpf, loader
+from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, enforcement, layout, libbpf, loader, report
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import volume_key
 from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import format_size
@@ -393,11 +393,11 @@ def test_usage_the_agent_saved_is_restored_when_the_volume_is_added_again(on_tes
     capsys.readouterr()
     assert cli.main(["apply", both]) == 0
     assert capsys.readouterr().err == ""
-    rows = dict((row["path"], row) for row in enforcement.report_rows(maps))
+    rows = dict((row["path"], row) for row in report.report_rows(maps))
     assert (rows[a]["used_bytes"], rows[a]["files"], rows[a]["usage"]) == (15, 2, "restored")  # not scanned
     assert (rows[b]["used_bytes"], rows[b]["files"], rows[b]["usage"]) == (1, 1, "scanned")
     assert cli.main(["reconcile", a]) == 0
-    assert [(row["used_bytes"], row["usage"]) for row in enforcement.report_rows(maps) if row["path"] == a] == [(115, "scanned")]
+    assert [(row["used_bytes"], row["usage"]) for row in report.report_rows(maps) if row["path"] == a] == [(115, "scanned")]
 
 
 def test_a_damaged_saved_usage_file_is_named_and_the_volumes_are_scanned(on_test_maps, tmp_path, capsys,

@@ -45,6 +45,7 @@ SHIPPED = [
     "plugins/module_utils/enforcement.py",
     "plugins/modules/bpf_build.py",
     "plugins/modules/bpf_program.py",
+    "plugins/modules/host_command.py",
     "plugins/modules/lsm_check.py",
     "plugins/modules/quota.py",
     "plugins/modules/quota_info.py",
@@ -180,11 +181,46 @@ def test_the_rollout_playbook_resolves_from_the_installed_collection(installed, 
 
 
 def test_the_module_docs_load_from_the_installed_collection(installed, tmp_path):
-    modules = ["bpfquota.nfs." + name for name in ("bpf_build", "bpf_program", "lsm_check", "quota", "quota_info")]
+    names = ("bpf_build", "bpf_program", "host_command", "lsm_check", "quota", "quota_info")
+    modules = ["bpfquota.nfs." + name for name in names]
     proc = run([ANSIBLE_DOC, "--json", "-t", "module"] + modules, installed.env, str(tmp_path))
     docs = json.loads(proc.stdout)
     assert sorted(docs) == sorted(modules)
     assert "prebuilt" in docs["bpfquota.nfs.bpf_build"]["doc"]["options"]
+
+
+OLD_NAME_PLAYBOOK = """\
+- name: Install the host command under the module's old name
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Install (check mode)
+      bpfquota.nfs.cli:
+        dest: "{{ out }}/bpfquota"
+      check_mode: true
+      register: installed
+    - name: Save the result
+      ansible.builtin.copy:
+        content: "{{ installed | to_json }}"
+        dest: "{{ out }}/result.json"
+        mode: "0644"
+"""
+
+
+def test_the_old_name_of_host_command_works_with_a_deprecation(installed, tmp_path):
+    """bpfquota.nfs.cli is redirected to bpfquota.nfs.host_command (meta/runtime.yml) until 0.2.0."""
+    playbook = tmp_path / "old-name.yml"
+    playbook.write_text(OLD_NAME_PLAYBOOK)
+    proc = run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=" + sys.executable,
+                "-e", "out=" + str(tmp_path), str(playbook)], installed.env, str(tmp_path))
+    with open(str(tmp_path / "result.json")) as f:
+        result = json.load(f)
+    assert result["changed"] is True and result["dest"] == str(tmp_path / "bpfquota")
+    assert not (tmp_path / "bpfquota").exists()  # check mode
+    output = " ".join(proc.stdout.split())  # older ansible-core wraps the warning
+    assert ("[DEPRECATION WARNING]: bpfquota.nfs.cli has been deprecated. The module is now called "
+            "bpfquota.nfs.host_command; use that name. This feature will be removed from collection 'bpfquota.nfs' "
+            "version 0.2.0.") in output
 
 
 def test_bpf_build_without_clang_copies_the_prebuilt_object(installed, tmp_path):

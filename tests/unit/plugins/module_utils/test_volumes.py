@@ -16,7 +16,7 @@ import pytest
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import volumes as volumes_module
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import (
-    Volume, VolumeError, diff_volumes, load_volumes_file, validate_volumes, volumes_to_document)
+    Volume, VolumeError, diff_volumes, load_volumes_file, validate_volumes, volumes_file_text, volumes_to_document)
 
 GI = 1024 ** 3
 
@@ -608,3 +608,29 @@ def test_diff_of_equal_lists_is_empty():
     volumes = [Volume("/v/a", 1, 0, "enforce")]
     assert diff_volumes(volumes, list(volumes)) == ([], [], [])
     assert diff_volumes([], []) == ([], [], [])
+
+
+# --- volumes_file_text -----------------------------------------------------------------------------------------------
+
+def test_a_volumes_file_written_reads_back_as_its_entries(tmp_path):
+    entries = [{"path": "/mnt/nfs/pv a: #1", "limit": "1.5Gi", "inodes": None, "mode": None},
+               {"path": '/mnt/nfs/"quoted"\\ \u00e9\u2028\t', "limit": 1 << 40, "inodes": 7, "mode": "audit",
+                "unknown_usage": "allow"},
+               {"path": "/mnt/nfs/yes", "limit": 1.5e20},
+               {"path": "/mnt/nfs/null", "limit": "0x10"}]
+    path = str(tmp_path / "volumes.yaml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(volumes_file_text(entries, "enforce", "refuse"))
+    defaults = {"mode": "enforce", "unknown_usage": "refuse"}
+    assert load_volumes_file(path) == [
+        dict(dict((k, v) for k, v in entry.items() if v is not None),
+             **dict((k, v) for k, v in defaults.items() if entry.get(k) is None)) for entry in entries]
+    assert volumes_file_text(entries, "enforce", "refuse") == volumes_file_text(list(entries), "enforce", "refuse")
+
+
+def test_a_volumes_file_of_no_volumes(tmp_path):
+    path = str(tmp_path / "volumes.yaml")
+    with open(path, "w") as f:
+        f.write(volumes_file_text([], "audit", "allow"))
+    assert load_volumes_file(path) == []
+    assert volumes_file_text([], "audit", "allow").endswith('mode: "audit"\nunknown_usage: "allow"\nvolumes: []\n')

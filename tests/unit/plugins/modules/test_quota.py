@@ -298,6 +298,10 @@ def test_argument_errors(run_module, fake_maps, mounts, vols, tmp_path):
          "value of mode must be one of: enforce, audit, got: warn found in volumes"),
         ({"volumes": [], "mode": "dry-run"}, "value of mode must be one of: enforce, audit, got: dry-run"),
         ({"volumes": [], "scan_timeout": 0}, "scan_timeout must be a positive number of seconds, not 0.0"),
+        ({"src": str(tmp_path / "v.yaml"), "dest": str(tmp_path / "w.yaml")},
+         "missing parameter(s) required by 'dest': volumes"),
+        ({"state": "absent", "volumes": [], "dest": str(tmp_path / "w.yaml")},
+         "dest keeps the volumes applied with state=present; with state=absent, leave it out"),
     ]
     for args, msg in cases:
         with pytest.raises(ModuleFail) as failed:
@@ -366,3 +370,92 @@ def test_a_re_run_on_the_same_paths_and_mounts_reuses_the_routes(run_module, fak
                                                        {"path": vols["a"], "limit": "2Gi"}]})
     assert (result["changed"], result["routes_changed"]) == (False, False)
     assert fake_maps.sync_stamp() not in (None, stamp)  # resolved on the new mount table, and stamped
+
+
+# --- dest: the module keeps the volumes in the file bpfquota apply reads (the role's volumes.yaml) -----
+
+def test_dest_keeps_the_volumes_in_a_file_that_applies_the_same(run_module, fake_maps, mounts, vols, tmp_path):
+    dest = tmp_path / "etc" / "volumes.yaml"
+    dest.parent.mkdir()
+    args = {"volumes": [{"path": vols["b"], "limit": "8Mi", "inodes": 10},
+                        {"path": vols["a"], "limit": 4096, "mode": "audit", "unknown_usage": "allow"}],
+            "mode": "enforce", "unknown_usage": "refuse", "dest": str(dest)}
+    check = run_module(quota, args, check=True, diff=True)
+    assert check["changed"] is True and not dest.exists()  # predicted, not written
+    maps_diff, file_diff = check["diff"]
+    assert maps_diff["after"]["volumes"][0]["path"] == vols["a"]
+    assert file_diff["before"] == "" and file_diff["before_header"] == file_diff["after_header"] == str(dest)
+    result = apply(run_module, fake_maps, args)  # check mode predicted it exactly
+    assert result["changed"] is True and result["diff"] == check["diff"]
+    text = dest.read_text()
+    assert text == file_diff["after"] == (
+        "# The volumes bpfquota enforces on this host, as bpfquota.nfs.quota applied them last (its dest).\n"
+        "# bpfquota apply reads it (at boot: bpfquota-apply.service); the module's next run rewrites it.\n"
+        "mode: \"enforce\"\n"
+        "unknown_usage: \"refuse\"\n"
+        "volumes:\n"
+        "  - path: \"%s\"\n"
+        "    limit: \"8Mi\"\n"
+        "    inodes: 10\n"
+        "  - path: \"%s\"\n"
+        "    limit: 4096\n"
+        "    mode: \"audit\"\n"
+        "    unknown_usage: \"allow\"\n" % (vols["b"], vols["a"]))
+    assert os.stat(str(dest)).st_mode & 0o7777 == 0o644
+    for check_mode in (True, False):  # idempotent, file and maps
+        again = run_module(quota, args, check=check_mode, diff=True)
+        assert again["changed"] is False
+        assert again["diff"][1]["before"] == again["diff"][1]["after"] == text
+    assert dest.read_text() == text
+    # what bpfquota apply reads from the file is what the module applied
+    assert run_module(quota, {"src": str(dest)})["changed"] is False
+    assert applied(fake_maps) == {vols["a"]: (4096, 0, "audit"), vols["b"]: (8 << 20, 10, "enforce")}
+
+
+def test_dest_alone_differing_is_a_change(run_module, fake_maps, mounts, vols, tmp_path):
+    """The maps hold the volumes already (the stamp matches): the file is still made to match."""
+    dest = tmp_path / "volumes.yaml"
+    args = {"volumes": [{"path": vols["a"], "limit": "1Gi"}]}
+    run_module(quota, args)
+    dest.write_text("# templated by an older version\nvolumes:\n- path: %s\n  limit: 1Gi\n" % vols["a"])
+    os.chmod(str(dest), 0o600)
+    writes = len(fake_maps.writes)
+    check = run_module(quota, dict(args, dest=str(dest)), check=True)
+    assert check["changed"] is True and "older version" in dest.read_text()
+    result = run_module(quota, dict(args, dest=str(dest)), diff=True)
+    assert result["changed"] is True and (result["added"], result["updated"], result["removed"]) == ([], [], [])
+    assert result["diff"][1]["before"].startswith("# templated by an older version")
+    assert len(fake_maps.writes) == writes
+    assert os.stat(str(dest)).st_mode & 0o7777 == 0o644
+    assert run_module(quota, dict(args, dest=str(dest)))["changed"] is False
+    os.chmod(str(dest), 0o600)  # a mode that differs is a change too
+    assert run_module(quota, dict(args, dest=str(dest)))["changed"] is True
+    assert os.stat(str(dest)).st_mode & 0o7777 == 0o644
+
+
+def test_dest_of_no_volumes(run_module, fake_maps, mounts, vols, tmp_path):
+    dest = tmp_path / "volumes.yaml"
+    result = run_module(quota, {"volumes": [], "dest": str(dest), "mode": "audit"})
+    assert result["changed"] is True and dest.read_text().endswith('mode: "audit"\nunknown_usage: "refuse"\nvolumes: []\n')
+    assert run_module(quota, {"src": str(dest)})["changed"] is False
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_dest_is_not_written_when_the_volumes_are_refused(run_module, fake_maps, mounts, vols, tmp_path, check):
+    dest = tmp_path / "volumes.yaml"
+    with pytest.raises(ModuleFail) as failed:
+        run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1 gig"}], "dest": str(dest)}, check=check)
+    assert failed.value.result["msg"].startswith("invalid volumes, nothing was changed")
+    assert not dest.exists()
+
+
+def test_dest_in_a_missing_directory_is_named(run_module, fake_maps, mounts, vols, tmp_path):
+    dest = tmp_path / "nowhere" / "volumes.yaml"
+    args = {"volumes": [{"path": vols["a"], "limit": "1Gi"}], "dest": str(dest)}
+    assert run_module(quota, args, check=True)["changed"] is True
+    with pytest.raises(ModuleFail) as failed:
+        run_module(quota, args)
+    assert failed.value.result["msg"] == (
+        "the volumes were applied, but %s can't be written: directory %s does not exist: create it first "
+        "(ansible.builtin.file state=directory)" % (dest, dest.parent))
+    assert failed.value.result["added"] == [vols["a"]]

@@ -1,12 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, bpfquota contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""quota_info: read-only rows of an in-memory QuotaMaps set up through the quota module."""
+"""quota_info: read-only rows and report lines of an in-memory QuotaMaps set up through the quota
+module; its payload carries only the module_utils it uses."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import ast
+import os
+
 import pytest
 
+from ansible_collections.bpfquota.nfs.plugins.module_utils import cli
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import maps as quota_maps
@@ -21,10 +26,10 @@ NO_DENIALS = dict((op, 0) for op in layout.OPS)
 @pytest.mark.parametrize("check", [True, False])
 def test_not_loaded_is_not_an_error(run_module, not_loaded, check):
     result = run_module(quota_info, {}, check=check)
-    assert result == {"changed": False, "loaded": False, "volumes": [], "warnings": []}
+    assert result == {"changed": False, "loaded": False, "volumes": [], "lines": [], "warnings": []}
 
 
-def test_rows(run_module, fake_maps, mounts, tmp_path):
+def test_rows(run_module, fake_maps, mounts, tmp_path, capsys):
     a, b = tmp_path / "pv-a", tmp_path / "pv-b"
     a.mkdir()
     b.mkdir()
@@ -50,11 +55,22 @@ def test_rows(run_module, fake_maps, mounts, tmp_path):
              "checks": 2, "denials_by_op": NO_DENIALS,
              "percent": 0.0},
         ]
+        assert result["lines"] == [
+            "Volume%s  Used  Limit  Use%%  Files  FLimit  Denials  Mode     Usage" % (" " * (len(str(a)) - 6)),
+            "%s    6K     8K   75%%      2       -        4  enforce  scanned" % a,
+            "%s     0     1M    0%%      0      10        0  audit    scanned" % b,
+        ]
     assert len(fake_maps.writes) == writes  # read-only
+    # the very lines `bpfquota report` prints
+    capsys.readouterr()
+    assert cli.main(["report"]) == 0
+    assert capsys.readouterr().out.splitlines() == result["lines"]
 
 
 def test_no_volumes(run_module, fake_maps):
-    assert run_module(quota_info, {}) == {"changed": False, "loaded": True, "volumes": [], "warnings": []}
+    assert run_module(quota_info, {}) == {
+        "changed": False, "loaded": True, "volumes": [], "warnings": [],
+        "lines": ["Volume  Used  Limit  Use%  Files  FLimit  Denials  Mode  Usage", "(no volumes)"]}
 
 
 def test_negative_usage_reads_as_zero(run_module, fake_maps, mounts, tmp_path):
@@ -84,3 +100,41 @@ def test_unreadable_maps(run_module, monkeypatch):
     assert failed.value.result["msg"] == (
         "cannot open the bpfquota maps under %s: opening pinned object %s/vol_cfg failed: Permission denied "
         "(run as root)" % (layout.PIN_DIR, layout.PIN_DIR))
+
+
+MODULE_UTILS = "ansible_collections.bpfquota.nfs.plugins.module_utils"
+PLUGINS = os.path.dirname(os.path.dirname(os.path.abspath(quota_info.__file__)))
+
+
+def module_utils_imported(path):
+    """The collection's module_utils a file imports, anywhere in it (as Ansible's payload builder finds them)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == MODULE_UTILS:
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(MODULE_UTILS + "."):
+            names.add(node.module[len(MODULE_UTILS) + 1:].split(".")[0])
+        elif isinstance(node, ast.Import):
+            names.update(alias.name[len(MODULE_UTILS) + 1:].split(".")[0] for alias in node.names
+                         if alias.name.startswith(MODULE_UTILS + "."))
+    return names
+
+
+def payload(module_path):
+    """The module_utils files Ansible sends along with a module: what it imports, and what they import."""
+    todo, found = list(module_utils_imported(module_path)), set()
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            todo.extend(module_utils_imported(os.path.join(PLUGINS, "module_utils", name + ".py")))
+    return sorted(found)
+
+
+def test_the_payload_holds_only_what_it_uses():
+    """The report rows are read by report.py, not by the service (enforcement.py), which would bring
+    loading, readiness and the saved usage along."""
+    assert payload(os.path.join(PLUGINS, "modules", "quota_info.py")) == [
+        "layout", "libbpf", "maps", "mountinfo", "quota", "report", "sizes", "usage", "volumes", "walk"]

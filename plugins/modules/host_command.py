@@ -7,8 +7,9 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: cli
+module: host_command
 short_description: Install the bpfquota host command (CLI and agent) as one executable file
+version_added: 0.1.0
 description:
   - Writes the C(bpfquota) command (C(check), C(load), C(apply), C(report), C(reconcile), C(agent), ...)
     to O(dest) as a Python zipapp made of this collection's module_utils, the same code the other
@@ -22,14 +23,18 @@ options:
       - Where the command goes on the host. Its directory must exist.
     type: path
     required: true
+    version_added: 0.1.0
   state:
     description:
       - V(present) installs or updates the command; V(absent) removes it.
     type: str
     choices: [present, absent]
     default: present
+    version_added: 0.1.0
 notes:
   - The command needs Python 3 at C(/usr/bin/python3) and, for C(bpfquota apply), PyYAML.
+  - This module was called C(bpfquota.nfs.cli) before; that name still works, with a deprecation
+    warning, until it is removed in 0.2.0.
 requirements:
   - Python 3 on the host.
 seealso:
@@ -47,11 +52,11 @@ attributes:
 
 EXAMPLES = r"""
 - name: Install the bpfquota command
-  bpfquota.nfs.cli:
+  bpfquota.nfs.host_command:
     dest: /usr/local/sbin/bpfquota
 
 - name: Remove it
-  bpfquota.nfs.cli:
+  bpfquota.nfs.host_command:
     dest: /usr/local/sbin/bpfquota
     state: absent
 """
