@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Static checks of the collection, run by scripts/test.sh before the unit tests:
-#  - ansible-test sanity, on a copy of the working tree (git's tracked and untracked-not-ignored
+#  - ansible-test sanity with the pinned ansible-core and with the oldest one claimed
+#    (build/venv-oldest), on a copy of the working tree (git's tracked and untracked-not-ignored
 #    files, uncommitted changes included) placed at .../ansible_collections/bpfquota/nfs as
 #    ansible-test requires; the tests that run per Python version (compile, import) run on every
 #    Python 3.8-3.13 found, pyenv's installed versions included. tests/sanity/ignore-*.txt stay empty.
@@ -40,18 +41,27 @@ step() {  # step NAME RC LOG: record the result of a step that has no report of 
   if [ "$2" -ne 0 ]; then failed=1; fi
 }
 
-# --- ansible-test sanity
-started=$SECONDS
+# --- ansible-test sanity, on the same copy, with the pinned ansible-core and with the oldest one
+# meta/runtime.yml claims (requires_ansible).
+collection="$work/ansible_collections/bpfquota/nfs"
+mkdir -p "$collection"
+git ls-files -z --cached --others --exclude-standard \
+  | python3 -c 'import os, sys; sys.stdout.write("".join(p + "\0" for p in sys.stdin.read().split("\0") if p and os.path.lexists(p)))' \
+  | tar --null -T - -cf - | tar -C "$collection" -xf -
+git -C "$collection" init -q  # ansible-test lists the files through git: untracked, not ignored
+
 # ansible-test puts pip into its venvs with a get-pip script downloaded from a host this machine can't
 # reach (only package registries are). Where that script isn't cached yet, cache a stand-in: CPython's
 # ensurepip, then the pinned pip ansible-test asks for, from the package index.
-pip_version=$(python3 -c 'import os, re, ansible_test
+cache_get_pip() {  # cache_get_pip PYTHON: for the ansible-test that PYTHON imports
+  local pip_version get_pip
+  pip_version=$("$1" -c 'import os, re, ansible_test
 path = os.path.join(os.path.dirname(ansible_test.__file__), "_internal", "python_requirements.py")
 print(re.search(r"pip=.([0-9.]+).", open(path).read()).group(1))' 2>/dev/null)
-get_pip="$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
-if [ -n "$pip_version" ] && [ ! -e "$get_pip" ]; then
+  get_pip="$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
+  [ -z "$pip_version" ] || [ -e "$get_pip" ] && return 0
   mkdir -p "$(dirname "$get_pip")"
-  cat >"$get_pip" <<'EOF'
+  cat >"$get_pip" <<'EOF2'
 # Stand-in for ansible-test's get-pip bootstrap script, cached by bpfquota's scripts/lint.sh:
 # CPython's bundled pip, which then installs the pip asked for (checking TLS against the system's
 # CA bundle, as newer pips do through truststore).
@@ -65,26 +75,30 @@ args = [arg for arg in sys.argv[1:] if arg not in ("--no-setuptools", "--no-whee
 cafile = "/etc/ssl/certs/ca-certificates.crt"
 cert = ["--cert", cafile] if os.path.isfile(cafile) else []
 sys.exit(subprocess.call([sys.executable, "-m", "pip", "install"] + cert + args))
-EOF
-fi
-collection="$work/ansible_collections/bpfquota/nfs"
-mkdir -p "$collection"
-git ls-files -z --cached --others --exclude-standard \
-  | python3 -c 'import os, sys; sys.stdout.write("".join(p + "\0" for p in sys.stdin.read().split("\0") if p and os.path.lexists(p)))' \
-  | tar --null -T - -cf - | tar -C "$collection" -xf -
-git -C "$collection" init -q  # ansible-test lists the files through git: untracked, not ignored
-echo "lint: ansible-test sanity (Python ${versions[*]})"
-(cd "$collection" && ansible-test sanity --junit --color no) >"$work/sanity.log" 2>&1
-rc=$?
-grep -E '^(ERROR|FATAL|WARNING: Skipping)' "$work/sanity.log" | awk '!seen[$0]++'
-junit=("$collection"/tests/output/junit/*.xml)
-[ -e "${junit[0]}" ] || junit=()
-python3 scripts/summarize-junit.py --merge build/junit-lint-sanity.xml ansible-test-sanity "$rc" "${junit[@]}"
-if [ "$rc" -ne 0 ]; then
-  failed=1
-  grep -qE '^(ERROR|FATAL)' "$work/sanity.log" || tail -n 20 "$work/sanity.log"
-fi
-echo "lint: ansible-test sanity: exit $rc, $((SECONDS - started))s"
+EOF2
+}
+
+sanity() {  # sanity VENV: ansible-test sanity of that venv's ansible-core; build/junit-lint-sanity-<version>.xml
+  local venv=$1 version rc junit started=$SECONDS
+  version=$("$venv/bin/python3" -c 'from ansible.release import __version__; print(__version__)')
+  cache_get_pip "$venv/bin/python3"
+  rm -rf "$collection/tests/output"
+  echo "lint: ansible-test sanity, ansible-core $version (Python ${versions[*]})"
+  (cd "$collection" && PATH="$venv/bin:$PATH" ansible-test sanity --junit --color no) >"$work/sanity.log" 2>&1
+  rc=$?
+  grep -E '^(ERROR|FATAL|WARNING: Skipping)' "$work/sanity.log" | awk '!seen[$0]++'
+  junit=("$collection"/tests/output/junit/*.xml)
+  [ -e "${junit[0]}" ] || junit=()
+  python3 scripts/summarize-junit.py --merge "build/junit-lint-sanity-$version.xml" "ansible-test-sanity-$version" \
+    "$rc" "${junit[@]}"
+  if [ "$rc" -ne 0 ]; then
+    failed=1
+    grep -qE '^(ERROR|FATAL)' "$work/sanity.log" || tail -n 20 "$work/sanity.log"
+  fi
+  echo "lint: ansible-test sanity, ansible-core $version: exit $rc, $((SECONDS - started))s"
+}
+sanity "$BPFQUOTA_VENV"
+sanity "$BPFQUOTA_VENV_OLDEST"
 
 # --- ansible-lint, on the same copy: the collection is found at its ansible_collections path, and
 # its own ANSIBLE_HOME keeps a copy of the collection installed in ~/.ansible from standing in for it.

@@ -25,26 +25,32 @@ fi
 # from the machine by accident; its stamp is the requirements' digest and the interpreter's version.
 # shellcheck source=scripts/venv.sh
 . "$root/scripts/venv.sh"
-stamp="$(sha256sum <"$root/scripts/requirements.txt" | cut -d' ' -f1) $(python3 -VV 2>&1 | head -n 1)"
-if [ "$(cat "$BPFQUOTA_VENV/.bpfquota-stamp" 2>/dev/null)" != "$stamp" ]; then
-  echo "setup-host: installing scripts/requirements.txt into $BPFQUOTA_VENV"
-  rm -rf "$BPFQUOTA_VENV"
-  hash -r  # python3 is now the first one on PATH after the venv that is gone
-  python3 -m venv "$BPFQUOTA_VENV"
+# make_venv DIR REQUIREMENTS: DIR holds exactly the pins of REQUIREMENTS; its stamp is their digest
+# and the interpreter's version, so it is made anew only when either changes.
+make_venv() {
+  local venv=$1 requirements=$2 stamp log
+  stamp="$(sha256sum <"$requirements" | cut -d' ' -f1) $(python3 -VV 2>&1 | head -n 1)"
+  [ "$(cat "$venv/.bpfquota-stamp" 2>/dev/null)" = "$stamp" ] && return 0
+  echo "setup-host: installing ${requirements#"$root"/} into $venv"
+  rm -rf "$venv"
+  hash -r  # python3 may have been the venv's that is gone
+  python3 -m venv "$venv"
   log=$(mktemp)
-  if ! "$BPFQUOTA_VENV/bin/python3" -m pip install -q --disable-pip-version-check --no-input \
-       -r "$root/scripts/requirements.txt" >"$log" 2>&1; then
+  if ! "$venv/bin/python3" -m pip install -q --disable-pip-version-check --no-input -r "$requirements" >"$log" 2>&1; then
     grep -v "^WARNING: Location" "$log" >&2
-    echo "setup-host: pip could not install scripts/requirements.txt (above); is the package index reachable?" >&2
+    echo "setup-host: pip could not install $requirements (above); is the package index reachable?" >&2
     exit 1
   fi
   rm -f "$log"
-  "$BPFQUOTA_VENV/bin/python3" -m pip check -q >/dev/null || {
-    echo "setup-host: the packages of scripts/requirements.txt conflict (pip check); fix the pins" >&2
+  "$venv/bin/python3" -m pip check -q >/dev/null || {
+    echo "setup-host: the packages of $requirements conflict (pip check); fix the pins" >&2
     exit 1
   }
-  echo "$stamp" >"$BPFQUOTA_VENV/.bpfquota-stamp"
-fi
+  echo "$stamp" >"$venv/.bpfquota-stamp"
+}
+make_venv "$BPFQUOTA_VENV" "$root/scripts/requirements.txt"
+# The oldest ansible-core the collection claims, for the sanity tests (scripts/lint.sh).
+make_venv "$BPFQUOTA_VENV_OLDEST" "$root/scripts/requirements-oldest.txt"
 
 # A checkout imports itself as ansible_collections.bpfquota.nfs (bin/bpfquota, tests, scripts)
 # through this link. git doesn't track it: ansible-test's symlinks test refuses directory symlinks.

@@ -67,5 +67,5 @@ second_stream
 wait
 echo "phase 2 done at $(elapsed)"
 
-python3 scripts/summarize-junit.py build/junit-lint-sanity.xml build/junit-lint-ansible-lint.xml \
+python3 scripts/summarize-junit.py build/junit-lint-sanity-*.xml build/junit-lint-ansible-lint.xml \
   build/junit-unit.xml build/junit-vm.xml build/junit-role.xml build/junit-molecule-*.xml
