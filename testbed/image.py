@@ -89,89 +89,22 @@ EXPORTS = (
     f" 10.0.2.0/24({NFS_EXPORT_OPTIONS})\n"
 )
 
-MOUNT_NFS_SCRIPT = r"""#!/bin/sh
-# Mount this VM's own NFS export over loopback: NFSv3 at /mnt/nfs3, NFSv4.2 at /mnt/nfs4.
-# "testbed-mount-nfs SERVER" mounts another VM's export there instead (its private LAN address).
-# Idempotent. "testbed-mount-nfs -u" unmounts both.
-set -eu
+# The guest's own scripts and units are real files (testbed/guest/, which shellcheck lints through
+# ansible-test sanity), copied into the image as they are.
+GUEST_DIR = Path(__file__).resolve().parent / "guest"
 
-SERVER=${1:-127.0.0.1}
-V3_SOURCE="$SERVER:/srv/nfs"
-V4_SOURCE="$SERVER:/"  # fsid=0 makes /srv/nfs the NFSv4 pseudo-root
-WAIT_SECONDS=120
 
-if [ "${1:-}" = "-u" ]; then
-    for mnt in /mnt/nfs3 /mnt/nfs4; do
-        if mountpoint -q "$mnt"; then umount "$mnt"; fi
-    done
-    exit 0
-fi
+def guest_file(name: str) -> str:
+    return (GUEST_DIR / name).read_text()
 
-server_ready() {
-    rpcinfo -t "$SERVER" nfs 3 >/dev/null 2>&1 &&
-        rpcinfo -t "$SERVER" nfs 4 >/dev/null 2>&1 &&
-        rpcinfo -t "$SERVER" mountd 3 >/dev/null 2>&1 &&
-        showmount -e "$SERVER" 2>/dev/null | grep -q '^/srv/nfs '
-}
 
-wait_for_server() {
-    if [ "$SERVER" = 127.0.0.1 ]; then systemctl start nfs-server.service; fi
-    waited=0
-    until server_ready; do
-        if [ "$waited" -ge "$WAIT_SECONDS" ]; then
-            echo "testbed-mount-nfs: NFS server not ready after $WAIT_SECONDS s" >&2
-            exit 1
-        fi
-        sleep 1
-        waited=$((waited + 1))
-    done
-}
+MOUNT_NFS_SCRIPT = guest_file("testbed-mount-nfs.sh")
 
-mount_once() {
-    if mountpoint -q "$3"; then return 0; fi
-    mount -t nfs -o "vers=$1" "$2" "$3"
-}
-
-wait_for_server
-mount_once 3 "$V3_SOURCE" /mnt/nfs3
-mount_once 4.2 "$V4_SOURCE" /mnt/nfs4
-findmnt -t nfs,nfs4
-"""
-
-UNMOUNT_NFS_SCRIPT = r"""#!/bin/sh
-# Kill whatever uses an NFS mount, then unmount every NFS mount. Runs at poweroff and reboot
-# while nfs-server is still up: a busy hard loopback mount would otherwise outlive the server
-# and stall the shutdown for minutes.
-set -u
-
-for mnt in $(findmnt -rn -t nfs,nfs4 -o TARGET); do
-    fuser -s -k -KILL -m "$mnt" || true
-done
-
-# Killed processes release their files asynchronously: retry before falling back to lazy.
-for attempt in 1 2 3 4 5 6 7 8 9 10; do
-    umount -a -t nfs,nfs4 2>/dev/null && exit 0
-    sleep 0.5
-done
-umount -a -t nfs,nfs4 || umount -a -l -t nfs,nfs4
-"""
+UNMOUNT_NFS_SCRIPT = guest_file("testbed-unmount-nfs.sh")
 
 # Units stop in reverse start order, so After=nfs-server.service makes this one stop (and
 # unmount) before the server does.
-NFS_UNMOUNT_UNIT = """[Unit]
-Description=Unmount NFS before the loopback NFS server stops
-After=nfs-server.service network.target
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/bin/true
-ExecStop=/usr/local/sbin/testbed-unmount-nfs
-TimeoutStopSec=60
-
-[Install]
-WantedBy=multi-user.target
-"""
+NFS_UNMOUNT_UNIT = guest_file("testbed-nfs-unmount.service")
 
 # GRUB's settings, for update-grub in the guest. The kernel gets GRUB_CMDLINE_LINUX (empty here:
 # drop-ins in /etc/default/grub.d add to it) then GRUB_CMDLINE_LINUX_DEFAULT. GRUB itself talks
@@ -210,56 +143,10 @@ menuentry 'Debian GNU/Linux' {{
 }}
 """
 
-GUEST_CONFIG_SCRIPT = r"""#!/bin/sh
-# Per-VM settings the host passes with QEMU's -fw_cfg (opt/bpfquota/*): the hostname, and the
-# MAC and address of the NIC on the private LAN. Runs at every boot, before systemd-networkd.
-set -eu
-FW_CFG=/sys/firmware/qemu_fw_cfg/by_name/opt/bpfquota
-modprobe qemu_fw_cfg 2>/dev/null || true
-
-setting() {
-    [ -r "$FW_CFG/$1/raw" ] && cat "$FW_CFG/$1/raw"
-}
-
-if name=$(setting hostname); then
-    hostname "$name"
-    echo "$name" >/etc/hostname
-    sed -i "s/^127\.0\.1\.1[[:space:]].*/127.0.1.1 $name/" /etc/hosts
-fi
-
-if mac=$(setting lan-mac) && address=$(setting lan-address); then
-    mkdir -p /run/systemd/network
-    cat >/run/systemd/network/10-testbed-lan.network <<EOF
-[Match]
-MACAddress=$mac
-
-[Link]
-RequiredForOnline=no
-
-[Network]
-Address=$address
-LinkLocalAddressing=no
-IPv6AcceptRA=no
-EOF
-fi
-"""
+GUEST_CONFIG_SCRIPT = guest_file("testbed-guest-config.sh")
 
 # Before systemd-networkd, which reads the LAN's .network file only when it starts.
-GUEST_CONFIG_UNIT = """[Unit]
-Description=Test-bed settings from QEMU (hostname, private LAN address)
-DefaultDependencies=no
-After=systemd-remount-fs.service
-Before=systemd-networkd.service network-pre.target sysinit.target
-Wants=network-pre.target
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/usr/local/sbin/testbed-guest-config
-
-[Install]
-WantedBy=sysinit.target
-"""
+GUEST_CONFIG_UNIT = guest_file("testbed-guest-config.service")
 
 # path inside the image -> (mode, content)
 FILES: dict[str, tuple[int, str]] = {
