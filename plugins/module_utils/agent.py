@@ -13,6 +13,7 @@ import time
 from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement, layout, quota, saved
 from ansible_collections.bpfquota.nfs.plugins.module_utils.events import EventReader, describe
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import read_mountinfo
 from ansible_collections.bpfquota.nfs.plugins.module_utils.usage import NOT_SCANNED, scan_volumes
 from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import WalkError, WalkTimeout, run_with_timeout
 
@@ -31,7 +32,7 @@ def refresh_routes(maps, timeout=ROUTES_TIMEOUT):
     applied = quota.applied_volumes(maps)
     paths = sorted(applied)
     try:
-        keys_by_path = run_with_timeout(quota.route_keys, (paths, quota.read_mounts()), timeout)
+        keys_by_path = run_with_timeout(quota.route_keys, (paths, read_mountinfo()), timeout)
     except (WalkTimeout, WalkError) as e:
         log("routes not refreshed: %s" % e)
         return False

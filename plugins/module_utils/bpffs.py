@@ -10,11 +10,9 @@ __metaclass__ = type
 import ctypes
 import errno
 import os
-import re
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError
-
-MOUNTINFO_PATH = "/proc/self/mountinfo"
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MOUNTINFO, read_mountinfo, top_fstype
 
 _KERNEL_OPTION = {
     "bpf": "CONFIG_BPF_SYSCALL=y",
@@ -33,28 +31,9 @@ def ensure_securityfs(path="/sys/kernel/security"):
     return _ensure_mounted(path, "securityfs", None)
 
 
-def _unescape(field):
-    # mountinfo writes space, tab, newline and backslash as \ooo octal escapes.
-    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
-
-
-def _mountinfo_entries(mountinfo_path):
-    """(mount point, fs type) per mount, in mount order."""
-    with open(mountinfo_path) as mountinfo:
-        for line in mountinfo:
-            before, _separator, after = line.partition(" - ")
-            mount_point = _unescape(before.split()[4])
-            yield mount_point, after.split()[0]
-
-
-def mounted_fstype(path, mountinfo_path=MOUNTINFO_PATH):
+def mounted_fstype(path, mountinfo_path=MOUNTINFO):
     """Type of the file system mounted exactly at path (the topmost one), or None."""
-    target = os.path.realpath(path)
-    fstype = None
-    for mount_point, entry_fstype in _mountinfo_entries(mountinfo_path):
-        if mount_point == target:
-            fstype = entry_fstype  # later entries are stacked on top
-    return fstype
+    return top_fstype(read_mountinfo(mountinfo_path), os.path.realpath(path))
 
 
 def _ensure_mounted(path, fstype, options):

@@ -17,7 +17,7 @@ import re
 import subprocess
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError
-from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import parse_mountinfo
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import read_mountinfo
 
 MIN_KERNEL = (5, 7)        # BPF LSM was merged in 5.7
 MIN_KERNEL_ARM64 = (6, 0)  # arm64 got the BPF trampolines LSM programs need in 6.0
@@ -286,12 +286,9 @@ def _read_kconfig(root, release):
 
 def _mounted(root, mount_point, fstype):
     """Whether root/proc/self/mountinfo shows a mount of fstype at mount_point."""
-    text = _read_text(root, "proc/self/mountinfo")
-    if text is None:
-        return False
     try:
-        mounts = parse_mountinfo(text)
-    except ValueError:
+        mounts = read_mountinfo(os.path.join(root, "proc/self/mountinfo"))
+    except (OSError, ValueError):
         return False
     return any(m.mount_point == mount_point and m.fstype == fstype for m in mounts)
 

@@ -11,7 +11,7 @@ import json
 import os
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
-from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MountTable, parse_mountinfo
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MountTable
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import Volume, diff_volumes
 
 Plan = collections.namedtuple("Plan", "added updated removed ids keys")
@@ -19,15 +19,6 @@ Plan = collections.namedtuple("Plan", "added updated removed ids keys")
 
 class CapacityError(ValueError):
     pass
-
-
-def read_mounts():
-    return parse_mountinfo(read_mountinfo_text())
-
-
-def read_mountinfo_text():
-    with open("/proc/self/mountinfo") as f:
-        return f.read()
 
 
 def sync_stamp(paths, mountinfo_text):

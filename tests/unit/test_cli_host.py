@@ -509,8 +509,8 @@ def test_a_new_mount_table_or_path_set_resolves_every_route(on_test_maps, tmp_pa
     real_route_keys = quota.route_keys
     monkeypatch.setattr(quota, "route_keys", lambda paths, *args: resolved.append(sorted(paths)) or
                         real_route_keys(paths, *args))
-    text = quota.read_mountinfo_text()
-    monkeypatch.setattr(quota, "read_mountinfo_text", lambda: text + "999 1 0:99 / /mnt/new rw - tmpfs x rw\n")
+    text = enforcement.read_mountinfo_text()
+    monkeypatch.setattr(enforcement, "read_mountinfo_text", lambda: text + "999 1 0:99 / /mnt/new rw - tmpfs x rw\n")
     assert cli.main(["apply", one]) == 0  # a mount came: every route again, and a new stamp
     assert resolved == [[a]] and maps.sync_stamp() not in (None, stamp)
     two = volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Gi}\n  - {path: %s, limit: 1Gi}\n" % (a, b),
