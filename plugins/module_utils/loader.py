@@ -7,7 +7,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
-import hashlib
 import os
 import shutil
 import tempfile
@@ -15,6 +14,7 @@ import tempfile
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils.bpffs import ensure_bpffs
+from ansible_collections.bpfquota.nfs.plugins.module_utils.digest import file_sha256
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps, is_loaded
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import volume_key
 
@@ -23,14 +23,6 @@ DEFAULT_EVENT_GAP_MS = 1000
 
 class ProbeFailed(Exception):
     pass
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def pinned_links(link_dir=layout.LINK_DIR):

@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, enforcement, layout, libbpf, loader
+from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, digest, enforcement, layout, libbpf, loader
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import volume_key
 from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import format_size
@@ -214,10 +214,9 @@ def test_load_of_a_missing_object(tmp_path):
 
 
 def test_build_of_an_up_to_date_object(bpfquota_object):
-    from ansible_collections.bpfquota.nfs.plugins.module_utils.loader import file_sha256
     proc = bpfquota("build", "--out", bpfquota_object)
     assert proc.returncode == 0
-    assert proc.stdout == "up to date %s (sha256 %s)\n" % (bpfquota_object, file_sha256(bpfquota_object))
+    assert proc.stdout == "up to date %s (sha256 %s)\n" % (bpfquota_object, digest.file_sha256(bpfquota_object))
 
 
 def test_agent_when_not_loaded():
