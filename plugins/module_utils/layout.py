@@ -16,6 +16,7 @@ SYNC_STAMP_SLOT = 0  # vol_meta's spare entry (ids start at 1): see QuotaMaps.sy
 MAX_ROUTES = 4 * MAX_VOLUMES
 MAX_DEVS = 4096
 MAX_DIRTY = 65536
+MAX_LIMIT = 2 ** 63 - 1  # the largest byte or file limit: usage is kept in signed 64-bit counters
 HUGE = 1 << 62  # BQ_HUGE: the kernel clamps sizes and sums here; bases are clamped alike, so packing never fails
 PATH_MAX = 4096
 
@@ -27,7 +28,7 @@ MAP_NAMES = ("vol_keys", "vol_devs", "vol_cfg", "vol_stats", "scan_dirty", "conf
              "inode_st", "stash", "renaming", "failed_shrinks",
              "credited", "events")
 
-MODES = {"enforce": 1, "audit": 2}
+MODES = {"enforce": 1, "audit": 2}  # a volume's mode: its name (the one users write) -> vol_cfg.mode
 MODE_NAMES = dict((v, k) for k, v in MODES.items())
 MODE_UNUSED = 0
 
