@@ -72,7 +72,7 @@ def libbpf_version():
 def host_facts(object_path):
     """Readiness facts, proven by attaching a tiny LSM program; when they are ready and an object is
     at hand, a trial load of it has the last word."""
-    facts = lsm.proven(lsm.readiness(libbpf_version=libbpf_version()), libbpf.probe_lsm)
+    facts = lsm.proven(lsm.readiness(libbpf_version=libbpf_version()), lsm.probe_lsm)
     facts["trial_load"] = None
     if facts["ready"] and object_path and os.path.isfile(object_path):
         try:

@@ -11,12 +11,13 @@ __metaclass__ = type
 # command line replaces the compiled-in CONFIG_LSM list as a whole: the fix is the current list
 # plus bpf, never a fixed list (that would silently drop AppArmor or SELinux).
 
+import contextlib
 import gzip
 import os
 import re
 import subprocess
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError
+from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import read_mountinfo
 
 MIN_KERNEL = (5, 7)        # BPF LSM was merged in 5.7
@@ -226,11 +227,45 @@ def proven(facts, probe):
     if facts["ready"]:
         try:
             probe()
-        except LibbpfError as error:
+        except libbpf.LibbpfError as error:
             facts.update(lsm_probe=False, ready=False, reasons=facts["reasons"] + [str(error)])
         else:
             facts["lsm_probe"] = True
     return facts
+
+
+def probe_lsm():
+    """libbpf.probe_lsm(), a refusal explained (see refusals_explained)."""
+    with refusals_explained():
+        libbpf.probe_lsm()
+
+
+@contextlib.contextmanager
+def refusals_explained():
+    """A refusal of LSM programs (libbpf.LsmRefused) in the block gets why this host refuses them,
+    from its active LSM list, and the fix."""
+    try:
+        yield
+    except libbpf.LsmRefused as refused:
+        raise refused.explained(refusal_reason())
+
+
+def refusal_reason(root="/"):
+    """Why the host whose files are under root refuses BPF LSM programs (EPERM, as root), and the fix."""
+    path = "/" + LSM_FILE
+    text = _read_text(root, LSM_FILE)
+    if text is None:
+        advice = ("%s is unreadable (mount securityfs to see the list); if bpf is missing, add it "
+                  "to the lsm= kernel command line and reboot" % path)
+    elif "bpf" in parse_active_lsms(text):
+        # The bpf LSM is only listed when built in: something else says no.
+        advice = ("bpf is active (%s: %r), so a sandbox, lockdown or security policy (seccomp, "
+                  "SELinux, a hypervisor) forbids BPF LSM programs on this host" % (path, text.strip()))
+    else:
+        advice = ("bpf is missing from %s (%r): boot with lsm=%s,bpf on the kernel command line"
+                  % (path, text.strip(), text.strip()))
+    return ("BPF LSM programs need a kernel built with CONFIG_BPF_LSM=y and 'bpf' in the active LSM "
+            "list (%s); %s" % (path, advice))
 
 
 def _read_active_lsms(root, mount):
