@@ -173,7 +173,7 @@ _SIGNATURES = {
 }
 
 
-# The bpf(2) commands and attributes probe_lsm() uses: the kernel's ABI (union bpf_attr), stable.
+# The bpf(2) commands and attributes attach_lsm_probe() uses: the kernel's ABI (union bpf_attr), stable.
 _BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
 BPF_PROG_LOAD = 5
 BPF_RAW_TRACEPOINT_OPEN = 17
@@ -208,7 +208,7 @@ def _bpf(cmd, attr):
     return (ret, 0) if ret >= 0 else (-1, ctypes.get_errno())
 
 
-def probe_lsm(lib=None):
+def attach_lsm_probe(lib=None):
     """Load a do-nothing LSM program, attach it to file_permission and drop it at once: the proof
     that this kernel runs BPF LSM programs, with no object and no compiler (a kernel can list bpf
     among its active LSMs and still refuse them). Returns None, or raises LibbpfError why not

@@ -220,7 +220,7 @@ def _libbpf_reasons(libbpf_version):
 
 
 def proven(facts, probe):
-    """facts once the kernel has had its say: when the files say ready, probe() (libbpf.probe_lsm on
+    """facts once the kernel has had its say: when the files say ready, probe() (probe_lsm on
     the live host) loads and attaches a real LSM program, as a kernel may list bpf among its active
     LSMs and still refuse BPF LSM programs. lsm_probe: True, False, or None when not tried."""
     facts["lsm_probe"] = None
@@ -235,9 +235,10 @@ def proven(facts, probe):
 
 
 def probe_lsm():
-    """libbpf.probe_lsm(), a refusal explained (see refusals_explained)."""
+    """Prove this kernel runs BPF LSM programs: libbpf.attach_lsm_probe(), a refusal explained
+    (see refusals_explained)."""
     with refusals_explained():
-        libbpf.probe_lsm()
+        libbpf.attach_lsm_probe()
 
 
 @contextlib.contextmanager

@@ -100,7 +100,7 @@ def facts(monkeypatch):
         return copy.deepcopy(current["facts"])
 
     monkeypatch.setattr(lsm, "readiness", readiness)
-    monkeypatch.setattr(libbpf, "probe_lsm", lambda: None)  # the kernel these facts describe attaches it
+    monkeypatch.setattr(lsm, "probe_lsm", lambda: None)  # the kernel these facts describe attaches it
     return current
 
 
