@@ -4,8 +4,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-# Mount helpers for the pseudo file systems bpfquota needs: bpffs holds the pins
-# that keep enforcement alive without a loader; securityfs shows the active LSMs.
+# Mounting bpffs, which holds the pins that keep enforcement alive without a loader.
 
 import ctypes
 import errno
@@ -16,7 +15,6 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MOUN
 
 _KERNEL_OPTION = {
     "bpf": "CONFIG_BPF_SYSCALL=y",
-    "securityfs": "CONFIG_SECURITYFS=y",
 }
 
 
@@ -24,11 +22,6 @@ def ensure_bpffs(path="/sys/fs/bpf"):
     """Mount bpffs at path unless it is there; True when this call mounted it."""
     # Pins are only for root anyway: keep others from even listing them.
     return _ensure_mounted(path, "bpf", "mode=0700")
-
-
-def ensure_securityfs(path="/sys/kernel/security"):
-    """Mount securityfs at path unless it is there; True when this call mounted it."""
-    return _ensure_mounted(path, "securityfs", None)
 
 
 def mounted_fstype(path, mountinfo_path=MOUNTINFO):

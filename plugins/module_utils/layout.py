@@ -24,10 +24,6 @@ PIN_ROOT = "/sys/fs/bpf/bpfquota"
 PIN_DIR = "%s/v%d" % (PIN_ROOT, ABI)
 LINK_DIR = PIN_DIR + "/links"
 
-MAP_NAMES = ("vol_keys", "vol_devs", "vol_cfg", "vol_stats", "scan_dirty", "config", "vol_meta", "creating",
-             "inode_st", "stash", "renaming", "failed_shrinks",
-             "credited", "events")
-
 MODES = {"enforce": 1, "audit": 2}  # a volume's mode: its name (the one users write) -> vol_cfg.mode
 MODE_NAMES = dict((v, k) for k, v in MODES.items())
 MODE_UNUSED = 0
@@ -64,10 +60,6 @@ def pack_key(dev, ino):
     return KEY.pack(dev, ino)
 
 
-def unpack_key(data):
-    return KEY.unpack(data)
-
-
 def pack_vol_cfg(cfg):
     return VOL_CFG.pack(cfg.limit_bytes, cfg.limit_files, cfg.base_bytes, cfg.base_files,
                         cfg.mode, cfg.epoch, cfg.scanning, cfg.flags)
@@ -87,10 +79,6 @@ def unpack_vol_stats(data):
 
 def empty_vol_stats():
     return b"\0" * VOL_STATS.size
-
-
-def unpack_dirty(data):
-    return Dirty(*DIRTY.unpack(data))
 
 
 def pack_config(cfg):

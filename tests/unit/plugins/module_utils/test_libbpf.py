@@ -26,7 +26,6 @@ import pytest
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils.bpffs import (
     ensure_bpffs,
-    ensure_securityfs,
     mounted_fstype,
 )
 from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import (
@@ -580,17 +579,6 @@ def test_ensure_bpffs_mounts_once(tmp_path):
     finally:
         _umount(mount_point)
     assert mounted_fstype(mount_point) is None
-
-
-@needs_root
-def test_ensure_securityfs_mounts_once(tmp_path):
-    mount_point = str(tmp_path / "securityfs")
-    try:
-        assert ensure_securityfs(mount_point) is True
-        assert os.path.exists(os.path.join(mount_point, "lsm"))
-        assert ensure_securityfs(mount_point) is False
-    finally:
-        _umount(mount_point)
 
 
 @needs_root
