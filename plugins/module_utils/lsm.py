@@ -255,16 +255,17 @@ def refusal_reason(root="/"):
     """Why the host whose files are under root refuses BPF LSM programs (EPERM, as root), and the fix."""
     path = "/" + LSM_FILE
     text = _read_text(root, LSM_FILE)
-    if text is None:
+    active = None if text is None else text.strip()
+    if active is None:
         advice = ("%s is unreadable (mount securityfs to see the list); if bpf is missing, add it "
                   "to the lsm= kernel command line and reboot" % path)
-    elif "bpf" in parse_active_lsms(text):
+    elif "bpf" in parse_active_lsms(active):
         # The bpf LSM is only listed when built in: something else says no.
         advice = ("bpf is active (%s: %r), so a sandbox, lockdown or security policy (seccomp, "
-                  "SELinux, a hypervisor) forbids BPF LSM programs on this host" % (path, text.strip()))
+                  "SELinux, a hypervisor) forbids BPF LSM programs on this host" % (path, active))
     else:
         advice = ("bpf is missing from %s (%r): boot with lsm=%s,bpf on the kernel command line"
-                  % (path, text.strip(), text.strip()))
+                  % (path, active, active))
     return ("BPF LSM programs need a kernel built with CONFIG_BPF_LSM=y and 'bpf' in the active LSM "
             "list (%s); %s" % (path, advice))
 
