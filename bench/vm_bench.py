@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement, libbpf, loader, quota, usage  # noqa: E402
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import read_mountinfo  # noqa: E402
 
 BPFQUOTA = [sys.executable, os.path.join(ROOT, "bin", "bpfquota")]
 OBJECT = os.path.join(ROOT, "build", "bpfquota.bpf.o")
@@ -170,7 +171,7 @@ def write_volumes_file(label, entries):
 
 def prepare_volumes(volumes_file):
     volumes = enforcement.desired_volumes(volumes_file, "enforce")
-    return volumes, quota.route_keys([v.path for v in volumes], quota.read_mounts())
+    return volumes, quota.route_keys([v.path for v in volumes], read_mountinfo())
 
 
 def apply_prepared(volumes, keys, scan):

@@ -13,6 +13,7 @@ import time
 from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement, layout, quota, saved
 from ansible_collections.bpfquota.nfs.plugins.module_utils.events import EventReader, describe
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MOUNTINFO, read_mountinfo
 from ansible_collections.bpfquota.nfs.plugins.module_utils.usage import NOT_SCANNED, scan_volumes
 from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import WalkError, WalkTimeout, run_with_timeout
 
@@ -31,7 +32,7 @@ def refresh_routes(maps, timeout=ROUTES_TIMEOUT):
     applied = quota.applied_volumes(maps)
     paths = sorted(applied)
     try:
-        keys_by_path = run_with_timeout(quota.route_keys, (paths, quota.read_mounts()), timeout)
+        keys_by_path = run_with_timeout(quota.route_keys, (paths, read_mountinfo()), timeout)
     except (WalkTimeout, WalkError) as e:
         log("routes not refreshed: %s" % e)
         return False
@@ -105,7 +106,7 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
     reader = EventReader(lambda event: log(describe(event, paths)))
     poller = select.poll()
     poller.register(reader.epoll_fd(), select.POLLIN)
-    mountinfo = open("/proc/self/mountinfo")
+    mountinfo = open(MOUNTINFO, "rb")  # only read to re-arm the notification: no decoding
     poller.register(mountinfo.fileno(), select.POLLPRI | select.POLLERR)  # signalled on any mount change
     next_round = next_tick = time.monotonic()
     next_volume = 0

@@ -16,6 +16,8 @@ import shutil
 import subprocess
 import tempfile
 
+from ansible_collections.bpfquota.nfs.plugins.module_utils.digest import file_sha256
+
 SOURCE = "bpfquota.bpf.c"
 PREBUILT = os.path.join("prebuilt", "bpfquota.bpf.o")  # relative to the source directory
 CLANG_ARGS = ("-g", "-O2", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86", "-Wall", "-Werror")
@@ -96,7 +98,7 @@ def build(src_dir, out_path, clang=None, extra_args=(), prebuilt=True):
     clang_args = list(CLANG_ARGS) + list(extra_args)
     digest = sources_digest(src_dir, clang_args)
     if read_stamp(out_path) == digest:
-        return {"changed": False, "path": out_path, "sha256": _sha256(out_path), "digest": digest,
+        return {"changed": False, "path": out_path, "sha256": file_sha256(out_path), "digest": digest,
                 "prebuilt": False}
     ready = prebuilt_object(src_dir, digest) if prebuilt else None
     if ready is None:
@@ -116,7 +118,7 @@ def build(src_dir, out_path, clang=None, extra_args=(), prebuilt=True):
             os.unlink(tmp)
     with open(out_path + ".digest", "w") as f:
         f.write(digest + "\n")
-    return {"changed": True, "path": out_path, "sha256": _sha256(out_path), "digest": digest,
+    return {"changed": True, "path": out_path, "sha256": file_sha256(out_path), "digest": digest,
             "prebuilt": ready is not None}
 
 
@@ -131,10 +133,3 @@ def _compile(clang, src_dir, out_path, clang_args):
             raise BuildError("%s has no BPF target: install a clang built with the BPF backend "
                              "(Debian/Ubuntu's clang has it)" % clang)
         raise BuildError("clang failed (rc %d):\n%s" % (proc.returncode, proc.stderr.strip()))
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        digest.update(f.read())
-    return digest.hexdigest()

@@ -4,21 +4,17 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-# Mount helpers for the pseudo file systems bpfquota needs: bpffs holds the pins
-# that keep enforcement alive without a loader; securityfs shows the active LSMs.
+# Mounting bpffs, which holds the pins that keep enforcement alive without a loader.
 
 import ctypes
 import errno
 import os
-import re
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError
-
-MOUNTINFO_PATH = "/proc/self/mountinfo"
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MOUNTINFO, read_mountinfo, top_fstype
 
 _KERNEL_OPTION = {
     "bpf": "CONFIG_BPF_SYSCALL=y",
-    "securityfs": "CONFIG_SECURITYFS=y",
 }
 
 
@@ -28,33 +24,9 @@ def ensure_bpffs(path="/sys/fs/bpf"):
     return _ensure_mounted(path, "bpf", "mode=0700")
 
 
-def ensure_securityfs(path="/sys/kernel/security"):
-    """Mount securityfs at path unless it is there; True when this call mounted it."""
-    return _ensure_mounted(path, "securityfs", None)
-
-
-def _unescape(field):
-    # mountinfo writes space, tab, newline and backslash as \ooo octal escapes.
-    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
-
-
-def _mountinfo_entries(mountinfo_path):
-    """(mount point, fs type) per mount, in mount order."""
-    with open(mountinfo_path) as mountinfo:
-        for line in mountinfo:
-            before, _separator, after = line.partition(" - ")
-            mount_point = _unescape(before.split()[4])
-            yield mount_point, after.split()[0]
-
-
-def mounted_fstype(path, mountinfo_path=MOUNTINFO_PATH):
+def mounted_fstype(path, mountinfo_path=MOUNTINFO):
     """Type of the file system mounted exactly at path (the topmost one), or None."""
-    target = os.path.realpath(path)
-    fstype = None
-    for mount_point, entry_fstype in _mountinfo_entries(mountinfo_path):
-        if mount_point == target:
-            fstype = entry_fstype  # later entries are stacked on top
-    return fstype
+    return top_fstype(read_mountinfo(mountinfo_path), os.path.realpath(path))
 
 
 def _ensure_mounted(path, fstype, options):

@@ -10,11 +10,12 @@ the role changes nothing.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import hashlib
 import importlib
 import io
 import pkgutil
 import zipfile
+
+from ansible_collections.bpfquota.nfs.plugins.module_utils.digest import bytes_sha256
 
 PACKAGE = "ansible_collections.bpfquota.nfs.plugins.module_utils"
 SHEBANG = b"#!/usr/bin/python3\n"
@@ -55,14 +56,10 @@ def zipapp_bytes(sources):
     return SHEBANG + buf.getvalue()
 
 
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
-
-
 def listing(data):
     """'sha256  name' lines of a zipapp's members, for a readable diff; [] when it isn't one."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return ["%s  %s" % (sha256(archive.read(name)), name) for name in archive.namelist()]
+            return ["%s  %s" % (bytes_sha256(archive.read(name)), name) for name in archive.namelist()]
     except zipfile.BadZipfile:
         return []

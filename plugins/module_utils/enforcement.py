@@ -22,7 +22,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import maps as quota_
 from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
 from ansible_collections.bpfquota.nfs.plugins.module_utils import saved
 from ansible_collections.bpfquota.nfs.plugins.module_utils import usage
-from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import parse_mountinfo
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import parse_mountinfo, read_mountinfo_text
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import (
     StatMemo, VolumeError, listed_paths, load_volumes_file, validate_volumes)
 
@@ -73,7 +73,7 @@ def libbpf_version():
 def host_facts(object_path):
     """Readiness facts, proven by attaching a tiny LSM program; when they are ready and an object is
     at hand, a trial load of it has the last word."""
-    facts = lsm.proven(lsm.readiness(libbpf_version=libbpf_version()), libbpf.probe_lsm)
+    facts = lsm.proven(lsm.readiness(libbpf_version=libbpf_version()), lsm.probe_lsm)
     facts["trial_load"] = None
     if facts["ready"] and object_path and os.path.isfile(object_path):
         try:
@@ -144,7 +144,7 @@ SyncInputs = collections.namedtuple("SyncInputs", "mountinfo paths routes volume
 
 def sync_inputs(entries, default_mode, stored_stamp, full=False):
     """SyncInputs of raw entries against the maps' stamp (None: none); full: nothing is known."""
-    mountinfo = quota.read_mountinfo_text()
+    mountinfo = read_mountinfo_text()
     paths = listed_paths(entries)
     routes = quota.sync_stamp(paths, mountinfo)
     inputs = SyncInputs(mountinfo, paths, routes, quota.volumes_stamp(entries, default_mode, routes), None)
@@ -228,7 +228,7 @@ def apply_volumes(maps, volumes, check, scan_timeout, warn, scan_budget=None, ap
         if routes_held:
             keys_by_path = quota.stored_route_keys(maps, applied, paths)
         else:
-            mounts = parse_mountinfo(inputs.mountinfo) if inputs is not None else quota.read_mounts()
+            mounts = parse_mountinfo(inputs.mountinfo if inputs is not None else read_mountinfo_text())
             keys_by_path = quota.route_keys(paths, mounts, stat)
         the_plan = quota.plan(applied, volumes, keys_by_path)
     except ValueError as e:  # the volumes can't be planned (capacity, one directory twice)

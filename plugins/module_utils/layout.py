@@ -16,6 +16,7 @@ SYNC_STAMP_SLOT = 0  # vol_meta's spare entry (ids start at 1): see QuotaMaps.sy
 MAX_ROUTES = 4 * MAX_VOLUMES
 MAX_DEVS = 4096
 MAX_DIRTY = 65536
+MAX_LIMIT = 2 ** 63 - 1  # the largest byte or file limit: usage is kept in signed 64-bit counters
 HUGE = 1 << 62  # BQ_HUGE: the kernel clamps sizes and sums here; bases are clamped alike, so packing never fails
 PATH_MAX = 4096
 
@@ -23,11 +24,7 @@ PIN_ROOT = "/sys/fs/bpf/bpfquota"
 PIN_DIR = "%s/v%d" % (PIN_ROOT, ABI)
 LINK_DIR = PIN_DIR + "/links"
 
-MAP_NAMES = ("vol_keys", "vol_devs", "vol_cfg", "vol_stats", "scan_dirty", "config", "vol_meta", "creating",
-             "inode_st", "stash", "renaming", "failed_shrinks",
-             "credited", "events")
-
-MODES = {"enforce": 1, "audit": 2}
+MODES = {"enforce": 1, "audit": 2}  # a volume's mode: its name (the one users write) -> vol_cfg.mode
 MODE_NAMES = dict((v, k) for k, v in MODES.items())
 MODE_UNUSED = 0
 
@@ -63,10 +60,6 @@ def pack_key(dev, ino):
     return KEY.pack(dev, ino)
 
 
-def unpack_key(data):
-    return KEY.unpack(data)
-
-
 def pack_vol_cfg(cfg):
     return VOL_CFG.pack(cfg.limit_bytes, cfg.limit_files, cfg.base_bytes, cfg.base_files,
                         cfg.mode, cfg.epoch, cfg.scanning, cfg.flags)
@@ -86,10 +79,6 @@ def unpack_vol_stats(data):
 
 def empty_vol_stats():
     return b"\0" * VOL_STATS.size
-
-
-def unpack_dirty(data):
-    return Dirty(*DIRTY.unpack(data))
 
 
 def pack_config(cfg):

@@ -33,15 +33,12 @@ BPF_MAP_TYPE_RINGBUF = 27
 BPF_MAP_TYPE_INODE_STORAGE = 28
 
 # enum bpf_prog_type (linux/bpf.h).
-BPF_PROG_TYPE_TRACING = 26
 BPF_PROG_TYPE_TRACING = 26  # fentry/fexit: BPF trampolines, like LSM programs
 BPF_PROG_TYPE_LSM = 29
 TRAMPOLINE_TYPES = (BPF_PROG_TYPE_TRACING, BPF_PROG_TYPE_LSM)
 
 BPF_OBJ_NAME_LEN = 16
 BPF_TAG_SIZE = 8
-
-LSM_LIST_PATH = "/sys/kernel/security/lsm"
 
 # enum libbpf_print_level: DEBUG output is chatty and never explains a failure.
 _LIBBPF_DEBUG = 2
@@ -61,6 +58,22 @@ class LibbpfError(Exception):
     def __init__(self, message, err=None):
         super(LibbpfError, self).__init__(message)
         self.errno = err
+
+
+class LsmRefused(LibbpfError):
+    """EPERM, as root, for LSM programs (or the fentry/fexit programs serving them): this host has
+    BPF LSM off or forbids it. `why` (lsm.refusals_explained() knows it) follows the program names."""
+
+    def __init__(self, what, err, programs, log, why=None):
+        hint = "the kernel refused the LSM program%s %s" % ("s" if len(programs) > 1 else "", ", ".join(programs))
+        super(LsmRefused, self).__init__(_message(what, err, hint + (": " + why if why else ""), log), err)
+        self.what = what
+        self.programs = programs
+        self.log = log
+
+    def explained(self, why):
+        """The same refusal, with why this host refuses and the fix."""
+        return LsmRefused(self.what, self.errno, self.programs, self.log, why)
 
 
 class _BpfMapInfo(ctypes.Structure):
@@ -160,7 +173,7 @@ _SIGNATURES = {
 }
 
 
-# The bpf(2) commands and attributes probe_lsm() uses: the kernel's ABI (union bpf_attr), stable.
+# The bpf(2) commands and attributes attach_lsm_probe() uses: the kernel's ABI (union bpf_attr), stable.
 _BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
 BPF_PROG_LOAD = 5
 BPF_RAW_TRACEPOINT_OPEN = 17
@@ -195,10 +208,11 @@ def _bpf(cmd, attr):
     return (ret, 0) if ret >= 0 else (-1, ctypes.get_errno())
 
 
-def probe_lsm(lib=None):
+def attach_lsm_probe(lib=None):
     """Load a do-nothing LSM program, attach it to file_permission and drop it at once: the proof
     that this kernel runs BPF LSM programs, with no object and no compiler (a kernel can list bpf
-    among its active LSMs and still refuse them). Returns None, or raises LibbpfError why not."""
+    among its active LSMs and still refuse them). Returns None, or raises LibbpfError why not
+    (LsmRefused for EPERM: lsm.probe_lsm() adds why this host refuses, and the fix)."""
     lib = lib or libbpf()
     program = "bq_probe"
     btf_id = lib.libbpf_find_vmlinux_btf_id(PROBE_HOOK.encode(), BPF_LSM_MAC)
@@ -351,14 +365,18 @@ def _strerror(err):
     return _LIBBPF[0].strerror(err) if _LIBBPF else os.strerror(err)
 
 
-def _error(what, err, hint=None, log=None):
-    """A LibbpfError for a positive errno, with the fix and libbpf's log tail."""
+def _message(what, err, hint=None, log=None):
+    """What failed for a positive errno, with the fix and libbpf's log tail."""
     message = "%s: %s" % (what, _strerror(err))
     if hint:
         message += "; " + hint
     if log:
         message += "\nlibbpf log (last lines):\n" + log
-    return LibbpfError(message, err)
+    return message
+
+
+def _error(what, err, hint=None, log=None):
+    return LibbpfError(_message(what, err, hint, log), err)
 
 
 def _privilege_hint(err):
@@ -374,42 +392,11 @@ def _check(ret, what, hint=None):
     return ret
 
 
-def _active_lsms():
-    try:
-        with open(LSM_LIST_PATH) as lsm_file:
-            return lsm_file.read().strip()
-    except (IOError, OSError):
-        return None
-
-
-def _lsm_list_advice():
-    active = _active_lsms()
-    if active is None:
-        return ("%s is unreadable (mount securityfs to see the list); if bpf is missing, add it "
-                "to the lsm= kernel command line and reboot" % LSM_LIST_PATH)
-    if "bpf" in active.split(","):
-        # The bpf LSM is only listed when built in: something else says no.
-        return ("bpf is active (%s: %r), so a sandbox, lockdown or security policy (seccomp, "
-                "SELinux, a hypervisor) forbids BPF LSM programs on this host"
-                % (LSM_LIST_PATH, active))
-    return ("bpf is missing from %s (%r): boot with lsm=%s,bpf on the kernel command line"
-            % (LSM_LIST_PATH, active, active))
-
-
-def _lsm_refused_error(what, program_names, err, log):
-    hint = (
-        "the kernel refused the LSM program%s %s: BPF LSM programs need a kernel built with "
-        "CONFIG_BPF_LSM=y and 'bpf' in the active LSM list (%s); %s"
-        % ("s" if len(program_names) > 1 else "", ", ".join(program_names), LSM_LIST_PATH,
-           _lsm_list_advice()))
-    return _error(what, err, hint, log)
-
-
 def _raise_load_error(what, err, lsm_programs, log):
     if os.geteuid() != 0:
         raise _error(what, err, _privilege_hint(err), log)
     if err == errno.EPERM and lsm_programs:
-        raise _lsm_refused_error(what, lsm_programs, err, log)
+        raise LsmRefused(what, err, lsm_programs, log)
     if err == errno.EACCES:
         raise _error(what, err, "the verifier rejected a program (its log is below)", log)
     raise _error(what, err, None, log)
@@ -544,9 +531,9 @@ def _make_pin_parent(path):
 def _pin_hint(err):
     if err == errno.EBUSY:
         return ("libbpf pins a link only once: use obj_pin(link.fd, path) or "
-                "replace_pinned_link() for another pin")
+                "loader.replace_pinned_link() for another pin")
     if err == errno.EEXIST:
-        return "something is already pinned there: unlink it first or use replace_pinned_link()"
+        return "something is already pinned there: unlink it first or use loader.replace_pinned_link()"
     if err == errno.EPERM and os.geteuid() == 0:
         return "pin paths must be on a mounted bpffs (/sys/fs/bpf) and pin names may not contain '.'"
     if err == errno.ENOENT:
@@ -596,37 +583,6 @@ class Link:
             handle, self._handle = self._handle, None
             _check(self._lib.bpf_link__destroy(handle),
                    "destroying the link of %r failed" % self.program_name)
-
-
-def replace_pinned_link(link, pin_path):
-    """Make-before-break: pin the attached new link, then rename it over pin_path.
-
-    Both programs are attached between the pin and the rename, so no event is
-    missed. The old link loses its pin in the rename and detaches once no fd
-    refers to it any more. Works when nothing is pinned at pin_path yet.
-    """
-    pin_path = os.fspath(pin_path)
-    temporary_path = pin_path + "_new"  # bpffs rejects '.' in names
-    _unlink_stale_pin(temporary_path)
-    # bpf_obj_pin, not bpf_link__pin: libbpf would refuse an already pinned link
-    # and remember the temporary path as the link's pin path.
-    obj_pin(link.fd, temporary_path)
-    try:
-        os.rename(temporary_path, pin_path)
-    except OSError as exc:
-        raise LibbpfError("replacing the pinned link %s with %s failed: %s"
-                          % (pin_path, temporary_path, exc.strerror), exc.errno)
-    link.pin_path = pin_path
-
-
-def _unlink_stale_pin(path):
-    # Left behind when an earlier replacement died between pin and rename.
-    try:
-        os.unlink(path)
-    except OSError as exc:
-        if exc.errno != errno.ENOENT:
-            raise LibbpfError("cannot remove the stale pin %s: %s" % (path, exc.strerror),
-                              exc.errno)
 
 
 def obj_get(path):

@@ -7,14 +7,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
-import hashlib
 import os
 import shutil
 import tempfile
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
+from ansible_collections.bpfquota.nfs.plugins.module_utils import lsm
 from ansible_collections.bpfquota.nfs.plugins.module_utils.bpffs import ensure_bpffs
+from ansible_collections.bpfquota.nfs.plugins.module_utils.digest import file_sha256
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps, is_loaded
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import volume_key
 
@@ -23,14 +24,6 @@ DEFAULT_EVENT_GAP_MS = 1000
 
 class ProbeFailed(Exception):
     pass
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def pinned_links(link_dir=layout.LINK_DIR):
@@ -66,7 +59,7 @@ def load(object_path, pin_dir=layout.PIN_DIR, probe=True):
         return dict(before, changed=False, upgraded=False)
     link_dir = os.path.join(pin_dir, "links")
     os.makedirs(link_dir, exist_ok=True)
-    with libbpf.BpfObject.open(object_path) as obj:
+    with lsm.refusals_explained(), libbpf.BpfObject.open(object_path) as obj:
         for name in obj.map_names():
             obj.set_pin_path(name, os.path.join(pin_dir, name))
         obj.load()
@@ -74,7 +67,7 @@ def load(object_path, pin_dir=layout.PIN_DIR, probe=True):
         for name in names:
             link = obj.attach(name)
             try:
-                libbpf.replace_pinned_link(link, os.path.join(link_dir, name))
+                replace_pinned_link(link, os.path.join(link_dir, name))
             finally:
                 link.destroy()
     for stale in set(pinned_links(link_dir)) - set(names):
@@ -96,8 +89,38 @@ def load(object_path, pin_dir=layout.PIN_DIR, probe=True):
 def trial_load(object_path):
     """Load the programs into the kernel and drop them at once: the verifier and the LSM
     program type are accepted here, or LibbpfError says why. Nothing is attached or pinned."""
-    with libbpf.BpfObject.open(object_path) as obj:
+    with lsm.refusals_explained(), libbpf.BpfObject.open(object_path) as obj:
         obj.load()
+
+
+def replace_pinned_link(link, pin_path):
+    """Make-before-break: pin the attached new link, then rename it over pin_path.
+
+    Both programs are attached between the pin and the rename, so no event is
+    missed. The old link loses its pin in the rename and detaches once no fd
+    refers to it any more. Works when nothing is pinned at pin_path yet.
+    """
+    pin_path = os.fspath(pin_path)
+    temporary_path = pin_path + "_new"  # bpffs rejects '.' in names
+    _unlink_stale_pin(temporary_path)
+    # bpf_obj_pin, not bpf_link__pin: libbpf would refuse an already pinned link
+    # and remember the temporary path as the link's pin path.
+    libbpf.obj_pin(link.fd, temporary_path)
+    try:
+        os.rename(temporary_path, pin_path)
+    except OSError as exc:
+        raise libbpf.LibbpfError("replacing the pinned link %s with %s failed: %s"
+                                 % (pin_path, temporary_path, exc.strerror), exc.errno)
+    link.pin_path = pin_path
+
+
+def _unlink_stale_pin(path):
+    # Left behind when an earlier replacement died between pin and rename.
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise libbpf.LibbpfError("cannot remove the stale pin %s: %s" % (path, exc.strerror), exc.errno)
 
 
 def unload(pin_dir=layout.PIN_DIR):

@@ -11,13 +11,14 @@ __metaclass__ = type
 # command line replaces the compiled-in CONFIG_LSM list as a whole: the fix is the current list
 # plus bpf, never a fixed list (that would silently drop AppArmor or SELinux).
 
+import contextlib
 import gzip
 import os
 import re
 import subprocess
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError
-from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import parse_mountinfo
+from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import read_mountinfo
 
 MIN_KERNEL = (5, 7)        # BPF LSM was merged in 5.7
 MIN_KERNEL_ARM64 = (6, 0)  # arm64 got the BPF trampolines LSM programs need in 6.0
@@ -219,18 +220,54 @@ def _libbpf_reasons(libbpf_version):
 
 
 def proven(facts, probe):
-    """facts once the kernel has had its say: when the files say ready, probe() (libbpf.probe_lsm on
+    """facts once the kernel has had its say: when the files say ready, probe() (probe_lsm on
     the live host) loads and attaches a real LSM program, as a kernel may list bpf among its active
     LSMs and still refuse BPF LSM programs. lsm_probe: True, False, or None when not tried."""
     facts["lsm_probe"] = None
     if facts["ready"]:
         try:
             probe()
-        except LibbpfError as error:
+        except libbpf.LibbpfError as error:
             facts.update(lsm_probe=False, ready=False, reasons=facts["reasons"] + [str(error)])
         else:
             facts["lsm_probe"] = True
     return facts
+
+
+def probe_lsm():
+    """Prove this kernel runs BPF LSM programs: libbpf.attach_lsm_probe(), a refusal explained
+    (see refusals_explained)."""
+    with refusals_explained():
+        libbpf.attach_lsm_probe()
+
+
+@contextlib.contextmanager
+def refusals_explained():
+    """A refusal of LSM programs (libbpf.LsmRefused) in the block gets why this host refuses them,
+    from its active LSM list, and the fix."""
+    try:
+        yield
+    except libbpf.LsmRefused as refused:
+        raise refused.explained(refusal_reason())
+
+
+def refusal_reason(root="/"):
+    """Why the host whose files are under root refuses BPF LSM programs (EPERM, as root), and the fix."""
+    path = "/" + LSM_FILE
+    text = _read_text(root, LSM_FILE)
+    active = None if text is None else text.strip()
+    if active is None:
+        advice = ("%s is unreadable (mount securityfs to see the list); if bpf is missing, add it "
+                  "to the lsm= kernel command line and reboot" % path)
+    elif "bpf" in parse_active_lsms(active):
+        # The bpf LSM is only listed when built in: something else says no.
+        advice = ("bpf is active (%s: %r), so a sandbox, lockdown or security policy (seccomp, "
+                  "SELinux, a hypervisor) forbids BPF LSM programs on this host" % (path, active))
+    else:
+        advice = ("bpf is missing from %s (%r): boot with lsm=%s,bpf on the kernel command line"
+                  % (path, active, active))
+    return ("BPF LSM programs need a kernel built with CONFIG_BPF_LSM=y and 'bpf' in the active LSM "
+            "list (%s); %s" % (path, advice))
 
 
 def _read_active_lsms(root, mount):
@@ -286,12 +323,9 @@ def _read_kconfig(root, release):
 
 def _mounted(root, mount_point, fstype):
     """Whether root/proc/self/mountinfo shows a mount of fstype at mount_point."""
-    text = _read_text(root, "proc/self/mountinfo")
-    if text is None:
-        return False
     try:
-        mounts = parse_mountinfo(text)
-    except ValueError:
+        mounts = read_mountinfo(os.path.join(root, "proc/self/mountinfo"))
+    except (OSError, ValueError):
         return False
     return any(m.mount_point == mount_point and m.fstype == fstype for m in mounts)
 

@@ -104,12 +104,6 @@ class QuotaMaps:
         # Every time, not once per instance: another process may have stamped since.
         self._delete_many("vol_meta", [layout.U32.pack(layout.SYNC_STAMP_SLOT)], layout.U32.size)
 
-    def set_path(self, vol_id, path):
-        self.set_paths({vol_id: path})
-
-    def delete_path(self, vol_id):
-        self.delete_paths([vol_id])
-
     # routes
     def keys(self):
         """{(dev, ino): volume id} for every route."""
@@ -136,9 +130,6 @@ class QuotaMaps:
     def dirty(self, vol_id):
         """{(dev, ino): Dirty} recorded for volume `vol_id`."""
         return dict((key, rec) for key, rec in self.all_dirty().items() if rec.vol_id == vol_id)
-
-    def clear_dirty(self, vol_id):
-        self.delete_dirty(self.dirty(vol_id))
 
     # many entries at once: one syscall per map instead of one per entry
     def vol_cfgs(self, vol_ids):

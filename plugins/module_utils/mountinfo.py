@@ -18,6 +18,7 @@ import os
 import re
 import stat as stat_module
 
+MOUNTINFO = "/proc/self/mountinfo"
 NFS_TYPES = ("nfs", "nfs4")
 
 Mount = collections.namedtuple("Mount", [
@@ -84,10 +85,25 @@ def parse_mountinfo(text):
     return [parse_mountinfo_line(line) for line in text.splitlines() if line.strip()]
 
 
-def read_mountinfo(path="/proc/self/mountinfo"):
-    """Parse a mountinfo file; bytes that aren't UTF-8 survive as surrogate escapes (like os.fsdecode)."""
+def read_mountinfo_text(path=MOUNTINFO):
+    """The text of a mountinfo file; bytes that aren't UTF-8 survive as surrogate escapes (like os.fsdecode)."""
     with open(path, "r", encoding="utf-8", errors="surrogateescape") as handle:
-        return parse_mountinfo(handle.read())
+        return handle.read()
+
+
+def read_mountinfo(path=MOUNTINFO):
+    """All mounts of a mountinfo file (see parse_mountinfo)."""
+    return parse_mountinfo(read_mountinfo_text(path))
+
+
+def top_fstype(mounts, mount_point):
+    """The type of the file system mounted exactly at mount_point, or None; of several stacked
+    there, the topmost (the last in mountinfo order)."""
+    fstype = None
+    for mount in mounts:
+        if mount.mount_point == mount_point:
+            fstype = mount.fstype
+    return fstype
 
 
 def is_nfs(mount):

@@ -6,12 +6,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
-import hashlib
 import json
 import os
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
-from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MountTable, parse_mountinfo
+from ansible_collections.bpfquota.nfs.plugins.module_utils.digest import bytes_sha256
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MountTable
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import Volume, diff_volumes
 
 Plan = collections.namedtuple("Plan", "added updated removed ids keys")
@@ -21,15 +21,6 @@ class CapacityError(ValueError):
     pass
 
 
-def read_mounts():
-    return parse_mountinfo(read_mountinfo_text())
-
-
-def read_mountinfo_text():
-    with open("/proc/self/mountinfo") as f:
-        return f.read()
-
-
 def sync_stamp(paths, mountinfo_text):
     """What the routes of a sync depend on: the volume paths and this host's mount table.
 
@@ -37,17 +28,14 @@ def sync_stamp(paths, mountinfo_text):
     only while nothing else wrote routes or paths) can take the routes from the maps instead of
     stat'ing every volume again; limits and modes are compared as always.
     """
-    digest = hashlib.sha256()
-    for path in sorted(set(paths)):
-        digest.update(path.encode("utf-8", "surrogateescape") + b"\0")
-    digest.update(b"\0" + mountinfo_text.encode("utf-8", "surrogateescape"))
-    return "bpfquota-sync-v1:" + digest.hexdigest()
+    text = "".join(path + "\0" for path in sorted(set(paths))) + "\0" + mountinfo_text
+    return "bpfquota-sync-v1:" + bytes_sha256(text.encode("utf-8", "surrogateescape"))
 
 
 def volumes_stamp(entries, default_mode, routes_stamp):
     """The digest of a sync's every input: the raw entries, their default mode, and routes_stamp."""
     text = json.dumps([entries, default_mode], sort_keys=True, default=repr)
-    return hashlib.sha256((text + routes_stamp).encode("utf-8", "surrogateescape")).hexdigest()
+    return bytes_sha256((text + routes_stamp).encode("utf-8", "surrogateescape"))
 
 
 def stored_route_keys(maps, applied, paths):

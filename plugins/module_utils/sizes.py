@@ -9,7 +9,7 @@ __metaclass__ = type
 import decimal
 import re
 
-MAX_SIZE = 2 ** 63 - 1  # the BPF maps keep usage in signed 64-bit counters
+from ansible_collections.bpfquota.nfs.plugins.module_utils.layout import MAX_LIMIT
 
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL = {"k": 1, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
@@ -92,9 +92,9 @@ def _checked_bytes(nbytes, original):
     if nbytes == 0:
         raise SizeError("invalid size %r: a size must be greater than zero: give a positive size such as 50Gi"
                         % (original,))
-    if nbytes > MAX_SIZE:
+    if nbytes > MAX_LIMIT:
         raise SizeError("invalid size %r: more than the maximum of %d bytes (just under 8Ei): "
-                        "use a smaller size" % (original, MAX_SIZE))
+                        "use a smaller size" % (original, MAX_LIMIT))
     return nbytes
 
 

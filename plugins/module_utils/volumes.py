@@ -14,21 +14,19 @@ import os
 import stat as stat_module
 from collections import namedtuple
 
+from ansible_collections.bpfquota.nfs.plugins.module_utils.layout import MAX_LIMIT, MAX_VOLUMES, MODES, UNKNOWN_USAGE
 from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import SizeError, parse_size
 
 VOLUME_KEYS = ("path", "limit", "inodes", "mode", "unknown_usage")
 FILE_KEYS = ("volumes", "mode", "unknown_usage")
-MODES = ("enforce", "audit")
-UNKNOWN_USAGE = ("refuse", "allow")  # what a volume does while its usage is unknown (not scanned, nothing saved)
-MAX_VOLUMES = 65536  # MAX_VOLUMES in bpf/bpfquota.h
-MAX_FILES = 2 ** 63 - 1  # base_files is a signed 64-bit counter
+DEFAULT_UNKNOWN_USAGE = "refuse"  # of UNKNOWN_USAGE: what a volume does while its usage is unknown (not scanned, nothing saved)
 
 _MODE_HELP = "enforce refuses writes over the limit, audit allows them but counts them"
 _UNKNOWN_USAGE_HELP = ("refuse refuses growth until the volume's first scan succeeds, allow counts its usage "
                        "from zero meanwhile")
 
 Volume = namedtuple("Volume", ["path", "limit_bytes", "limit_files", "mode", "unknown_usage"])
-Volume.__new__.__defaults__ = ("refuse",)
+Volume.__new__.__defaults__ = (DEFAULT_UNKNOWN_USAGE,)
 Volume.__doc__ = ("One volume: limit_files 0 means no file-count limit; mode is 'enforce' or 'audit'; "
                   "unknown_usage is 'refuse' or 'allow'.")
 
@@ -278,7 +276,7 @@ def _check_inodes(label, raw_inodes, problems):
         count = raw_inodes
     elif isinstance(raw_inodes, str) and raw_inodes.strip().isdigit():
         count = int(raw_inodes.strip())  # Ansible templating renders numbers as strings
-    if count is None or not 0 < count <= MAX_FILES:
+    if count is None or not 0 < count <= MAX_LIMIT:
         problems.append("%s: inodes must be a positive whole number of files, not %s: write e.g. "
                         "'inodes: 100000', or leave inodes out for no file-count limit"
                         % (label, _type_name(raw_inodes)))
@@ -297,7 +295,7 @@ def _check_mode(label, raw_mode, default_mode, problems):
 
 def _check_unknown_usage(label, raw, problems):
     if raw is None:
-        return UNKNOWN_USAGE[0]
+        return DEFAULT_UNKNOWN_USAGE
     if raw not in UNKNOWN_USAGE:
         problems.append("%s: unknown_usage must be one of %s, not %s (%s)"
                         % (label, ", ".join(UNKNOWN_USAGE), _type_name(raw), _UNKNOWN_USAGE_HELP))
@@ -511,7 +509,7 @@ def volumes_to_document(volumes):
         if volume.limit_files:
             entry["inodes"] = volume.limit_files
         entry["mode"] = volume.mode
-        if volume.unknown_usage != UNKNOWN_USAGE[0]:
+        if volume.unknown_usage != DEFAULT_UNKNOWN_USAGE:
             entry["unknown_usage"] = volume.unknown_usage
         entries.append(entry)
     return {"volumes": entries}

@@ -149,6 +149,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import bpfbuild
+from ansible_collections.bpfquota.nfs.plugins.module_utils.digest import file_sha256
 
 
 def default_src():
@@ -204,7 +205,7 @@ def main():
         module.fail_json(msg="cannot read the BPF sources in %s: %s" % (src, e))
     dest = module.params["dest"] or os.path.join(module.params["dest_dir"], bpfbuild.object_name(digest))
     before_digest = bpfbuild.read_stamp(dest)
-    before_sha = module.sha256(dest) if os.path.isfile(dest) else None
+    before_sha = file_sha256(dest) if os.path.isfile(dest) else None
     needs_build = before_digest != digest
     prebuilt = bpfbuild.prebuilt_object(src, digest) if needs_build and module.params["prebuilt"] else None
     clang = module.params["clang"]

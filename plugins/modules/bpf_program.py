@@ -118,6 +118,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
+from ansible_collections.bpfquota.nfs.plugins.module_utils.digest import file_sha256
 
 
 def current_status(module):
@@ -146,7 +147,7 @@ def present(module):
         module.fail_json(msg="BPF object %s not found: build it with bpfquota.nfs.bpf_build and copy it to the host"
                              % object_path)
     try:
-        sha = loader.file_sha256(object_path)
+        sha = file_sha256(object_path)
     except (IOError, OSError) as e:
         module.fail_json(msg="cannot read BPF object %s: %s" % (object_path, e))
     before = current_status(module)

@@ -80,6 +80,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import bundle
+from ansible_collections.bpfquota.nfs.plugins.module_utils.digest import bytes_sha256
 # The bundle is built from the module_utils this payload carries; importing the CLI brings
 # in everything the command needs.
 from ansible_collections.bpfquota.nfs.plugins.module_utils import cli as host_cli
@@ -126,7 +127,7 @@ def main():
             os.unlink(dest)
         else:
             install(module, dest, after)
-    result = {"changed": changed, "dest": dest, "sha256": bundle.sha256(after) if after is not None else None}
+    result = {"changed": changed, "dest": dest, "sha256": bytes_sha256(after) if after is not None else None}
     if module._diff:
         result["diff"] = {"before_header": dest, "after_header": dest,
                           "before": "" if before is None else "\n".join(bundle.listing(before)) + "\n",

@@ -189,8 +189,8 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.bootcfg import (
     boot_lsm,
     plan_boot_lsm,
 )
-from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError, libbpf, probe_lsm
-from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import proven, readiness
+from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError, libbpf
+from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import probe_lsm, proven, readiness
 
 # Where the host's files are; the unit tests point it at recorded hosts.
 HOST_ROOT = "/"

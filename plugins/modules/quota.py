@@ -236,9 +236,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import (
-    UNKNOWN_USAGE, normalized_path, volumes_file_text, volumes_to_document, with_defaults)
-
-MODES = ["enforce", "audit"]
+    normalized_path, volumes_file_text, volumes_to_document, with_defaults)
 
 
 def fail_invalid(module, error):
@@ -383,14 +381,14 @@ def main():
                 path=dict(type="str", required=True),
                 limit=dict(type="raw"),
                 inodes=dict(type="int"),
-                mode=dict(type="str", choices=MODES),
-                unknown_usage=dict(type="str", choices=list(UNKNOWN_USAGE)),
+                mode=dict(type="str", choices=list(layout.MODES)),
+                unknown_usage=dict(type="str", choices=list(layout.UNKNOWN_USAGE)),
             )),
             src=dict(type="path"),
             dest=dict(type="path"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            mode=dict(type="str", choices=MODES, default="enforce"),
-            unknown_usage=dict(type="str", choices=list(UNKNOWN_USAGE), default="refuse"),
+            mode=dict(type="str", choices=list(layout.MODES), default="enforce"),
+            unknown_usage=dict(type="str", choices=list(layout.UNKNOWN_USAGE), default="refuse"),
             scan_timeout=dict(type="float", default=60.0),
         ),
         mutually_exclusive=[("volumes", "src")],

@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, enforcement, layout, libbpf, loader, report
+from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, digest, enforcement, layout, libbpf, loader, report
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import volume_key
 from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import format_size
@@ -214,10 +214,9 @@ def test_load_of_a_missing_object(tmp_path):
 
 
 def test_build_of_an_up_to_date_object(bpfquota_object):
-    from ansible_collections.bpfquota.nfs.plugins.module_utils.loader import file_sha256
     proc = bpfquota("build", "--out", bpfquota_object)
     assert proc.returncode == 0
-    assert proc.stdout == "up to date %s (sha256 %s)\n" % (bpfquota_object, file_sha256(bpfquota_object))
+    assert proc.stdout == "up to date %s (sha256 %s)\n" % (bpfquota_object, digest.file_sha256(bpfquota_object))
 
 
 def test_agent_when_not_loaded():
@@ -509,8 +508,8 @@ def test_a_new_mount_table_or_path_set_resolves_every_route(on_test_maps, tmp_pa
     real_route_keys = quota.route_keys
     monkeypatch.setattr(quota, "route_keys", lambda paths, *args: resolved.append(sorted(paths)) or
                         real_route_keys(paths, *args))
-    text = quota.read_mountinfo_text()
-    monkeypatch.setattr(quota, "read_mountinfo_text", lambda: text + "999 1 0:99 / /mnt/new rw - tmpfs x rw\n")
+    text = enforcement.read_mountinfo_text()
+    monkeypatch.setattr(enforcement, "read_mountinfo_text", lambda: text + "999 1 0:99 / /mnt/new rw - tmpfs x rw\n")
     assert cli.main(["apply", one]) == 0  # a mount came: every route again, and a new stamp
     assert resolved == [[a]] and maps.sync_stamp() not in (None, stamp)
     two = volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Gi}\n  - {path: %s, limit: 1Gi}\n" % (a, b),

@@ -272,10 +272,11 @@ def test_concurrent_applies_serialize(share):
                                                                          volume["mode"])
     from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
     from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import read_mountinfo
     with QuotaMaps() as maps:
         applied = quota.applied_volumes(maps)
         want = {}
-        for path, keys in quota.route_keys(sorted(applied), quota.read_mounts()).items():
+        for path, keys in quota.route_keys(sorted(applied), read_mountinfo()).items():
             for key in keys:
                 want[key] = applied[path][0]
         assert maps.keys() == want

@@ -285,7 +285,7 @@ def test_a_scan_knows_which_inodes_did_not_exist_when_it_started(share):
             dirty = dict((ino, rec) for (dev, ino), rec in maps.dirty(vol_id).items())
         finally:
             maps.set_vol_cfg(vol_id, maps.vol_cfg(vol_id)._replace(scanning=0))
-            maps.clear_dirty(vol_id)
+            maps.delete_dirty(maps.dirty(vol_id))
     ino = dict((name, os.stat(os.path.join(vol, name)).st_ino) for name in ("old", "new", "newdir"))
     assert (dirty[ino["new"]].files_before, dirty[ino["new"]].size_before) == (0, 0)
     assert dirty[ino["newdir"]].files_before == 0

@@ -29,7 +29,7 @@ BPF_SRC = os.path.join(REPO_ROOT, "bpf")
 BPFFS = "/sys/fs/bpf"
 
 WRITES = ("set_config", "bump_gen", "set_vol_cfg", "reset_vol_stats", "set_path", "delete_path",
-          "set_key", "delete_key", "set_dev", "clear_dirty", "set_sync_stamp",
+          "set_key", "delete_key", "set_dev", "set_sync_stamp",
           "drop_sync_stamp")
 
 # The writes of many entries at once, and the one-entry writes each amounts to, in order.
@@ -160,13 +160,10 @@ class FakeMaps:
             self._devs.pop(dev, None)
 
     def all_dirty(self):
-        return dict((key, layout.unpack_dirty(raw)) for key, raw in self._dirty.items())
+        return dict((key, layout.Dirty(*layout.DIRTY.unpack(raw))) for key, raw in self._dirty.items())
 
     def dirty(self, vol_id):
         return dict((key, rec) for key, rec in self.all_dirty().items() if rec.vol_id == vol_id)
-
-    def clear_dirty(self, vol_id):
-        self.delete_dirty(self.dirty(vol_id))
 
     def drop_dirty(self, key):
         self._dirty.pop(tuple(key), None)

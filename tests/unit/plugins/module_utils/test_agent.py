@@ -23,7 +23,7 @@ def volumes(tmp_path, count):
         for number in range(index):
             (root / ("f%d" % number)).write_bytes(b"x" * 10)
         maps.set_vol_cfg(index + 1, layout.VolCfg(1 << 30, 0, 999, 9, layout.MODES["enforce"], 0, 0))
-        maps.set_path(index + 1, str(root))
+        maps.set_paths({index + 1: str(root)})
     return maps
 
 

@@ -26,7 +26,6 @@ import pytest
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils.bpffs import (
     ensure_bpffs,
-    ensure_securityfs,
     mounted_fstype,
 )
 from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import (
@@ -38,6 +37,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import (
     BpfObject,
     Libbpf,
     LibbpfError,
+    LsmRefused,
     libbpf,
     link_info,
     map_batches,
@@ -52,8 +52,9 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import (
     obj_get,
     obj_pin,
     prog_info,
-    replace_pinned_link,
 )
+from ansible_collections.bpfquota.nfs.plugins.module_utils.loader import replace_pinned_link
+from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import refusals_explained
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BPF_SOURCES = os.path.join(HERE, "bpf")
@@ -303,7 +304,7 @@ def test_verifier_rejection_reports_the_verifier_log(bpf_objects):
 
 @needs_root
 def test_refused_lsm_program_explains_how_to_enable_bpf_lsm(bpf_objects):
-    refused = None
+    refused = explained = None
     with BpfObject.open(bpf_objects["lsm"]) as obj:
         try:
             obj.load()
@@ -311,12 +312,23 @@ def test_refused_lsm_program_explains_how_to_enable_bpf_lsm(bpf_objects):
             refused = exc
         else:
             pytest.skip("this kernel accepts BPF LSM programs, so the refusal can't be provoked")
-    message = str(refused)
-    assert refused.errno == errno.EPERM
-    assert "the kernel refused the LSM program allow_all" in message
+    with BpfObject.open(bpf_objects["lsm"]) as obj:
+        try:
+            with refusals_explained():
+                obj.load()
+        except LibbpfError as exc:
+            explained = exc
+    # libbpf names the refused programs; lsm knows why this host refuses them and the fix.
+    assert isinstance(refused, LsmRefused) and refused.programs == ["allow_all"]
+    for error in (refused, explained):
+        message = str(error)
+        assert error.errno == errno.EPERM
+        assert "the kernel refused the LSM program allow_all" in message
+        assert "BPF program load failed: Operation not permitted" in message  # libbpf's log tail
+    message = str(explained)
+    assert isinstance(explained, LsmRefused)
     assert "CONFIG_BPF_LSM=y" in message
     assert "'bpf' in the active LSM list (/sys/kernel/security/lsm)" in message
-    assert "BPF program load failed: Operation not permitted" in message  # libbpf's log tail
 
 
 # --- pinning ----------------------------------------------------------------
@@ -567,17 +579,6 @@ def test_ensure_bpffs_mounts_once(tmp_path):
     finally:
         _umount(mount_point)
     assert mounted_fstype(mount_point) is None
-
-
-@needs_root
-def test_ensure_securityfs_mounts_once(tmp_path):
-    mount_point = str(tmp_path / "securityfs")
-    try:
-        assert ensure_securityfs(mount_point) is True
-        assert os.path.exists(os.path.join(mount_point, "lsm"))
-        assert ensure_securityfs(mount_point) is False
-    finally:
-        _umount(mount_point)
 
 
 @needs_root

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import lsm
 from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import (
     merge_bpf_into_lsm,
@@ -351,3 +352,34 @@ def test_merge_keeps_every_lsm_and_the_order():
     assert merge_bpf_into_lsm(["capability", "bpf", "selinux"]) == ["capability", "bpf", "selinux"]
     assert merge_bpf_into_lsm(["selinux"]) == ["selinux", "bpf"]
     assert merge_bpf_into_lsm([]) == ["bpf"]
+
+
+# --- why a host refuses BPF LSM programs (the advice a libbpf.LsmRefused gets) ---------------------
+
+@pytest.mark.parametrize("active, advice", [
+    (None, "/sys/kernel/security/lsm is unreadable (mount securityfs to see the list); if bpf is missing, "
+           "add it to the lsm= kernel command line and reboot"),
+    ("lockdown,capability,bpf\n", "bpf is active (/sys/kernel/security/lsm: 'lockdown,capability,bpf'), so a "
+                                  "sandbox, lockdown or security policy (seccomp, SELinux, a hypervisor) forbids "
+                                  "BPF LSM programs on this host"),
+    ("lockdown,capability,apparmor\n", "bpf is missing from /sys/kernel/security/lsm ('lockdown,capability,apparmor'): "
+                                       "boot with lsm=lockdown,capability,apparmor,bpf on the kernel command line"),
+])
+def test_refusal_reason_reads_the_active_list(tmp_path, active, advice):
+    root = host(tmp_path, "6.1.0-18-amd64", active=active)
+    assert lsm.refusal_reason(root) == ("BPF LSM programs need a kernel built with CONFIG_BPF_LSM=y and 'bpf' in "
+                                        "the active LSM list (/sys/kernel/security/lsm); " + advice)
+
+
+def test_refusals_explained_adds_the_reason_and_keeps_the_refusal(monkeypatch):
+    monkeypatch.setattr(lsm, "refusal_reason", lambda: "the reason")
+    with pytest.raises(libbpf.LsmRefused) as raised:
+        with lsm.refusals_explained():
+            raise libbpf.LsmRefused("loading x failed", 1, ["a", "b"], "log line")
+    assert raised.value.errno == 1 and raised.value.programs == ["a", "b"]
+    assert str(raised.value) == ("loading x failed: Operation not permitted; the kernel refused the LSM programs "
+                                 "a, b: the reason\nlibbpf log (last lines):\nlog line")
+    with pytest.raises(libbpf.LibbpfError) as raised:  # other failures pass unchanged
+        with lsm.refusals_explained():
+            raise libbpf.LibbpfError("something else", 2)
+    assert str(raised.value) == "something else"

@@ -15,7 +15,9 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import (
     kernel_dev,
     parse_mountinfo,
     read_mountinfo,
+    read_mountinfo_text,
     split_nfs_source,
+    top_fstype,
     volume_key,
 )
 
@@ -152,6 +154,23 @@ def test_parse_nfs_lines():
 def test_parse_rejects_a_line_without_separator():
     with pytest.raises(ValueError):
         parse_mountinfo("27 1 254:0 / / rw,relatime ext4 /dev/vda rw")
+
+
+def test_a_mount_point_that_is_not_utf8_is_read_as_os_fsdecode_would(tmp_path):
+    # One decoding for every reader: the sync stamp hashes this text, the route lookup parses it.
+    path = tmp_path / "mountinfo"
+    path.write_bytes(b"27 1 254:0 / / rw - ext4 /dev/vda rw\n"
+                     b"44 27 0:40 / /mnt/caf\xe9 rw - tmpfs tmpfs rw\n")
+    text = read_mountinfo_text(str(path))
+    assert text.encode("utf-8", "surrogateescape") == path.read_bytes()
+    assert [m.mount_point for m in read_mountinfo(str(path))] == ["/", os.fsdecode(b"/mnt/caf\xe9")]
+
+
+def test_top_fstype_is_the_last_of_the_mounts_stacked_on_a_point():
+    mounts = parse_mountinfo("44 23 0:40 / /sys/fs/bpf rw - tmpfs tmpfs rw\n"
+                             "45 44 0:41 / /sys/fs/bpf rw - bpf bpf rw,mode=700\n")
+    assert top_fstype(mounts, "/sys/fs/bpf") == "bpf"
+    assert top_fstype(mounts, "/sys/fs") is None
 
 
 def test_split_nfs_source():

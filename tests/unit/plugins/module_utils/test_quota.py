@@ -30,6 +30,8 @@ from quota_testlib import (
 GiB = 1 << 30
 A, B, C, D = "/srv/vol-a", "/srv/vol-b", "/srv/vol-c", "/srv/vol-d"
 DEV1, DEV2, DEV3 = (8 << 20) | 1, (0x2c << 20) | 7, (0x2c << 20) | 9
+OBJECT_MAPS = ("vol_keys", "vol_devs", "vol_cfg", "vol_stats", "scan_dirty", "config", "vol_meta", "creating",
+               "inode_st", "stash", "renaming", "failed_shrinks", "credited", "events")
 
 
 def vol(path, limit=GiB, files=0, mode="enforce"):
@@ -242,11 +244,11 @@ def test_back_end_semantics(backend):
     assert backend.keys() == {(DEV1, 5): 4}
 
     path = "/srv/caf\u00e9/d\udcffir"  # not UTF-8 on disk: kept byte for byte (surrogateescape)
-    backend.set_path(9, path)
-    backend.delete_path(10)
+    backend.set_paths({9: path})
+    backend.delete_paths([10])
     assert backend.paths() == {9: path}
     with pytest.raises(ValueError):
-        backend.set_path(9, "/" + "x" * layout.PATH_MAX)
+        backend.set_paths({9: "/" + "x" * layout.PATH_MAX})
 
     cfg = layout.VolCfg(GiB, 10, -5, -1, 1, 0xFFFFFFFF, 1)
     backend.set_vol_cfg(layout.MAX_VOLUMES, cfg)
@@ -304,7 +306,7 @@ def test_thousands_of_entries_read_back_whole(backend):
 def test_real_maps_are_the_objects_maps_pinned_like_the_loader(bpfquota_object):
     pin_dir = new_pin_dir()
     try:
-        assert create_pinned_maps(bpfquota_object, pin_dir) == sorted(layout.MAP_NAMES)
+        assert create_pinned_maps(bpfquota_object, pin_dir) == sorted(OBJECT_MAPS)
         fd = libbpf.obj_get(os.path.join(pin_dir, "vol_cfg"))
         try:
             info = libbpf.map_info(fd)
@@ -322,12 +324,12 @@ def test_real_maps_are_the_objects_maps_pinned_like_the_loader(bpfquota_object):
 
 def test_applied_volumes_skips_unused_slots_and_the_probe(backend):
     backend.set_vol_cfg(1, quota.vol_cfg_for(vol(A, limit=GiB, files=5)))
-    backend.set_path(1, A)
+    backend.set_paths({1: A})
     backend.set_vol_cfg(2, quota.vol_cfg_for(vol(B, mode="audit")))
-    backend.set_path(2, B)
-    backend.set_path(3, C)  # a path whose slot is unused (mode 0): not a volume
+    backend.set_paths({2: B})
+    backend.set_paths({3: C})  # a path whose slot is unused (mode 0): not a volume
     backend.set_vol_cfg(layout.PROBE_VOLUME, layout.VolCfg(1, 0, 1, 0, 1, 0, 0))
-    backend.set_path(layout.PROBE_VOLUME, "/run/bpfquota-probe")
+    backend.set_paths({layout.PROBE_VOLUME: "/run/bpfquota-probe"})
     assert quota.applied_volumes(backend) == {A: (1, vol(A, files=5)), B: (2, vol(B, mode="audit"))}
 
 

@@ -21,7 +21,7 @@ def maps_with(*volumes):
     maps = FakeMaps()
     for vol_id, path, keys, base_bytes, base_files, flags in volumes:
         maps.set_vol_cfg(vol_id, layout.VolCfg(GI, 0, base_bytes, base_files, layout.MODES["enforce"], 0, 0, flags))
-        maps.set_path(vol_id, path)
+        maps.set_paths({vol_id: path})
         for key in keys:
             maps.set_key(key, vol_id)
     return maps

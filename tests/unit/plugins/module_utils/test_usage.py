@@ -163,7 +163,7 @@ def key_of(path):
 
 def configure(maps, root, cfg, stats=stats_of()):
     maps.set_vol_cfg(VOL, cfg)
-    maps.set_path(VOL, root)
+    maps.set_paths({VOL: root})
     maps.kernel_write_stats(VOL, stats)
 
 

@@ -21,7 +21,6 @@ from ansible.module_utils.common.text.converters import to_bytes
 from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import maps as quota_maps
-from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import parse_mountinfo
 
 try:  # ansible-core >= 2.19
@@ -211,7 +210,7 @@ def recorded_mountinfo(path):
 
 @pytest.fixture
 def mounts(tmp_path, monkeypatch):
-    """quota reads the recorded mountinfo (returned parsed)."""
+    """The service reads the recorded mountinfo (returned parsed)."""
     text = recorded_mountinfo(str(tmp_path))
-    monkeypatch.setattr(quota, "read_mountinfo_text", lambda: text)
+    monkeypatch.setattr(enforcement, "read_mountinfo_text", lambda: text)
     return parse_mountinfo(text)

@@ -68,7 +68,7 @@ class FakeKernel(object):
         self.calls.append(("load", object_path, pin_dir, lock_is_held(self.lock_path)))
         if self.load_error:
             raise self.load_error
-        sha = loader.file_sha256(object_path)
+        sha = sha_of(object_path)
         upgraded = self.sha is not None
         if upgraded and sha == self.sha:
             return dict(self.status(pin_dir), changed=False, upgraded=False)
@@ -100,7 +100,7 @@ def facts(monkeypatch):
         return copy.deepcopy(current["facts"])
 
     monkeypatch.setattr(lsm, "readiness", readiness)
-    monkeypatch.setattr(libbpf, "probe_lsm", lambda: None)  # the kernel these facts describe attaches it
+    monkeypatch.setattr(lsm, "probe_lsm", lambda: None)  # the kernel these facts describe attaches it
     return current
 
 

@@ -5,6 +5,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import hashlib
 import os
 
 import pytest
@@ -24,7 +25,7 @@ def test_install_then_nothing_to_do(run_module, tmp_path):
     first = run_module(host_command, {"dest": str(dest)})
     assert first["changed"] and dest.read_bytes() == expected_bytes()
     assert os.stat(str(dest)).st_mode & 0o777 == 0o755
-    assert first["sha256"] == bundle.sha256(expected_bytes())
+    assert first["sha256"] == hashlib.sha256(expected_bytes()).hexdigest()
     assert run_module(host_command, {"dest": str(dest)})["changed"] is False
 
 

@@ -11,6 +11,7 @@ import os
 
 import pytest
 
+from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import quota as quota_utils
 from ansible_collections.bpfquota.nfs.plugins.module_utils import usage
@@ -364,8 +365,8 @@ def test_a_re_run_on_the_same_paths_and_mounts_reuses_the_routes(run_module, fak
     assert (again["changed"], again["updated"]) == (False, [])
     assert again["diff"]["before"] == again["diff"]["after"] == result["diff"]["after"]
 
-    text = quota_utils.read_mountinfo_text()
-    monkeypatch.setattr(quota_utils, "read_mountinfo_text", lambda: text + "99 27 0:99 / /mnt/new rw - tmpfs x rw\n")
+    text = enforcement.read_mountinfo_text()
+    monkeypatch.setattr(enforcement, "read_mountinfo_text", lambda: text + "99 27 0:99 / /mnt/new rw - tmpfs x rw\n")
     result = apply(run_module, fake_maps, {"volumes": [{"path": vols["b"], "limit": "1Gi"},
                                                        {"path": vols["a"], "limit": "2Gi"}]})
     assert (result["changed"], result["routes_changed"]) == (False, False)
