@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -48,14 +50,10 @@ def source_version() -> str:
 def other_qemu_count(own_run_dir: Path) -> int:
     """Running QEMU processes except the one of our VM (whose command line names its run directory)."""
     count = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                argv = Path("/proc", entry, "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue  # exited meanwhile
-            if b"qemu-system" in argv[0] and not any(str(own_run_dir).encode() in arg for arg in argv):
-                count += 1
+    for proc in psutil.process_iter(["cmdline"]):
+        argv = proc.info["cmdline"] or []  # None: exited meanwhile, or not ours to read
+        if argv and "qemu-system" in argv[0] and not any(str(own_run_dir) in arg for arg in argv):
+            count += 1
     return count
 
 

@@ -37,6 +37,7 @@ VENV_MODULES = {
     "pytest": "the unit, VM and role tests",
     "yaml": "the unit tests and the test bed",
     "ansible": "the unit tests of the modules",
+    "psutil": "the test bed and the benchmarks",
 }
 NEUTRAL_DIR = "/"
 

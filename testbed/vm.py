@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import psutil
+
 from testbed.image import GUEST_CMDLINE, ROOT_DEVICE, Image, cache_root, ensure_image, exclusive_lock, tail
 
 DEFAULT_MEMORY_MB = 2048
@@ -708,12 +710,12 @@ def qemu_pid_alive(pid: int, run_dir: Path) -> bool:
     if pid <= 0:
         return False
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
+        proc = psutil.Process(pid)
+        cmdline = " ".join(proc.cmdline())
+        zombie = proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
-    state = stat.rsplit(")", 1)[1].split()[0]
-    return state != "Z" and "qemu-system" in cmdline and str(run_dir) in cmdline
+    return not zombie and "qemu-system" in cmdline and str(run_dir) in cmdline
 
 
 def owned_by_root(member: tarfile.TarInfo) -> tarfile.TarInfo:

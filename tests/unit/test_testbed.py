@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from testbed import image as image_module
@@ -334,7 +335,7 @@ def test_prune_keeps_newest_and_images_running_vms_use(tmp_path):
     in_use = complete_image("in-use", 20)
     stale = complete_image("stale", 30)
     holder = subprocess.Popen(["sh", "-c", "sleep 30", str(in_use.directory) + "/vmlinuz"])
-    while b"sleep 30" not in Path(f"/proc/{holder.pid}/cmdline").read_bytes():
+    while "sleep 30" not in psutil.Process(holder.pid).cmdline():
         assert holder.poll() is None
         time.sleep(0.01)  # until the child has exec'd
     try:
@@ -744,8 +745,8 @@ def test_qemu_dies_with_a_killed_supervisor(tmp_path):
 
 def process_alive(pid: int) -> bool:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
 
 
