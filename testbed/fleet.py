@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
+import shlex
 from pathlib import Path
 
+import ansible_runner
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
 def connection_vars(vm) -> dict:
@@ -35,41 +35,74 @@ def collections_path(workdir: str | Path) -> str:
 
 
 class PlayResult:
-    """ansible-playbook's exit code, output and recap ({host: {ok, changed, unreachable, failed}})."""
+    """A playbook run as ansible-runner saw it: exit code, output, recap and per-task events."""
 
-    def __init__(self, returncode: int, output: str):
+    def __init__(self, returncode: int, output: str, events: list[dict], stats: dict | None):
         self.rc = returncode
         self.output = output
-        self.recap = {m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3)),
-                                   "unreachable": int(m.group(4)), "failed": int(m.group(5))}
-                      for m in RECAP.finditer(output)}
+        self.events = events
+        # {host: {ok, changed, unreachable, failed}} from the playbook_on_stats event
+        stats = stats or {}
+        hosts = set().union(*(stats.get(key) or {} for key in ("ok", "changed", "dark", "failures")))
+        self.recap = {host: {"ok": (stats.get("ok") or {}).get(host, 0),
+                             "changed": (stats.get("changed") or {}).get(host, 0),
+                             "unreachable": (stats.get("dark") or {}).get(host, 0),
+                             "failed": (stats.get("failures") or {}).get(host, 0)} for host in hosts}
+
+    def results(self, outcome: str = "ok") -> list[tuple[str, dict]]:
+        """[(task name, module result)] of the tasks and handlers (and their loop items) that ended
+        with ``outcome``: "ok" (changed or not) or "failed"."""
+        kinds = {"runner_on_%s" % outcome, "runner_item_on_%s" % outcome}
+        return [(event["event_data"].get("task", ""), event["event_data"].get("res") or {})
+                for event in self.events if event.get("event") in kinds]
 
     def changed_tasks(self) -> list[str]:
         """Names of the tasks (and handlers) that reported a change, without the role's prefix."""
-        names, current = [], None
-        for line in self.output.splitlines():
-            if line.startswith(("TASK [", "RUNNING HANDLER [")):
-                current = line[line.index("[") + 1:line.rindex("]")].split(" : ")[-1]
-            elif line.startswith("changed:") and current not in names:
-                names.append(current)
+        names: list[str] = []
+        for task, result in self.results("ok"):
+            if result.get("changed") and task not in names:
+                names.append(task)
         return names
+
+    def diffs(self, task: str) -> list[dict]:
+        """The {before, after} diffs the task reported (modules may return one or a list)."""
+        found = []
+        for name, result in self.results("ok"):
+            diff = result.get("diff") if name == task else None
+            found += diff if isinstance(diff, list) else [diff] if diff else []
+        return found
+
+    def failure_messages(self) -> list[str]:
+        """The msg of every failed task, in order."""
+        return [str(result.get("msg", "")) for dummy, result in self.results("failed")]
 
 
 def run_playbook(vm, playbook: str, workdir: str | Path, extra_vars: dict | None = None,
                  check: bool = False, diff: bool = False, group: str = "bpfquota_clients",
                  verbosity: int = 0) -> PlayResult:
     """ansible-playbook PLAYBOOK against ``vm`` as host "node" of ``group``, with ``extra_vars``."""
+    return run_ansible_playbook({"node": connection_vars(vm)}, playbook, workdir, extra_vars, check=check,
+                                diff=diff, group=group, verbosity=verbosity)
+
+
+def run_ansible_playbook(hosts: dict, playbook: str, workdir: str | Path, extra_vars: dict | None = None,
+                         check: bool = False, diff: bool = False, group: str = "bpfquota_clients",
+                         verbosity: int = 0) -> PlayResult:
+    """ansible-playbook PLAYBOOK through ansible-runner, against ``hosts`` ({name: inventory
+    variables}) of ``group``; the collection is this checkout."""
     workdir = Path(workdir)
     inventory = workdir / "hosts.json"  # read by the yaml inventory plugin (JSON is YAML)
-    inventory.write_text(json.dumps({group: {"hosts": {"node": connection_vars(vm)}}}))
+    inventory.write_text(json.dumps({group: {"hosts": hosts}}))
     extra = workdir / "vars.json"
     extra.write_text(json.dumps(extra_vars or {}))
-    argv = ["ansible-playbook", "-i", str(inventory), "-e", "@" + str(extra), playbook]
-    argv += ["--check"] if check else []
-    argv += ["--diff"] if diff else []
-    argv += ["-" + "v" * verbosity] if verbosity else []
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(workdir), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0", ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_RETRY_FILES_ENABLED="0")
-    completed = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=env, cwd=REPO_ROOT, check=False, timeout=1800)
-    return PlayResult(completed.returncode, completed.stdout)
+    private = workdir / "runner"  # ansible-runner's artifacts: each run's events and stdout
+    private.mkdir(exist_ok=True)
+    cmdline = ["-e", "@" + str(extra)] + (["--check"] if check else []) + (["--diff"] if diff else [])
+    runner = ansible_runner.run(
+        private_data_dir=str(private), project_dir=str(REPO_ROOT), playbook=playbook,
+        inventory=str(inventory), cmdline=shlex.join(cmdline), verbosity=verbosity or None, quiet=True,
+        timeout=1800, envvars={"ANSIBLE_COLLECTIONS_PATH": collections_path(workdir), "ANSIBLE_NOCOLOR": "1",
+                               "ANSIBLE_FORCE_COLOR": "0"})
+    with runner.stdout as out:  # the run's stdout artifact, opened anew on each access
+        output = out.read()
+    return PlayResult(runner.rc, output, list(runner.events), runner.stats)

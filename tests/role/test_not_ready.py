@@ -24,6 +24,7 @@ def test_a_host_without_bpf_lsm_fails_with_its_reasons_and_is_left_unchanged(nod
     before = node.sh(FOOTPRINT).stdout
     result = node.play(playbook=playbook, bpfquota_volumes=VOLUMES)
     assert result.rc != 0 and result.recap["node"]["failed"] == 1
-    assert "the boot parameter %s overrides CONFIG_LSM and lacks bpf" % LSM_WITHOUT_BPF in result.output
-    assert "change it to %s,bpf" % LSM_WITHOUT_BPF in result.output, "the fix is not shown"
+    message, = result.failure_messages()
+    assert "the boot parameter %s overrides CONFIG_LSM and lacks bpf" % LSM_WITHOUT_BPF in message, message
+    assert "change it to %s,bpf" % LSM_WITHOUT_BPF in message, "the fix is not shown: %s" % message
     assert node.sh(FOOTPRINT).stdout == before
