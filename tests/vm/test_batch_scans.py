@@ -1,12 +1,11 @@
 # -*- coding: utf-8 -*-
 """The first scans of many new volumes, done in one batch by `apply` (usage.scan_volumes)."""
 import os
-import stat
 import subprocess
 import sys
 import time
 
-from conftest import bq, bq_ok, report, write_volumes_file
+from conftest import bq, bq_ok, counted_usage, report, write_volumes_file
 
 VOLUMES = 12
 
@@ -28,16 +27,6 @@ def populate(share, count, files):
     return names
 
 
-def tree_usage(path):
-    """(bytes of regular files, inodes) below path, hard links once: what a scan must find."""
-    inodes = {}
-    for dirpath, dirnames, names in os.walk(path):
-        for name in dirnames + names:
-            st = os.lstat(os.path.join(dirpath, name))
-            inodes[st.st_ino] = st.st_size if stat.S_ISREG(st.st_mode) else 0
-    return sum(inodes.values()), len(inodes)
-
-
 def apply_all(share, names, *options, **entry):
     """Apply the volumes in one `apply`; its stderr (the warnings of failed first scans)."""
     volumes = [dict(entry, path=share.client(name), limit=1 << 40) for name in names]
@@ -51,7 +40,7 @@ def assert_usage_is_the_tree(share, names):
     rows = report()
     for name in names:
         vol = share.client(name)
-        assert (rows[vol]["used_bytes"], rows[vol]["files"]) == tree_usage(vol), name
+        assert (rows[vol]["used_bytes"], rows[vol]["files"]) == counted_usage(vol), name
 
 
 def test_a_batch_of_first_scans_counts_every_volume_exactly(share):

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import MOUNTS, OBJECT, ROOT, MiB, bq_ok, bq_process, fill, report
+from conftest import MOUNTS, OBJECT, ROOT, MiB, bq_ok, bq_process, counted_usage, fill, report
 
 UPGRADE_OBJECT = os.path.join(ROOT, "build", "bpfquota-upgrade.bpf.o")
 
@@ -156,16 +156,6 @@ def test_upgrade_has_no_enforcement_gap_and_keeps_limits_and_usage(share):
     assert (after_row["limit_bytes"], after_row["used_bytes"]) == (before_row["limit_bytes"], before_row["used_bytes"])
 
 
-def tree_bytes(path):
-    total = 0
-    for dirpath, dirnames, names in os.walk(path):
-        for name in names:
-            st = os.lstat(os.path.join(dirpath, name))
-            if os.path.isfile(os.path.join(dirpath, name)) and not os.path.islink(os.path.join(dirpath, name)):
-                total += st.st_size
-    return total
-
-
 def test_reconcile_picks_up_what_the_kernel_could_not_see(share):
     share.mkdir("pv")
     share.apply({"path": "pv", "limit": 64 * MiB})
@@ -193,11 +183,11 @@ def test_scans_during_writes_neither_lose_nor_double_count(share):
         bq_ok("reconcile", vol)
         scans += 1
     assert writer.returncode == 0 and scans >= 2
-    assert report()[vol]["used_bytes"] == tree_bytes(vol)
+    assert report()[vol]["used_bytes"] == counted_usage(vol)[0]
     # After the last scan only the kernel's accounting can know about this write.
     with open(os.path.join(vol, "after-the-scans"), "wb") as f:
         f.write(b"a" * MiB)
-    assert report()[vol]["used_bytes"] == tree_bytes(vol)
+    assert report()[vol]["used_bytes"] == counted_usage(vol)[0]
 
 
 def test_agent_logs_denials(share):

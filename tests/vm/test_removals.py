@@ -46,6 +46,13 @@ def usage(path):
     return row["used_bytes"], row["files"]
 
 
+def wait_until_silly_renames_are_gone(vol):
+    """NFS removes a .nfsXXXX file asynchronously after its last close."""
+    deadline = time.monotonic() + 10
+    while glob.glob(os.path.join(vol, ".nfs*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def write_file(path, size):
     with open(path, "wb") as f:
         f.write(b"x" * size)
@@ -112,9 +119,7 @@ def test_a_silly_renamed_file_is_credited_once_at_its_last_close(volume):
         os.write(writer, b"y" * MiB)
     assert exc.value.errno == errno.EDQUOT
     os.close(writer)
-    deadline = time.monotonic() + 10
-    while glob.glob(os.path.join(vol, ".nfs*")) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until_silly_renames_are_gone(vol)
     assert usage(vol) == (MiB, 1) == (bytes_in(vol), len(os.listdir(vol)))
 
 
@@ -157,9 +162,7 @@ def test_a_rename_over_an_open_target_credits_it_at_its_last_close(volume):
         os.write(holder, b"y" * MiB)
     assert exc.value.errno == errno.EDQUOT
     os.close(holder)
-    deadline = time.monotonic() + 10
-    while glob.glob(os.path.join(vol, ".nfs*")) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until_silly_renames_are_gone(vol)
     assert usage(vol) == (MiB, 1) == (bytes_in(vol), len(os.listdir(vol)))
 
 
