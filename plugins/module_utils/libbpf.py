@@ -56,11 +56,15 @@ _FALLBACK_MESSAGE_SIZE = 65536
 
 
 class LibbpfError(Exception):
-    """Any failure of the BPF layer; the message says what failed and how to fix it."""
+    """Any failure of the BPF layer; the message says what failed and how to fix it. `problem` is
+    the message without the fix and `fix` the fix alone (None when the message names none), for
+    callers that keep the two apart (readiness reasons)."""
 
-    def __init__(self, message, err=None):
+    def __init__(self, message, err=None, problem=None, fix=None):
         super(LibbpfError, self).__init__(message)
         self.errno = err
+        self.problem = message if problem is None else problem
+        self.fix = fix
 
 
 class _BpfMapInfo(ctypes.Structure):
@@ -353,12 +357,14 @@ def _strerror(err):
 
 def _error(what, err, hint=None, log=None):
     """A LibbpfError for a positive errno, with the fix and libbpf's log tail."""
-    message = "%s: %s" % (what, _strerror(err))
+    problem = message = "%s: %s" % (what, _strerror(err))
     if hint:
         message += "; " + hint
     if log:
-        message += "\nlibbpf log (last lines):\n" + log
-    return LibbpfError(message, err)
+        log = "\nlibbpf log (last lines):\n" + log
+        problem += log
+        message += log
+    return LibbpfError(message, err, problem, hint)
 
 
 def _privilege_hint(err):

@@ -100,11 +100,29 @@ loaded:
   type: bool
   sample: true
 reasons:
-  description: Why the host can't enforce, each with its fix (the same reasons as M(bpfquota.nfs.lsm_check)).
+  description:
+    - Why the host can't enforce, one record each, with the problem and its fix (the records of
+      M(bpfquota.nfs.lsm_check), plus V(trial_load_failed) when O(object) fails its trial load).
+    - Decide on C(code), which stays stable from release to release; C(text) and C(fix) are for people.
   returned: when the module refuses to load because the host isn't ready
   type: list
-  elements: str
-  sample: ["the boot parameter lsm=lockdown,yama,apparmor overrides CONFIG_LSM and lacks bpf, ..."]
+  elements: dict
+  contains:
+    code:
+      description: What blocks the host; the codes are listed in the RV(bpfquota.nfs.lsm_check#module:reasons) return value.
+      returned: always
+      type: str
+      sample: bpf_not_in_lsm
+    text:
+      description: The problem, for people.
+      returned: always
+      type: str
+      sample: "the boot parameter lsm=lockdown,yama,apparmor overrides CONFIG_LSM and lacks bpf, so bpf is not an active LSM"
+    fix:
+      description: The remedy, for people.
+      returned: always
+      type: str
+      sample: "change it to lsm=lockdown,yama,apparmor,bpf, e.g. with bpfquota_fix_boot: true, then reboot"
 """
 
 import os
@@ -115,6 +133,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
+from ansible_collections.bpfquota.nfs.plugins.module_utils import lsm
 
 
 def current_status(module):
@@ -133,8 +152,8 @@ def require_ready(module, object_path):
     """fail_json with every reason unless the host can enforce (readiness, then a trial load)."""
     facts = enforcement.host_facts(object_path)
     if not facts["ready"]:
-        module.fail_json(msg="this host can't enforce quotas, nothing was loaded:\n  - " + "\n  - ".join(facts["reasons"]),
-                         reasons=facts["reasons"])
+        module.fail_json(msg="this host can't enforce quotas, nothing was loaded:\n  - "
+                         + "\n  - ".join(map(lsm.reason_line, facts["reasons"])), reasons=facts["reasons"])
 
 
 def present(module):

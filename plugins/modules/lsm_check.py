@@ -151,14 +151,46 @@ lsm_probe:
   type: bool
   sample: true
 reasons:
-  description: Why the host is not ready, each with its fix; empty when ready.
+  description:
+    - Why the host is not ready, one record each, with the problem and its fix; empty when ready.
+    - Decide on C(code), which stays stable from release to release; C(text) and C(fix) are for people.
   returned: always
   type: list
-  elements: str
-  sample:
-    - "bpf is compiled in but not active (active: lockdown,capability,landlock,yama,integrity,apparmor): add bpf to
-      the lsm= boot parameter: lsm=lockdown,capability,landlock,yama,integrity,apparmor,bpf, e.g. with
-      bpfquota_fix_boot: true, then reboot"
+  elements: dict
+  contains:
+    code:
+      description:
+        - What blocks the host.
+        - V(kernel_too_old) the kernel is older than 5.7 and shows no backported BPF LSM;
+          V(kernel_too_old_arm64) an arm64 kernel older than 6.0;
+          V(no_config_bpf_lsm) the kernel was built without C(CONFIG_BPF_LSM);
+          V(bpf_not_in_lsm) C(bpf) is not an active LSM, which C(bpf) in the C(lsm=) boot parameter and a
+          reboot fix (O(fix_boot));
+          V(securityfs_unreadable) the active LSM list can't be read, securityfs not being mounted;
+          V(no_lsm_file) securityfs is mounted but lists no LSMs;
+          V(no_btf) the kernel has no BTF;
+          V(libbpf_missing) no usable libbpf; V(libbpf_too_old) libbpf older than 1.0;
+          V(not_root) loading BPF programs needs root;
+          V(lsm_load_refused) the kernel refused a BPF LSM program although the files say ready;
+          V(lsm_probe_failed) the probe program failed to load or attach for another reason;
+          V(trial_load_failed) the enforcer's object failed its trial load (M(bpfquota.nfs.bpf_program) only).
+      returned: always
+      type: str
+      choices: [kernel_too_old, kernel_too_old_arm64, no_config_bpf_lsm, bpf_not_in_lsm, securityfs_unreadable,
+                no_lsm_file, no_btf, libbpf_missing, libbpf_too_old, not_root, lsm_load_refused, lsm_probe_failed,
+                trial_load_failed]
+      sample: bpf_not_in_lsm
+    text:
+      description: The problem, for people.
+      returned: always
+      type: str
+      sample: "bpf is compiled in but not active (active: lockdown,capability,landlock,yama,integrity,apparmor)"
+    fix:
+      description: The remedy, for people.
+      returned: always
+      type: str
+      sample: "add bpf to the lsm= boot parameter: lsm=lockdown,capability,landlock,yama,integrity,apparmor,bpf,
+        e.g. with bpfquota_fix_boot: true, then reboot"
 reboot_required:
   description:
     - Whether a reboot is needed to activate C(bpf), because O(fix_boot) found or put it in the boot
@@ -188,7 +220,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.bootcfg import (
     plan_boot_lsm,
 )
 from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError, libbpf, probe_lsm
-from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import proven, readiness
+from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import proven, readiness, reason_line
 
 # Where the host's files are; the unit tests point it at recorded hosts.
 HOST_ROOT = "/"
@@ -211,7 +243,8 @@ def main():
             module.fail_json(msg="fix_boot: %s" % (error,), **result)
     blockers = blocking_reasons(facts, result["reboot_required"])
     if blockers and module.params["fail_if_not_ready"]:
-        module.fail_json(msg="this host can't enforce bpfquota quotas: " + "; ".join(blockers), **result)
+        module.fail_json(msg="this host can't enforce bpfquota quotas: " + "; ".join(map(reason_line, blockers)),
+                         **result)
     module.exit_json(**result)
 
 
@@ -252,9 +285,7 @@ def blocking_reasons(facts, reboot_required):
     """The reasons that keep the host unready, leaving out the one a pending reboot fixes."""
     if not reboot_required:
         return facts["reasons"]
-    # That reason is the one proposing the new lsm= list (see lsm.readiness).
-    activation = "lsm=" + ",".join(facts["proposed_lsm"] or ["bpf"])
-    return [reason for reason in facts["reasons"] if activation not in reason]
+    return [reason for reason in facts["reasons"] if reason["code"] != "bpf_not_in_lsm"]
 
 
 def file_writer(module):

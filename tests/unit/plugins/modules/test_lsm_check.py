@@ -132,7 +132,7 @@ def test_not_ready_fails_with_every_reason_and_its_fix(tmp_path, host, monkeypat
     os.remove(os.path.join(root, "sys/kernel/btf/vmlinux"))
     host(root, UBUNTU_2204_RELEASE, BootTools(root))
     failed, result = run_module({})
-    assert failed and not result["ready"] and len(result["reasons"]) == 2
+    assert failed and not result["ready"] and [r["code"] for r in result["reasons"]] == ["bpf_not_in_lsm", "no_btf"]
     assert result["msg"].startswith("this host can't enforce bpfquota quotas: ")
     assert "lsm=" + ",".join(UBUNTU_2204_MERGED) in result["msg"]
     assert "CONFIG_DEBUG_INFO_BTF=y" in result["msg"]
@@ -144,14 +144,17 @@ def test_a_kernel_that_refuses_lsm_programs_is_not_ready(tmp_path, host, monkeyp
     # sandboxed host: the role must know before it installs anything.
     root = ubuntu_2204(str(tmp_path), active="lockdown,capability,landlock,yama,integrity,apparmor,bpf")
     host(root, UBUNTU_2204_RELEASE, BootTools(root))
-    refusal = "loading a BPF LSM probe program failed: Operation not permitted; the kernel refused ..."
+    problem = "loading a BPF LSM probe program failed: Operation not permitted"
+    refusal = problem + "; the kernel refused ..."
 
     def refused():
-        raise LibbpfError(refusal, errno.EPERM)
+        raise LibbpfError(refusal, errno.EPERM, problem, "the kernel refused ...")
     monkeypatch.setattr(lsm_check, "probe_lsm", refused)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     failed, result = run_module({"fix_boot": True})
     assert failed and (result["ready"], result["lsm_probe"]) == (False, False)
-    assert result["reasons"] == [refusal] and refusal in result["msg"]
+    assert [(r["code"], r["text"]) for r in result["reasons"]] == [("lsm_load_refused", refusal)]
+    assert refusal in result["msg"] and "allow BPF LSM programs on this host" in result["msg"]
     assert result["changed"] is False and result["boot_changes"] == []
 
 
@@ -175,8 +178,9 @@ def test_securityfs_is_mounted_only_outside_check_mode(tmp_path, host, monkeypat
     failed, result = run_module({}, check_mode=check_mode)
     if check_mode:
         assert mounts == [] and failed and not result["ready"]
-        assert result["reasons"] == ["cannot read /%s (securityfs not mounted, and check mode mounts nothing): mount "
-                                     "securityfs as root: %s" % (lsm.LSM_FILE, lsm.MOUNT_SECURITYFS)]
+        assert result["reasons"] == [lsm.reason(
+            "securityfs_unreadable", "cannot read /%s (securityfs not mounted, and check mode mounts nothing)" % lsm.LSM_FILE,
+            "mount securityfs as root: %s" % lsm.MOUNT_SECURITYFS)]
     else:
         assert mounts == [lsm.MOUNT_SECURITYFS] and not failed and result["ready"]
 
@@ -198,7 +202,8 @@ def test_missing_libbpf_is_a_reason_and_a_warning(tmp_path, host, monkeypatch):
     monkeypatch.setattr(lsm_check, "libbpf", no_libbpf)
     failed, result = run_module({})
     assert failed and result["libbpf_version"] is None
-    assert result["reasons"] == ["libbpf not found: install libbpf >= 1.0 (Debian/Ubuntu: libbpf1, RHEL/Fedora: libbpf)"]
+    assert result["reasons"] == [lsm.reason("libbpf_missing", "libbpf not found",
+                                            "install libbpf >= 1.0 (Debian/Ubuntu: libbpf1, RHEL/Fedora: libbpf)")]
     assert result["warnings"] == ["libbpf: libbpf.so.1 not found (cannot open): install the libbpf1 package"]
 
 
@@ -219,7 +224,7 @@ def test_ubuntu_fix_boot_applies_then_is_idempotent(tmp_path, host):
     failed, result = run_module({"fix_boot": True}, diff=True)
     # Not ready until the reboot, but that alone is no failure.
     assert not failed and result["changed"] is True and result["reboot_required"] is True
-    assert result["ready"] is False and len(result["reasons"]) == 1
+    assert result["ready"] is False and [r["code"] for r in result["reasons"]] == ["bpf_not_in_lsm"]
     assert tools.calls == [["/usr/sbin/update-grub"]]
     assert grub_cfg_lsms(root) == [UBUNTU_2204_MERGED] * 3
     assert os.stat(os.path.join(root, DROP_IN)).st_mode & 0o777 == 0o644
