@@ -175,8 +175,8 @@ def readiness(root="/", kernel_release=None, libbpf_version=None, machine=None, 
     """Facts about BPF LSM on the host whose files are under root, with ready and the reasons why not
     (records: reason()).
 
-    mount: on the live host, as root, mount securityfs when it isn't (False in check mode, which
-    changes nothing: the unmounted securityfs is then a reason).
+    mount: on the live host, as root, mount securityfs when it isn't (False: never, as in check mode
+    and in lsm_facts, which change nothing; the unmounted securityfs is then a reason).
 
     kernel_release defaults to the running kernel's, and machine (for the arm64 limit) to the
     running machine, but only when kernel_release isn't given: a given release describes
@@ -293,6 +293,17 @@ def proven(facts, probe):
     return facts
 
 
+def gather(root, open_libbpf, probe, mount, warn):
+    """What the readiness modules report: readiness() of the host under root, proven by probe().
+    open_libbpf() gives the usable Libbpf; when there is none, warn() hears why and libbpf is a reason."""
+    try:
+        libbpf_version = "%d.%d" % open_libbpf().version
+    except LibbpfError as error:
+        warn("libbpf: %s" % (error,))
+        libbpf_version = None
+    return proven(readiness(root=root, libbpf_version=libbpf_version, mount=mount), probe)
+
+
 def _read_active_lsms(root, mount):
     """(text, None) or (None, the reason); on the live host, as root, mounts securityfs first if `mount`."""
     path = os.path.join(root, LSM_FILE)
@@ -306,7 +317,7 @@ def _read_active_lsms(root, mount):
         if _mounted(root, SECURITYFS, "securityfs"):
             return None, no_lsm_file  # mounting again would only stack another securityfs
         if not mount:
-            problem = "securityfs not mounted, and check mode mounts nothing"
+            problem = "securityfs not mounted"
         elif os.geteuid() != 0:
             problem = "securityfs not mounted, and mounting it needs root"
         else:

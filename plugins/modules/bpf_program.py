@@ -17,7 +17,7 @@ description:
     detached and the maps (volumes, usage, counters) are kept, so there is no moment without
     enforcement (a gap-free upgrade).
   - Before loading, the module checks that the host can enforce, with the same readiness logic as
-    M(bpfquota.nfs.lsm_check) (bpf in the active LSM list, BTF, libbpf >= 1.0) followed by a trial
+    M(bpfquota.nfs.lsm_facts) (bpf in the active LSM list, BTF, libbpf >= 1.0) followed by a trial
     load of the object through the verifier. A host that isn't ready is refused before anything is
     loaded, with every reason and its fix in C(msg).
   - After loading, a probe proves the hooks run (a create in a full scratch volume must be refused);
@@ -47,7 +47,7 @@ requirements:
   - Linux with C(CONFIG_BPF_LSM=y), C(bpf) in the active LSM list, BTF (C(/sys/kernel/btf/vmlinux)).
   - libbpf >= 1.0 on the managed host.
 seealso:
-  - module: bpfquota.nfs.lsm_check
+  - module: bpfquota.nfs.lsm_facts
   - module: bpfquota.nfs.bpf_build
   - module: bpfquota.nfs.quota
 author:
@@ -102,14 +102,14 @@ loaded:
 reasons:
   description:
     - Why the host can't enforce, one record each, with the problem and its fix (the records of
-      M(bpfquota.nfs.lsm_check), plus V(trial_load_failed) when O(object) fails its trial load).
+      M(bpfquota.nfs.lsm_facts), plus V(trial_load_failed) when O(object) fails its trial load).
     - Decide on C(code), which stays stable from release to release; C(text) and C(fix) are for people.
   returned: when the module refuses to load because the host isn't ready
   type: list
   elements: dict
   contains:
     code:
-      description: What blocks the host; the codes are listed in the RV(bpfquota.nfs.lsm_check#module:reasons) return value.
+      description: What blocks the host; M(bpfquota.nfs.lsm_facts) lists the codes with their meaning.
       returned: always
       type: str
       sample: bpf_not_in_lsm

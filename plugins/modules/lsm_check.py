@@ -10,7 +10,15 @@ DOCUMENTATION = r"""
 module: lsm_check
 short_description: Check that a host can enforce quotas with BPF LSM, and put bpf in its boot LSM list
 version_added: 0.1.0
+deprecated:
+  removed_in: 0.2.0
+  why: >-
+    It did two jobs, which two modules now do apart: M(bpfquota.nfs.lsm_facts) gathers the facts (read-only)
+    and M(bpfquota.nfs.lsm_boot) changes the boot configuration.
+  alternative: Use M(bpfquota.nfs.lsm_facts) and M(bpfquota.nfs.lsm_boot).
 description:
+  - Deprecated; a thin wrapper of M(bpfquota.nfs.lsm_facts) and M(bpfquota.nfs.lsm_boot), which do its two
+    jobs apart.
   - Gathers the facts that decide whether a BPF LSM program runs on the host, namely the kernel release,
     the active LSMs, the C(lsm=) boot parameter, the kernel configuration, BTF, bpffs and libbpf,
     and reports every reason that blocks it, each with its fix.
@@ -56,6 +64,8 @@ notes:
   - Run it as root (C(become=true)); securityfs is mounted when it isn't, except in check mode, which changes nothing.
   - After a reboot, run it again to prove that C(bpf) is active.
 seealso:
+  - module: bpfquota.nfs.lsm_facts
+  - module: bpfquota.nfs.lsm_boot
   - module: ansible.builtin.reboot
 author:
   - bpfquota contributors (!UNKNOWN)
@@ -209,18 +219,10 @@ boot_changes:
     - run /usr/sbin/update-grub
 """
 
-import os
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.bpfquota.nfs.plugins.module_utils.bootcfg import (
-    BootConfigError,
-    apply_plan,
-    boot_lsm,
-    plan_boot_lsm,
-)
-from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError, libbpf, probe_lsm
-from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import proven, readiness, reason_line
+from ansible_collections.bpfquota.nfs.plugins.module_utils.bootcfg import BootConfigError, put_bpf_in_boot
+from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import libbpf, probe_lsm
+from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import gather, reason_line
 
 # Where the host's files are; the unit tests point it at recorded hosts.
 HOST_ROOT = "/"
@@ -233,14 +235,15 @@ ARGUMENT_SPEC = dict(
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    facts = proven(readiness(root=HOST_ROOT, libbpf_version=libbpf_version(module), mount=not module.check_mode),
-                   probe_lsm)
+    facts = gather(HOST_ROOT, libbpf, probe_lsm, not module.check_mode, module.warn)
     result = dict(facts, changed=False, reboot_required=False, boot_changes=[])
-    if module.params["fix_boot"] and boot_fix_applies(facts):
+    if module.params["fix_boot"]:
         try:
-            fix_boot(module, facts, result)
+            boot = put_bpf_in_boot(module, facts, HOST_ROOT)
         except BootConfigError as error:
             module.fail_json(msg="fix_boot: %s" % (error,), **result)
+        del boot["lsm"]  # lsm_boot's, not part of what lsm_check returned
+        result.update(boot)
     blockers = blocking_reasons(facts, result["reboot_required"])
     if blockers and module.params["fail_if_not_ready"]:
         module.fail_json(msg="this host can't enforce bpfquota quotas: " + "; ".join(map(reason_line, blockers)),
@@ -248,58 +251,11 @@ def main():
     module.exit_json(**result)
 
 
-def libbpf_version(module):
-    """"major.minor" of the usable libbpf, None without one (the failure goes to a warning)."""
-    try:
-        major, minor = libbpf().version
-    except LibbpfError as error:
-        module.warn("libbpf: %s" % (error,))
-        return None
-    return "%d.%d" % (major, minor)
-
-
-def boot_fix_applies(facts):
-    """Only a kernel with BPF LSM compiled in gains anything from bpf in lsm=."""
-    return facts["config_bpf_lsm"] is True and not facts["bpf_lsm_active"]
-
-
-def fix_boot(module, facts, result):
-    """Plan bpf into lsm= of the boot config, apply it outside check mode, and report into result."""
-    lsm = boot_lsm(facts["active_lsms"], facts["cmdline_lsm"], facts["config_lsm"])
-    plan = plan_boot_lsm(HOST_ROOT, lsm, module.run_command, module.get_bin_path)
-    if plan.changed and not module.check_mode:
-        apply_plan(plan, module.run_command, file_writer(module))
-    result["changed"] = plan.changed
-    result["boot_changes"] = plan.descriptions()
-    if module._diff:
-        result["diff"] = plan.diffs()
-    booted_lsm = facts["cmdline_lsm"]
-    result["reboot_required"] = booted_lsm is None or "bpf" not in booted_lsm
-    if result["reboot_required"]:
-        module.warn("the boot configuration %s lsm=%s, but the running kernel doesn't have bpf active: "
-                    "reboot to activate it (this module never reboots)"
-                    % ("now sets" if plan.changed else "already sets", ",".join(lsm)))
-
-
 def blocking_reasons(facts, reboot_required):
     """The reasons that keep the host unready, leaving out the one a pending reboot fixes."""
     if not reboot_required:
         return facts["reasons"]
     return [reason for reason in facts["reasons"] if reason["code"] != "bpf_not_in_lsm"]
-
-
-def file_writer(module):
-    """write(path, text): atomic, keeping the owner, mode and SELinux label of a file it replaces."""
-    def write(path, text):
-        directory = os.path.dirname(path)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o755)
-        fd, temp = tempfile.mkstemp(prefix=".bpfquota-", dir=directory)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(temp, 0o644)
-        module.atomic_move(temp, path)
-    return write
 
 
 if __name__ == "__main__":

@@ -422,7 +422,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.d
 
 
 def yaml_reason_codes(relative):
-    """The codes a YAML file decides on: the lists next to `code` filters and the role's list of them."""
+    """The codes a YAML file decides on: the lists next to `code` filters, the role's list of them, and
+    the codes looked for among the reasons' codes."""
     with open(os.path.join(REPO, relative)) as handle:
         text = handle.read()
     codes = []
@@ -430,10 +431,12 @@ def yaml_reason_codes(relative):
         codes.extend(code.strip(" '\"") for code in found.split(","))
     for found in re.findall(r"^__bpfquota_\w+_reason_codes: \[([^\]]*)\]$", text, re.M):
         codes.extend(code.strip(" '\"") for code in found.split(","))
+    codes.extend(re.findall(r"'(\w+)' in [\w.]+\.reasons \| map\(attribute='code'\)", text))
     return codes
 
 
-@pytest.mark.parametrize("relative", ["roles/enforcer/vars/main.yml", "playbooks/rollout.yml"])
+@pytest.mark.parametrize("relative", ["roles/enforcer/vars/main.yml", "roles/enforcer/tasks/present.yml",
+                                      "playbooks/rollout.yml"])
 def test_the_role_and_the_playbook_decide_on_known_codes_not_on_prose(relative):
     codes = yaml_reason_codes(relative)
     assert codes and set(codes) <= set(lsm.REASON_CODES)
@@ -442,10 +445,24 @@ def test_the_role_and_the_playbook_decide_on_known_codes_not_on_prose(relative):
     assert "reject('match'" not in text and "select('match'" not in text
 
 
-@pytest.mark.parametrize("module", ["lsm_check"])
-def test_the_modules_document_every_code(module):
-    documented = yaml.safe_load(importlib.import_module(
-        "ansible_collections.bpfquota.nfs.plugins.modules." + module).RETURN)["reasons"]["contains"]["code"]
-    assert documented["choices"] == list(lsm.REASON_CODES)
-    for code in lsm.REASON_CODES:
-        assert "V(%s)" % code in " ".join(documented["description"])
+def documented_reasons(returns):
+    """The RETURN entry of the reasons, wherever it is nested (lsm_facts: in ansible_facts.bpfquota_lsm)."""
+    for name, entry in returns.items():
+        if name == "reasons":
+            return entry
+        found = documented_reasons(entry.get("contains") or {})
+        if found:
+            return found
+    return None
+
+
+@pytest.mark.parametrize("module", ["lsm_facts", "lsm_check", "bpf_program"])
+def test_the_modules_document_the_reasons_as_records(module):
+    returns = yaml.safe_load(importlib.import_module("ansible_collections.bpfquota.nfs.plugins.modules." + module).RETURN)
+    reasons = documented_reasons(returns)
+    assert (reasons["type"], reasons["elements"], sorted(reasons["contains"])) == ("list", "dict", ["code", "fix", "text"])
+    code = reasons["contains"]["code"]
+    if module != "bpf_program":  # which points to lsm_check's list
+        assert code["choices"] == list(lsm.REASON_CODES)
+        for name in lsm.REASON_CODES:
+            assert "V(%s)" % name in " ".join(code["description"])
