@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import os
 import re
+import tempfile
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import merge_bpf_into_lsm, parse_cmdline_lsm
 
@@ -111,6 +112,53 @@ def boot_lsm(active_lsms, cmdline_lsm=None, config_lsm=None):
     return merge_bpf_into_lsm(current)
 
 
+def bpf_boot_helps(facts):
+    """Whether bpf in lsm= would activate BPF LSM (lsm.readiness facts): compiled in but not active."""
+    return facts["config_bpf_lsm"] is True and not facts["bpf_lsm_active"]
+
+
+def booted_without_bpf(facts):
+    """Whether the running kernel booted with no bpf in lsm=, so a boot config with it needs a reboot."""
+    return facts["cmdline_lsm"] is None or "bpf" not in facts["cmdline_lsm"]
+
+
+def put_bpf_in_boot(module, facts, root="/"):
+    """What lsm_boot does, for an AnsibleModule and the readiness facts of the host under root: plan
+    bpf into lsm= of the boot config where it helps, apply the plan outside check mode, warn when a
+    reboot is needed. Returns {changed, lsm, boot_changes, reboot_required} (and diff in diff mode
+    when it helps); BootConfigError when the boot config can't be read or changed."""
+    result = dict(changed=False, lsm=None, boot_changes=[], reboot_required=False)
+    if not bpf_boot_helps(facts):
+        return result
+    lsm = boot_lsm(facts["active_lsms"], facts["cmdline_lsm"], facts["config_lsm"])
+    plan = plan_boot_lsm(root, lsm, module.run_command, module.get_bin_path)
+    if plan.changed and not module.check_mode:
+        apply_plan(plan, module.run_command, file_writer(module))
+    result.update(changed=plan.changed, lsm=lsm, boot_changes=plan.descriptions(),
+                  reboot_required=booted_without_bpf(facts))
+    if module._diff:
+        result["diff"] = plan.diffs()
+    if result["reboot_required"]:
+        module.warn("the boot configuration %s lsm=%s, but the running kernel doesn't have bpf active: "
+                    "reboot to activate it (this module never reboots)"
+                    % ("now sets" if plan.changed else "already sets", ",".join(lsm)))
+    return result
+
+
+def file_writer(module):
+    """write(path, text): atomic, keeping the owner, mode and SELinux label of a file it replaces."""
+    def write(path, text):
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        fd, temp = tempfile.mkstemp(prefix=".bpfquota-", dir=directory)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(temp, 0o644)
+        module.atomic_move(temp, path)
+    return write
+
+
 def detect_family(root, which):
     """DEBIAN or REDHAT from the release files under root, else from the boot tools found; None if neither."""
     for family, marker in _FAMILY_MARKERS:
@@ -160,7 +208,7 @@ def apply_plan(plan, run, write):
 
 def drop_in_text(lsm):
     """The GRUB drop-in (Debian/Ubuntu) that appends lsm= to every kernel's command line."""
-    return ("# Written by bpfquota.nfs.lsm_check (fix_boot): adds bpf to the active LSMs.\n"
+    return ("# Written by bpfquota.nfs.lsm_boot (bpfquota_fix_boot): adds bpf to the active LSMs.\n"
             "# lsm= replaces the kernel's whole LSM list, so it keeps every LSM that was active.\n"
             "# The last lsm= on the command line wins: nothing after this may set another one.\n"
             'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX lsm=%s"\n' % (",".join(lsm),))

@@ -80,8 +80,16 @@ def cmd_check(args):
         say("  libbpf: %s, BTF: %s, bpffs mounted: %s" % (
             facts["libbpf_version"] or "missing", "yes" if facts["btf"] else "no", "yes" if facts["bpffs"] else "no"))
         for reason in facts["reasons"]:
-            say("  - %s" % reason)
+            say(describe_reason(reason))
     return EXIT_OK if facts["ready"] else EXIT_NOT_READY
+
+
+def describe_reason(reason):
+    """A readiness reason for humans: its text (a libbpf log indented under it), then its fix
+    (--json gives the records, code included)."""
+    first, dummy, rest = reason["text"].partition("\n")
+    lines = ["  - " + first] + ["    " + line for line in rest.splitlines()]
+    return "\n".join(lines + ["    fix: " + reason["fix"]])
 
 
 def cmd_build(args):

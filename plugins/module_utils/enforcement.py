@@ -71,8 +71,8 @@ def libbpf_version():
 
 
 def host_facts(object_path):
-    """Readiness facts, proven by attaching a tiny LSM program; when they are ready and an object is
-    at hand, a trial load of it has the last word."""
+    """Readiness facts (reasons: lsm.reason records), proven by attaching a tiny LSM program; when
+    they are ready and an object is at hand, a trial load of it has the last word."""
     facts = lsm.proven(lsm.readiness(libbpf_version=libbpf_version()), lsm.probe_lsm)
     facts["trial_load"] = None
     if facts["ready"] and object_path and os.path.isfile(object_path):
@@ -82,7 +82,7 @@ def host_facts(object_path):
         except libbpf.LibbpfError as e:
             facts["trial_load"] = False
             facts["ready"] = False
-            facts["reasons"].append(str(e))
+            facts["reasons"].append(lsm.load_failure_reason(e, "trial_load_failed"))
     return facts
 
 
@@ -90,7 +90,8 @@ def require_ready(object_path):
     """BpfquotaError NOT_READY with every reason unless this host can enforce (host_facts)."""
     facts = host_facts(object_path)
     if not facts["ready"]:
-        raise BpfquotaError("this host can't enforce quotas:\n  - " + "\n  - ".join(facts["reasons"]), NOT_READY)
+        raise BpfquotaError("this host can't enforce quotas:\n  - " + "\n  - ".join(map(lsm.reason_line, facts["reasons"])),
+                            NOT_READY)
 
 
 def load_program(object_path):

@@ -53,11 +53,15 @@ _FALLBACK_MESSAGE_SIZE = 65536
 
 
 class LibbpfError(Exception):
-    """Any failure of the BPF layer; the message says what failed and how to fix it."""
+    """Any failure of the BPF layer; the message says what failed and how to fix it. `problem` is
+    the message without the fix and `fix` the fix alone (None when the message names none), for
+    callers that keep the two apart (readiness reasons)."""
 
-    def __init__(self, message, err=None):
+    def __init__(self, message, err=None, problem=None, fix=None):
         super(LibbpfError, self).__init__(message)
         self.errno = err
+        self.problem = message if problem is None else problem
+        self.fix = fix
 
 
 class LsmRefused(LibbpfError):
@@ -376,7 +380,8 @@ def _message(what, err, hint=None, log=None):
 
 
 def _error(what, err, hint=None, log=None):
-    return LibbpfError(_message(what, err, hint, log), err)
+    """A LibbpfError for a positive errno: its problem (with libbpf's log tail) and its fix apart."""
+    return LibbpfError(_message(what, err, hint, log), err, _message(what, err, None, log), hint)
 
 
 def _privilege_hint(err):

@@ -12,6 +12,7 @@ __metaclass__ = type
 # plus bpf, never a fixed list (that would silently drop AppArmor or SELinux).
 
 import contextlib
+import errno
 import gzip
 import os
 import re
@@ -31,6 +32,58 @@ BPFFS = "/sys/fs/bpf"
 MOUNT_SECURITYFS = "mount -t securityfs securityfs " + SECURITYFS
 
 _VERSION = re.compile(r"\s*(\d+)\.(\d+)")
+
+# Every readiness reason is a record {code, text, fix}: `text` names the problem, `fix` the remedy,
+# and `code` is what callers decide on (the role, the playbook, the modules); the prose may change,
+# the codes don't. Each code with what it means:
+REASON_CODES = {
+    "kernel_too_old": "the kernel is older than 5.7 and shows no backported BPF LSM",
+    "kernel_too_old_arm64": "an arm64 kernel older than 6.0, which lacks the BPF trampolines",
+    "no_config_bpf_lsm": "the kernel was built without CONFIG_BPF_LSM",
+    "bpf_not_in_lsm": "bpf is not an active LSM; bpf in the lsm= boot parameter and a reboot fix it",
+    "securityfs_unreadable": "the active LSM list can't be read: securityfs is not mounted",
+    "no_lsm_file": "securityfs is mounted but lists no LSMs (a kernel without CONFIG_SECURITY)",
+    "no_btf": "the kernel has no BTF (CONFIG_DEBUG_INFO_BTF)",
+    "libbpf_missing": "no usable libbpf",
+    "libbpf_too_old": "libbpf is older than 1.0",
+    "not_root": "loading BPF programs needs root",
+    "lsm_load_refused": "the kernel refused a BPF LSM program (EPERM) although the host's files say ready",
+    "lsm_probe_failed": "the probe LSM program failed to load or attach for another reason",
+    "trial_load_failed": "the enforcer's object failed its trial load",
+}
+
+
+def reason(code, text, fix):
+    """A readiness reason record; code is one of REASON_CODES."""
+    if code not in REASON_CODES:
+        raise KeyError("unknown readiness reason code %r" % (code,))
+    return {"code": code, "text": text, "fix": fix}
+
+
+def reason_line(record):
+    """A reason as one line of a message: "text: fix"."""
+    return "%s: %s" % (record["text"], record["fix"])
+
+
+def load_failure_reason(error, code):
+    """The reason of a LibbpfError from loading BPF programs (the probe, a trial load): not_root,
+    lsm_load_refused (EPERM as root: BPF LSM programs are forbidden here), or else `code`."""
+    if error.errno in (errno.EPERM, errno.EACCES) and os.geteuid() != 0:
+        return reason("not_root", error.problem, "run it as root (BPF needs CAP_BPF and CAP_SYS_ADMIN)")
+    if error.errno == errno.EPERM:
+        # The message explains who forbids them (libbpf's LSM advice); the remedy is on that side.
+        return reason("lsm_load_refused", str(error),
+                      "allow BPF LSM programs on this host (lift the sandbox, lockdown or security policy "
+                      "that forbids them), or enforce on hosts that allow them")
+    return reason(code, error.problem, error.fix or _LOAD_FAILURE_FIXES[code])
+
+
+_LOAD_FAILURE_FIXES = {
+    "lsm_probe_failed": "BPF LSM programs need a kernel with CONFIG_BPF_LSM=y and CONFIG_DEBUG_INFO_BTF=y and "
+                        "bpf in the active LSMs; the error above says what this kernel lacks",
+    "trial_load_failed": "rebuild the object from this collection's sources (bpfquota.nfs.bpf_build or "
+                         "'bpfquota build'); the error above says what the kernel rejected",
+}
 
 
 def parse_active_lsms(text):
@@ -120,10 +173,11 @@ def version_tuple(text):
 
 
 def readiness(root="/", kernel_release=None, libbpf_version=None, machine=None, mount=True):
-    """Facts about BPF LSM on the host whose files are under root, with ready and the reasons why not.
+    """Facts about BPF LSM on the host whose files are under root, with ready and the reasons why not
+    (records: reason()).
 
-    mount: on the live host, as root, mount securityfs when it isn't (False in check mode, which
-    changes nothing: the unmounted securityfs is then a reason).
+    mount: on the live host, as root, mount securityfs when it isn't (False: never, as in check mode
+    and in lsm_facts, which change nothing; the unmounted securityfs is then a reason).
 
     kernel_release defaults to the running kernel's, and machine (for the arm64 limit) to the
     running machine, but only when kernel_release isn't given: a given release describes
@@ -160,7 +214,7 @@ def readiness(root="/", kernel_release=None, libbpf_version=None, machine=None, 
     if active is None:
         reasons.append(securityfs_reason)
     if not facts["btf"]:
-        reasons.append("no BTF at /%s: use a kernel built with CONFIG_DEBUG_INFO_BTF=y" % (BTF_FILE,))
+        reasons.append(reason("no_btf", "no BTF at /%s" % (BTF_FILE,), "use a kernel built with CONFIG_DEBUG_INFO_BTF=y"))
     reasons.extend(_libbpf_reasons(libbpf_version))
     facts["ready"] = not reasons
     facts["reasons"] = reasons
@@ -174,28 +228,31 @@ def _kernel_reasons(facts, machine):
     # Distribution kernels may backport BPF LSM: an older version only blocks without evidence of it.
     has_bpf_lsm = facts["config_bpf_lsm"] or facts["bpf_lsm_active"]
     if version is not None and version < MIN_KERNEL and not has_bpf_lsm:
-        return ["kernel %s is older than 5.7, which added BPF LSM: boot a kernel >= 5.7 with "
-                "CONFIG_BPF_LSM=y" % (release,)]
+        return [reason("kernel_too_old", "kernel %s is older than 5.7, which added BPF LSM" % (release,),
+                       "boot a kernel >= 5.7 with CONFIG_BPF_LSM=y")]
     if version is not None and version < MIN_KERNEL_ARM64 and machine in ("aarch64", "arm64"):
-        reasons.append("kernel %s on arm64 can't run BPF LSM programs (arm64 has the BPF trampolines "
-                       "they need from 6.0): boot a kernel >= 6.0" % (release,))
+        reasons.append(reason("kernel_too_old_arm64",
+                              "kernel %s on arm64 can't run BPF LSM programs (arm64 has the BPF trampolines "
+                              "they need from 6.0)" % (release,), "boot a kernel >= 6.0"))
     if facts["config_bpf_lsm"] is False:
-        reasons.append("kernel built without CONFIG_BPF_LSM: use a kernel with CONFIG_BPF_LSM=y")
+        reasons.append(reason("no_config_bpf_lsm", "kernel built without CONFIG_BPF_LSM",
+                              "use a kernel with CONFIG_BPF_LSM=y"))
         return reasons
     if facts["bpf_lsm_active"]:
         return reasons
     proposed = ",".join(facts["proposed_lsm"] or ["bpf"])
     cmdline_lsm = facts["cmdline_lsm"]
     if cmdline_lsm is not None and "bpf" not in cmdline_lsm:
-        reasons.append("the boot parameter lsm=%s overrides CONFIG_LSM and lacks bpf, so bpf is not "
-                       "an active LSM: change it to lsm=%s, e.g. with bpfquota_fix_boot: true, "
-                       "then reboot" % (",".join(cmdline_lsm), proposed))
+        reasons.append(reason("bpf_not_in_lsm",
+                              "the boot parameter lsm=%s overrides CONFIG_LSM and lacks bpf, so bpf is not an "
+                              "active LSM" % (",".join(cmdline_lsm),),
+                              "change it to lsm=%s, e.g. with bpfquota_fix_boot: true, then reboot" % (proposed,)))
     elif facts["active_lsms"] is not None:
         problem = ("bpf is compiled in but not active" if facts["config_bpf_lsm"]
                    else "bpf is not active (kernel config not found: it also needs CONFIG_BPF_LSM=y)")
-        reasons.append("%s (active: %s): add bpf to the lsm= boot parameter: lsm=%s, e.g. with "
-                       "bpfquota_fix_boot: true, then reboot"
-                       % (problem, ",".join(facts["active_lsms"]), proposed))
+        reasons.append(reason("bpf_not_in_lsm", "%s (active: %s)" % (problem, ",".join(facts["active_lsms"])),
+                              "add bpf to the lsm= boot parameter: lsm=%s, e.g. with bpfquota_fix_boot: true, "
+                              "then reboot" % (proposed,)))
     return reasons
 
 
@@ -211,11 +268,13 @@ def _proposed_lsm(facts):
 
 def _libbpf_reasons(libbpf_version):
     if not libbpf_version:
-        return ["libbpf not found: install libbpf >= 1.0 (Debian/Ubuntu: libbpf1, RHEL/Fedora: libbpf)"]
+        return [reason("libbpf_missing", "libbpf not found",
+                       "install libbpf >= 1.0 (Debian/Ubuntu: libbpf1, RHEL/Fedora: libbpf)")]
     version = version_tuple(libbpf_version)
     if version is None or version < MIN_LIBBPF:
-        return ["libbpf %s is older than 1.0 and can't read the BTF of 6.0+ kernels: install "
-                "libbpf >= 1.0" % (libbpf_version,)]
+        return [reason("libbpf_too_old",
+                       "libbpf %s is older than 1.0 and can't read the BTF of 6.0+ kernels" % (libbpf_version,),
+                       "install libbpf >= 1.0")]
     return []
 
 
@@ -228,7 +287,8 @@ def proven(facts, probe):
         try:
             probe()
         except libbpf.LibbpfError as error:
-            facts.update(lsm_probe=False, ready=False, reasons=facts["reasons"] + [str(error)])
+            facts.update(lsm_probe=False, ready=False,
+                         reasons=facts["reasons"] + [load_failure_reason(error, "lsm_probe_failed")])
         else:
             facts["lsm_probe"] = True
     return facts
@@ -270,21 +330,31 @@ def refusal_reason(root="/"):
             "list (%s); %s" % (path, advice))
 
 
+def gather(root, open_libbpf, probe, mount, warn):
+    """What the readiness modules report: readiness() of the host under root, proven by probe().
+    open_libbpf() gives the usable Libbpf; when there is none, warn() hears why and libbpf is a reason."""
+    try:
+        libbpf_version = "%d.%d" % open_libbpf().version
+    except libbpf.LibbpfError as error:
+        warn("libbpf: %s" % (error,))
+        libbpf_version = None
+    return proven(readiness(root=root, libbpf_version=libbpf_version, mount=mount), probe)
+
+
 def _read_active_lsms(root, mount):
-    """(text, None) or (None, the reason with its fix); on the live host, as root, mounts securityfs
-    first if `mount`."""
+    """(text, None) or (None, the reason); on the live host, as root, mounts securityfs first if `mount`."""
     path = os.path.join(root, LSM_FILE)
     try:
         return _read_file(path), None
     except OSError as error:
         problem = error.strerror or str(error)
-    no_lsm_file = ("/%s is missing although securityfs is mounted: use a kernel built with "
-                   "CONFIG_SECURITY=y and CONFIG_BPF_LSM=y" % (LSM_FILE,))
+    no_lsm_file = reason("no_lsm_file", "/%s is missing although securityfs is mounted" % (LSM_FILE,),
+                         "use a kernel built with CONFIG_SECURITY=y and CONFIG_BPF_LSM=y")
     if _is_live_root(root) and not os.path.exists(path):
         if _mounted(root, SECURITYFS, "securityfs"):
             return None, no_lsm_file  # mounting again would only stack another securityfs
         if not mount:
-            problem = "securityfs not mounted, and check mode mounts nothing"
+            problem = "securityfs not mounted"
         elif os.geteuid() != 0:
             problem = "securityfs not mounted, and mounting it needs root"
         else:
@@ -294,7 +364,8 @@ def _read_active_lsms(root, mount):
                     return _read_file(path), None
                 except OSError:
                     return None, no_lsm_file
-    return None, "cannot read /%s (%s): mount securityfs as root: %s" % (LSM_FILE, problem, MOUNT_SECURITYFS)
+    return None, reason("securityfs_unreadable", "cannot read /%s (%s)" % (LSM_FILE, problem),
+                        "mount securityfs as root: %s" % (MOUNT_SECURITYFS,))
 
 
 def _mount_securityfs():

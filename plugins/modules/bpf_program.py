@@ -18,7 +18,7 @@ description:
     detached and the maps (volumes, usage, counters) are kept, so there is no moment without
     enforcement (a gap-free upgrade).
   - Before loading, the module checks that the host can enforce, with the same readiness logic as
-    M(bpfquota.nfs.lsm_check) (bpf in the active LSM list, BTF, libbpf >= 1.0) followed by a trial
+    M(bpfquota.nfs.lsm_facts) (bpf in the active LSM list, BTF, libbpf >= 1.0) followed by a trial
     load of the object through the verifier. A host that isn't ready is refused before anything is
     loaded, with every reason and its fix in C(msg).
   - After loading, a probe proves the hooks run (a create in a full scratch volume must be refused);
@@ -50,7 +50,7 @@ requirements:
   - Linux with C(CONFIG_BPF_LSM=y), C(bpf) in the active LSM list, BTF (C(/sys/kernel/btf/vmlinux)).
   - libbpf >= 1.0 on the managed host.
 seealso:
-  - module: bpfquota.nfs.lsm_check
+  - module: bpfquota.nfs.lsm_facts
   - module: bpfquota.nfs.bpf_build
   - module: bpfquota.nfs.quota
 author:
@@ -103,11 +103,29 @@ loaded:
   type: bool
   sample: true
 reasons:
-  description: Why the host can't enforce, each with its fix (the same reasons as M(bpfquota.nfs.lsm_check)).
+  description:
+    - Why the host can't enforce, one record each, with the problem and its fix (the records of
+      M(bpfquota.nfs.lsm_facts), plus V(trial_load_failed) when O(object) fails its trial load).
+    - Decide on C(code), which stays stable from release to release; C(text) and C(fix) are for people.
   returned: when the module refuses to load because the host isn't ready
   type: list
-  elements: str
-  sample: ["the boot parameter lsm=lockdown,yama,apparmor overrides CONFIG_LSM and lacks bpf, ..."]
+  elements: dict
+  contains:
+    code:
+      description: What blocks the host; M(bpfquota.nfs.lsm_facts) lists the codes with their meaning.
+      returned: always
+      type: str
+      sample: bpf_not_in_lsm
+    text:
+      description: The problem, for people.
+      returned: always
+      type: str
+      sample: "the boot parameter lsm=lockdown,yama,apparmor overrides CONFIG_LSM and lacks bpf, so bpf is not an active LSM"
+    fix:
+      description: The remedy, for people.
+      returned: always
+      type: str
+      sample: "change it to lsm=lockdown,yama,apparmor,bpf, e.g. with bpfquota_fix_boot: true, then reboot"
 """
 
 import os
@@ -118,6 +136,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
+from ansible_collections.bpfquota.nfs.plugins.module_utils import lsm
 from ansible_collections.bpfquota.nfs.plugins.module_utils.digest import file_sha256
 
 
@@ -137,8 +156,8 @@ def require_ready(module, object_path):
     """fail_json with every reason unless the host can enforce (readiness, then a trial load)."""
     facts = enforcement.host_facts(object_path)
     if not facts["ready"]:
-        module.fail_json(msg="this host can't enforce quotas, nothing was loaded:\n  - " + "\n  - ".join(facts["reasons"]),
-                         reasons=facts["reasons"])
+        module.fail_json(msg="this host can't enforce quotas, nothing was loaded:\n  - "
+                         + "\n  - ".join(map(lsm.reason_line, facts["reasons"])), reasons=facts["reasons"])
 
 
 def present(module):

@@ -10,7 +10,15 @@ DOCUMENTATION = r"""
 module: lsm_check
 short_description: Check that a host can enforce quotas with BPF LSM, and put bpf in its boot LSM list
 version_added: 0.1.0
+deprecated:
+  removed_in: 0.2.0
+  why: >-
+    It did two jobs, which two modules now do apart: M(bpfquota.nfs.lsm_facts) gathers the facts (read-only)
+    and M(bpfquota.nfs.lsm_boot) changes the boot configuration.
+  alternative: Use M(bpfquota.nfs.lsm_facts) and M(bpfquota.nfs.lsm_boot).
 description:
+  - Deprecated; a thin wrapper of M(bpfquota.nfs.lsm_facts) and M(bpfquota.nfs.lsm_boot), which do its two
+    jobs apart.
   - Gathers the facts that decide whether a BPF LSM program runs on the host, namely the kernel release,
     the active LSMs, the C(lsm=) boot parameter, the kernel configuration, BTF, bpffs and libbpf,
     and reports every reason that blocks it, each with its fix.
@@ -58,6 +66,8 @@ notes:
   - Run it as root (C(become=true)); securityfs is mounted when it isn't, except in check mode, which changes nothing.
   - After a reboot, run it again to prove that C(bpf) is active.
 seealso:
+  - module: bpfquota.nfs.lsm_facts
+  - module: bpfquota.nfs.lsm_boot
   - module: ansible.builtin.reboot
 author:
   - bpfquota contributors (!UNKNOWN)
@@ -153,14 +163,46 @@ lsm_probe:
   type: bool
   sample: true
 reasons:
-  description: Why the host is not ready, each with its fix; empty when ready.
+  description:
+    - Why the host is not ready, one record each, with the problem and its fix; empty when ready.
+    - Decide on C(code), which stays stable from release to release; C(text) and C(fix) are for people.
   returned: always
   type: list
-  elements: str
-  sample:
-    - "bpf is compiled in but not active (active: lockdown,capability,landlock,yama,integrity,apparmor): add bpf to
-      the lsm= boot parameter: lsm=lockdown,capability,landlock,yama,integrity,apparmor,bpf, e.g. with
-      bpfquota_fix_boot: true, then reboot"
+  elements: dict
+  contains:
+    code:
+      description:
+        - What blocks the host.
+        - V(kernel_too_old) the kernel is older than 5.7 and shows no backported BPF LSM;
+          V(kernel_too_old_arm64) an arm64 kernel older than 6.0;
+          V(no_config_bpf_lsm) the kernel was built without C(CONFIG_BPF_LSM);
+          V(bpf_not_in_lsm) C(bpf) is not an active LSM, which C(bpf) in the C(lsm=) boot parameter and a
+          reboot fix (O(fix_boot));
+          V(securityfs_unreadable) the active LSM list can't be read, securityfs not being mounted;
+          V(no_lsm_file) securityfs is mounted but lists no LSMs;
+          V(no_btf) the kernel has no BTF;
+          V(libbpf_missing) no usable libbpf; V(libbpf_too_old) libbpf older than 1.0;
+          V(not_root) loading BPF programs needs root;
+          V(lsm_load_refused) the kernel refused a BPF LSM program although the files say ready;
+          V(lsm_probe_failed) the probe program failed to load or attach for another reason;
+          V(trial_load_failed) the enforcer's object failed its trial load (M(bpfquota.nfs.bpf_program) only).
+      returned: always
+      type: str
+      choices: [kernel_too_old, kernel_too_old_arm64, no_config_bpf_lsm, bpf_not_in_lsm, securityfs_unreadable,
+                no_lsm_file, no_btf, libbpf_missing, libbpf_too_old, not_root, lsm_load_refused, lsm_probe_failed,
+                trial_load_failed]
+      sample: bpf_not_in_lsm
+    text:
+      description: The problem, for people.
+      returned: always
+      type: str
+      sample: "bpf is compiled in but not active (active: lockdown,capability,landlock,yama,integrity,apparmor)"
+    fix:
+      description: The remedy, for people.
+      returned: always
+      type: str
+      sample: "add bpf to the lsm= boot parameter: lsm=lockdown,capability,landlock,yama,integrity,apparmor,bpf,
+        e.g. with bpfquota_fix_boot: true, then reboot"
 reboot_required:
   description:
     - Whether a reboot is needed to activate C(bpf), because O(fix_boot) found or put it in the boot
@@ -179,18 +221,10 @@ boot_changes:
     - run /usr/sbin/update-grub
 """
 
-import os
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.bpfquota.nfs.plugins.module_utils.bootcfg import (
-    BootConfigError,
-    apply_plan,
-    boot_lsm,
-    plan_boot_lsm,
-)
-from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError, libbpf
-from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import probe_lsm, proven, readiness
+from ansible_collections.bpfquota.nfs.plugins.module_utils.bootcfg import BootConfigError, put_bpf_in_boot
+from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import libbpf
+from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import gather, probe_lsm, reason_line
 
 # Where the host's files are; the unit tests point it at recorded hosts.
 HOST_ROOT = "/"
@@ -203,74 +237,27 @@ ARGUMENT_SPEC = dict(
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    facts = proven(readiness(root=HOST_ROOT, libbpf_version=libbpf_version(module), mount=not module.check_mode),
-                   probe_lsm)
+    facts = gather(HOST_ROOT, libbpf, probe_lsm, not module.check_mode, module.warn)
     result = dict(facts, changed=False, reboot_required=False, boot_changes=[])
-    if module.params["fix_boot"] and boot_fix_applies(facts):
+    if module.params["fix_boot"]:
         try:
-            fix_boot(module, facts, result)
+            boot = put_bpf_in_boot(module, facts, HOST_ROOT)
         except BootConfigError as error:
             module.fail_json(msg="fix_boot: %s" % (error,), **result)
+        del boot["lsm"]  # lsm_boot's, not part of what lsm_check returned
+        result.update(boot)
     blockers = blocking_reasons(facts, result["reboot_required"])
     if blockers and module.params["fail_if_not_ready"]:
-        module.fail_json(msg="this host can't enforce bpfquota quotas: " + "; ".join(blockers), **result)
+        module.fail_json(msg="this host can't enforce bpfquota quotas: " + "; ".join(map(reason_line, blockers)),
+                         **result)
     module.exit_json(**result)
-
-
-def libbpf_version(module):
-    """"major.minor" of the usable libbpf, None without one (the failure goes to a warning)."""
-    try:
-        major, minor = libbpf().version
-    except LibbpfError as error:
-        module.warn("libbpf: %s" % (error,))
-        return None
-    return "%d.%d" % (major, minor)
-
-
-def boot_fix_applies(facts):
-    """Only a kernel with BPF LSM compiled in gains anything from bpf in lsm=."""
-    return facts["config_bpf_lsm"] is True and not facts["bpf_lsm_active"]
-
-
-def fix_boot(module, facts, result):
-    """Plan bpf into lsm= of the boot config, apply it outside check mode, and report into result."""
-    lsm = boot_lsm(facts["active_lsms"], facts["cmdline_lsm"], facts["config_lsm"])
-    plan = plan_boot_lsm(HOST_ROOT, lsm, module.run_command, module.get_bin_path)
-    if plan.changed and not module.check_mode:
-        apply_plan(plan, module.run_command, file_writer(module))
-    result["changed"] = plan.changed
-    result["boot_changes"] = plan.descriptions()
-    if module._diff:
-        result["diff"] = plan.diffs()
-    booted_lsm = facts["cmdline_lsm"]
-    result["reboot_required"] = booted_lsm is None or "bpf" not in booted_lsm
-    if result["reboot_required"]:
-        module.warn("the boot configuration %s lsm=%s, but the running kernel doesn't have bpf active: "
-                    "reboot to activate it (this module never reboots)"
-                    % ("now sets" if plan.changed else "already sets", ",".join(lsm)))
 
 
 def blocking_reasons(facts, reboot_required):
     """The reasons that keep the host unready, leaving out the one a pending reboot fixes."""
     if not reboot_required:
         return facts["reasons"]
-    # That reason is the one proposing the new lsm= list (see lsm.readiness).
-    activation = "lsm=" + ",".join(facts["proposed_lsm"] or ["bpf"])
-    return [reason for reason in facts["reasons"] if activation not in reason]
-
-
-def file_writer(module):
-    """write(path, text): atomic, keeping the owner, mode and SELinux label of a file it replaces."""
-    def write(path, text):
-        directory = os.path.dirname(path)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o755)
-        fd, temp = tempfile.mkstemp(prefix=".bpfquota-", dir=directory)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(temp, 0o644)
-        module.atomic_move(temp, path)
-    return write
+    return [reason for reason in facts["reasons"] if reason["code"] != "bpf_not_in_lsm"]
 
 
 if __name__ == "__main__":

@@ -187,12 +187,24 @@ def test_check_proves_readiness_by_attaching_an_lsm_program(refused_lsm_programs
     assert proc.returncode == 3
     assert "BPF LSM NOT ready" in proc.stdout.splitlines()[0]
     assert "the kernel refused the LSM program bq_probe:" in proc.stdout
+    assert "\n    fix: allow BPF LSM programs on this host" in proc.stdout
 
     proc = bpfquota("check", "--json", "--object", object_path)
     assert proc.returncode == 3
     facts = json.loads(proc.stdout)
     assert (facts["ready"], facts["lsm_probe"], facts["trial_load"]) == (False, False, None)
-    assert [reason for reason in facts["reasons"] if "bq_probe" in reason]
+    assert [reason["code"] for reason in facts["reasons"] if "bq_probe" in reason["text"]] == ["lsm_load_refused"]
+    assert all(sorted(reason) == ["code", "fix", "text"] for reason in facts["reasons"])
+
+
+def test_check_shows_a_reason_as_its_text_then_its_fix():
+    reason = {"code": "lsm_probe_failed", "fix": "see the log",
+              "text": "loading a BPF LSM probe program failed: Invalid argument\nlibbpf log (last lines):\n0: r0 = 0"}
+    assert cli.describe_reason(reason) == (
+        "  - loading a BPF LSM probe program failed: Invalid argument\n"
+        "    libbpf log (last lines):\n"
+        "    0: r0 = 0\n"
+        "    fix: see the log")
 
 
 def test_load_on_a_host_that_refuses_lsm_programs(refused_lsm_programs):

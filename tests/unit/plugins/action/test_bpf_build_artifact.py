@@ -48,7 +48,9 @@ SHIPPED = [
     "plugins/modules/bpf_build.py",
     "plugins/modules/bpf_program.py",
     "plugins/modules/host_command.py",
+    "plugins/modules/lsm_boot.py",
     "plugins/modules/lsm_check.py",
+    "plugins/modules/lsm_facts.py",
     "plugins/modules/quota.py",
     "plugins/modules/quota_info.py",
     "roles/enforcer/tasks/main.yml",
@@ -183,11 +185,14 @@ def test_the_rollout_playbook_resolves_from_the_installed_collection(installed, 
 
 
 def test_the_module_docs_load_from_the_installed_collection(installed, tmp_path):
-    names = ("bpf_build", "bpf_program", "host_command", "lsm_check", "quota", "quota_info")
-    modules = ["bpfquota.nfs." + name for name in names]
-    proc = run([ANSIBLE_DOC, "--json", "-t", "module"] + modules, installed.env, str(tmp_path))
+    modules = ["bpfquota.nfs." + name for name in ("bpf_build", "bpf_program", "host_command", "lsm_boot",
+                                                   "lsm_check", "lsm_facts", "quota", "quota_info")]
+    # lsm_check's deprecation (meta/runtime.yml) would be a warning among the JSON
+    env = dict(installed.env, ANSIBLE_DEPRECATION_WARNINGS="False")
+    proc = run([ANSIBLE_DOC, "--json", "-t", "module"] + modules, env, str(tmp_path))
     docs = json.loads(proc.stdout)
     assert sorted(docs) == sorted(modules)
+    assert docs["bpfquota.nfs.lsm_check"]["doc"]["deprecated"]["removed_in"] == "0.2.0"
     assert "prebuilt" in docs["bpfquota.nfs.bpf_build"]["doc"]["options"]
 
 

@@ -4,20 +4,26 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import errno
 import gzip
+import importlib
 import os
+import re
 import subprocess
 
 import pytest
+import yaml
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import lsm
+from ansible_collections.bpfquota.nfs.plugins.module_utils.libbpf import LibbpfError
 from ansible_collections.bpfquota.nfs.plugins.module_utils.lsm import (
     merge_bpf_into_lsm,
     parse_active_lsms,
     parse_cmdline_lsm,
     parse_kconfig,
     readiness,
+    reason,
     split_kernel_params,
 )
 
@@ -110,10 +116,11 @@ def test_ubuntu_22_04_compiled_in_but_not_active(tmp_path):
     assert facts["bpffs"] is False  # reported, not a blocker
     assert facts["proposed_lsm"] == ["lockdown", "capability", "landlock", "yama", "apparmor", "bpf"]
     assert facts["reasons"] == [
-        "bpf is compiled in but not active (active: lockdown,capability,landlock,yama,apparmor): add bpf "
-        "to the lsm= boot parameter: lsm=lockdown,capability,landlock,yama,apparmor,bpf, e.g. with "
-        "bpfquota_fix_boot: true, then reboot",
-        "libbpf 0.5.0 is older than 1.0 and can't read the BTF of 6.0+ kernels: install libbpf >= 1.0",
+        reason("bpf_not_in_lsm", "bpf is compiled in but not active (active: lockdown,capability,landlock,yama,apparmor)",
+               "add bpf to the lsm= boot parameter: lsm=lockdown,capability,landlock,yama,apparmor,bpf, e.g. with "
+               "bpfquota_fix_boot: true, then reboot"),
+        reason("libbpf_too_old", "libbpf 0.5.0 is older than 1.0 and can't read the BTF of 6.0+ kernels",
+               "install libbpf >= 1.0"),
     ]
 
 
@@ -125,12 +132,12 @@ def test_ubuntu_24_04_cmdline_lsm_without_bpf_overrides_config(tmp_path):
     facts = readiness(root, kernel_release="6.8.0-31-generic", libbpf_version="1.3.0")
     assert facts["cmdline_lsm"] == ["landlock", "lockdown", "yama", "integrity", "apparmor"]
     assert facts["proposed_lsm"] == ["lockdown", "capability", "landlock", "yama", "integrity", "apparmor", "bpf"]
-    assert facts["reasons"] == [
+    assert facts["reasons"] == [reason(
+        "bpf_not_in_lsm",
         "the boot parameter lsm=landlock,lockdown,yama,integrity,apparmor overrides CONFIG_LSM and lacks "
-        "bpf, so bpf is not an active LSM: change it to "
-        "lsm=lockdown,capability,landlock,yama,integrity,apparmor,bpf, e.g. with bpfquota_fix_boot: true, "
-        "then reboot",
-    ]
+        "bpf, so bpf is not an active LSM",
+        "change it to lsm=lockdown,capability,landlock,yama,integrity,apparmor,bpf, e.g. with bpfquota_fix_boot: "
+        "true, then reboot")]
 
 
 def test_kernel_built_without_bpf_lsm(tmp_path):
@@ -139,21 +146,21 @@ def test_kernel_built_without_bpf_lsm(tmp_path):
     facts = readiness(root, kernel_release="6.1.0-18-amd64", libbpf_version="1.1.2")
     assert facts["config_bpf_lsm"] is False
     assert facts["proposed_lsm"] is None  # booting with lsm=...,bpf wouldn't help
-    assert facts["reasons"] == ["kernel built without CONFIG_BPF_LSM: use a kernel with CONFIG_BPF_LSM=y"]
+    assert facts["reasons"] == [reason("no_config_bpf_lsm", "kernel built without CONFIG_BPF_LSM", "use a kernel with CONFIG_BPF_LSM=y")]
 
 
 def test_cmdline_without_bpf_on_a_kernel_without_bpf_lsm_only_blames_the_kernel(tmp_path):
     root = debian_12(tmp_path, active="lockdown,capability,apparmor", config=kconfig(False, "apparmor"),
                      cmdline="BOOT_IMAGE=/vmlinuz ro lsm=lockdown,apparmor")
     facts = readiness(root, kernel_release="6.1.0-18-amd64", libbpf_version="1.1.2")
-    assert facts["reasons"] == ["kernel built without CONFIG_BPF_LSM: use a kernel with CONFIG_BPF_LSM=y"]
+    assert facts["reasons"] == [reason("no_config_bpf_lsm", "kernel built without CONFIG_BPF_LSM", "use a kernel with CONFIG_BPF_LSM=y")]
 
 
 def test_no_btf(tmp_path):
     facts = readiness(debian_12(tmp_path, btf=False), kernel_release="6.1.0-18-amd64", libbpf_version="1.1.2")
     assert facts["btf"] is False
     assert facts["reasons"] == [
-        "no BTF at /sys/kernel/btf/vmlinux: use a kernel built with CONFIG_DEBUG_INFO_BTF=y"]
+        reason("no_btf", "no BTF at /sys/kernel/btf/vmlinux", "use a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
 
 
 def test_kernel_older_than_5_7(tmp_path):
@@ -162,8 +169,8 @@ def test_kernel_older_than_5_7(tmp_path):
     facts = readiness(root, kernel_release="5.4.0-150-generic", libbpf_version="1.1.2")
     assert facts["config_bpf_lsm"] is False  # config known, symbol absent
     assert facts["reasons"] == [
-        "kernel 5.4.0-150-generic is older than 5.7, which added BPF LSM: boot a kernel >= 5.7 with "
-        "CONFIG_BPF_LSM=y"]
+        reason("kernel_too_old", "kernel 5.4.0-150-generic is older than 5.7, which added BPF LSM",
+               "boot a kernel >= 5.7 with CONFIG_BPF_LSM=y")]
 
 
 def test_old_kernel_with_backported_bpf_lsm_is_not_blamed_for_its_version(tmp_path):
@@ -177,8 +184,8 @@ def test_arm64_needs_6_0(tmp_path):
     root = debian_12(tmp_path)
     facts = readiness(root, kernel_release="5.15.0-91-generic", libbpf_version="1.1.2", machine="aarch64")
     assert facts["reasons"] == [
-        "kernel 5.15.0-91-generic on arm64 can't run BPF LSM programs (arm64 has the BPF trampolines "
-        "they need from 6.0): boot a kernel >= 6.0"]
+        reason("kernel_too_old_arm64", "kernel 5.15.0-91-generic on arm64 can't run BPF LSM programs (arm64 has the "
+               "BPF trampolines they need from 6.0)", "boot a kernel >= 6.0")]
     assert readiness(root, kernel_release="6.1.0-18-arm64", libbpf_version="1.1.2",
                      machine="aarch64")["ready"] is True
 
@@ -186,7 +193,7 @@ def test_arm64_needs_6_0(tmp_path):
 def test_libbpf_missing(tmp_path):
     facts = readiness(debian_12(tmp_path), kernel_release="6.1.0-18-amd64", libbpf_version=None)
     assert facts["reasons"] == [
-        "libbpf not found: install libbpf >= 1.0 (Debian/Ubuntu: libbpf1, RHEL/Fedora: libbpf)"]
+        reason("libbpf_missing", "libbpf not found", "install libbpf >= 1.0 (Debian/Ubuntu: libbpf1, RHEL/Fedora: libbpf)")]
 
 
 def test_securityfs_unreadable_on_recorded_files(tmp_path):
@@ -196,17 +203,17 @@ def test_securityfs_unreadable_on_recorded_files(tmp_path):
     assert facts["bpf_lsm_active"] is False
     assert facts["proposed_lsm"] is None  # CONFIG_LSM has bpf and no lsm= overrides it
     assert facts["reasons"] == [
-        "cannot read /sys/kernel/security/lsm (No such file or directory): mount securityfs as root: "
-        "mount -t securityfs securityfs /sys/kernel/security"]
+        reason("securityfs_unreadable", "cannot read /sys/kernel/security/lsm (No such file or directory)",
+               "mount securityfs as root: mount -t securityfs securityfs /sys/kernel/security")]
 
 
 def test_securityfs_unreadable_and_cmdline_without_bpf(tmp_path):
     root = debian_12(tmp_path, active=None, cmdline="BOOT_IMAGE=/vmlinuz ro lsm=lockdown,yama,apparmor")
     facts = readiness(root, kernel_release="6.1.0-18-amd64", libbpf_version="1.1.2")
     assert facts["proposed_lsm"] == ["lockdown", "yama", "apparmor", "bpf"]
-    assert len(facts["reasons"]) == 2
-    assert "overrides CONFIG_LSM and lacks bpf" in facts["reasons"][0]
-    assert facts["reasons"][1].startswith("cannot read /sys/kernel/security/lsm")
+    assert [r["code"] for r in facts["reasons"]] == ["bpf_not_in_lsm", "securityfs_unreadable"]
+    assert "overrides CONFIG_LSM and lacks bpf" in facts["reasons"][0]["text"]
+    assert facts["reasons"][1]["text"].startswith("cannot read /sys/kernel/security/lsm")
 
 
 def test_config_from_proc_config_gz(tmp_path):
@@ -229,10 +236,11 @@ def test_no_kernel_config_and_bpf_not_active(tmp_path):
     facts = readiness(root, kernel_release="6.6.0-custom", libbpf_version="1.4.0")
     assert facts["config_bpf_lsm"] is None
     assert facts["config_lsm"] is None
-    assert facts["reasons"] == [
-        "bpf is not active (kernel config not found: it also needs CONFIG_BPF_LSM=y) (active: "
-        "lockdown,capability,yama): add bpf to the lsm= boot parameter: lsm=lockdown,capability,yama,bpf, "
-        "e.g. with bpfquota_fix_boot: true, then reboot"]
+    assert facts["reasons"] == [reason(
+        "bpf_not_in_lsm",
+        "bpf is not active (kernel config not found: it also needs CONFIG_BPF_LSM=y) (active: lockdown,capability,yama)",
+        "add bpf to the lsm= boot parameter: lsm=lockdown,capability,yama,bpf, e.g. with bpfquota_fix_boot: true, "
+        "then reboot")]
 
 
 def test_recorded_dev_host(tmp_path):
@@ -266,15 +274,15 @@ def test_live_host_mounts_securityfs_only_as_root(monkeypatch):
     facts = readiness("/", libbpf_version="1.3.0")
     assert runs == []
     assert facts["kernel"] == os.uname().release
-    assert ("cannot read /sys/kernel/security/no-such-lsm-file (securityfs not mounted, and mounting it "
-            "needs root): mount securityfs as root: mount -t securityfs securityfs /sys/kernel/security"
-            ) in facts["reasons"]
+    assert reason("securityfs_unreadable", "cannot read /sys/kernel/security/no-such-lsm-file (securityfs not mounted, "
+                  "and mounting it needs root)", "mount securityfs as root: mount -t securityfs securityfs "
+                  "/sys/kernel/security") in facts["reasons"]
 
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     facts = readiness("/", libbpf_version="1.3.0")
     assert runs == [["mount", "-t", "securityfs", "securityfs", "/sys/kernel/security"]]
-    assert any("mount -t securityfs securityfs /sys/kernel/security failed: mount: permission denied" in reason
-               for reason in facts["reasons"])
+    assert any("mount -t securityfs securityfs /sys/kernel/security failed: mount: permission denied" in r["text"]
+               for r in facts["reasons"] if r["code"] == "securityfs_unreadable")
 
 
 def test_live_host_does_not_stack_securityfs_mounts(monkeypatch):
@@ -282,8 +290,8 @@ def test_live_host_does_not_stack_securityfs_mounts(monkeypatch):
     monkeypatch.setattr(lsm, "_mounted", lambda root, mount_point, fstype: fstype == "securityfs")
     monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: pytest.fail("mount run"))
     facts = readiness("/", libbpf_version="1.3.0")
-    assert ("/sys/kernel/security/no-such-lsm-file is missing although securityfs is mounted: use a kernel "
-            "built with CONFIG_SECURITY=y and CONFIG_BPF_LSM=y") in facts["reasons"]
+    assert reason("no_lsm_file", "/sys/kernel/security/no-such-lsm-file is missing although securityfs is mounted",
+                  "use a kernel built with CONFIG_SECURITY=y and CONFIG_BPF_LSM=y") in facts["reasons"]
 
 
 def test_live_host_facts_have_the_right_types():
@@ -383,3 +391,110 @@ def test_refusals_explained_adds_the_reason_and_keeps_the_refusal(monkeypatch):
         with lsm.refusals_explained():
             raise libbpf.LibbpfError("something else", 2)
     assert str(raised.value) == "something else"
+
+
+# --- reasons as records: {code, text, fix} --------------------------------------------------------
+
+def test_a_reason_needs_a_known_code():
+    assert reason("no_btf", "no BTF", "use a kernel with BTF") == {"code": "no_btf", "text": "no BTF",
+                                                                   "fix": "use a kernel with BTF"}
+    with pytest.raises(KeyError):
+        reason("no-btf", "no BTF", "use a kernel with BTF")
+
+
+def test_reason_line_is_text_then_fix():
+    assert lsm.reason_line(reason("no_btf", "no BTF at /x", "use a kernel with BTF")) == "no BTF at /x: use a kernel with BTF"
+
+
+def probe_error(err, fix=None, log=""):
+    problem = "loading a BPF LSM probe program failed: %s%s" % (os.strerror(err), log)
+    return LibbpfError(problem + ("; " + fix if fix else ""), err, problem, fix)
+
+
+@pytest.mark.parametrize("err, euid, fix, code", [
+    (errno.EPERM, 0, "the kernel refused the LSM program bq_probe: ...", "lsm_load_refused"),
+    (errno.EPERM, 1000, "BPF needs root (CAP_BPF and CAP_SYS_ADMIN): run as root", "not_root"),
+    (errno.EACCES, 1000, "BPF needs root (CAP_BPF and CAP_SYS_ADMIN): run as root", "not_root"),
+    (errno.EACCES, 0, "the verifier rejected a program (its log is below)", "lsm_probe_failed"),
+    (errno.EINVAL, 0, None, "lsm_probe_failed"),
+])
+def test_a_refused_probe_is_a_reason_with_its_code(monkeypatch, err, euid, fix, code):
+    monkeypatch.setattr(os, "geteuid", lambda: euid)
+    error = probe_error(err, fix, "\nlibbpf log (last lines):\n0: (b7) r0 = 0")
+
+    def probe():
+        raise error
+    facts = lsm.proven({"ready": True, "reasons": []}, probe)
+    assert (facts["ready"], facts["lsm_probe"]) == (False, False)
+    [record] = facts["reasons"]
+    assert record["code"] == code
+    # Refused as root, the whole message tells who forbids it; otherwise the text is the problem alone.
+    assert record["text"] == (str(error) if code == "lsm_load_refused" else error.problem)
+    assert record["fix"] and record["fix"] != record["text"]
+    if code == "lsm_probe_failed":
+        assert record["fix"] == (fix or lsm._LOAD_FAILURE_FIXES["lsm_probe_failed"])
+
+
+def test_the_probe_is_tried_only_on_a_host_whose_files_say_ready():
+    kept = [reason("no_btf", "no BTF", "use a kernel with BTF")]
+    facts = lsm.proven({"ready": False, "reasons": list(kept)}, lambda: pytest.fail("probed"))
+    assert (facts["lsm_probe"], facts["reasons"]) == (None, kept)
+    assert lsm.proven({"ready": True, "reasons": []}, lambda: None) == {"ready": True, "reasons": [], "lsm_probe": True}
+
+
+def test_a_trial_load_failure_keeps_its_own_code(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    error = LibbpfError("opening BPF object /x.o failed: Invalid ELF header")
+    assert lsm.load_failure_reason(error, "trial_load_failed") == reason(
+        "trial_load_failed", "opening BPF object /x.o failed: Invalid ELF header",
+        lsm._LOAD_FAILURE_FIXES["trial_load_failed"])
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+
+
+def yaml_reason_codes(relative):
+    """The codes a YAML file decides on: the lists next to `code` filters, the role's list of them, and
+    the codes looked for among the reasons' codes."""
+    with open(os.path.join(REPO, relative)) as handle:
+        text = handle.read()
+    codes = []
+    for found in re.findall(r"rejectattr\('code', '(?:not )?in', \[([^\]]*)\]\)", text):
+        codes.extend(code.strip(" '\"") for code in found.split(","))
+    for found in re.findall(r"^__bpfquota_\w+_reason_codes: \[([^\]]*)\]$", text, re.M):
+        codes.extend(code.strip(" '\"") for code in found.split(","))
+    codes.extend(re.findall(r"'(\w+)' in [\w.]+\.reasons \| map\(attribute='code'\)", text))
+    return codes
+
+
+@pytest.mark.parametrize("relative", ["roles/enforcer/vars/main.yml", "roles/enforcer/tasks/present.yml",
+                                      "playbooks/rollout.yml"])
+def test_the_role_and_the_playbook_decide_on_known_codes_not_on_prose(relative):
+    codes = yaml_reason_codes(relative)
+    assert codes and set(codes) <= set(lsm.REASON_CODES)
+    with open(os.path.join(REPO, relative)) as handle:
+        text = handle.read()
+    assert "reject('match'" not in text and "select('match'" not in text
+
+
+def documented_reasons(returns):
+    """The RETURN entry of the reasons, wherever it is nested (lsm_facts: in ansible_facts.bpfquota_lsm)."""
+    for name, entry in returns.items():
+        if name == "reasons":
+            return entry
+        found = documented_reasons(entry.get("contains") or {})
+        if found:
+            return found
+    return None
+
+
+@pytest.mark.parametrize("module", ["lsm_facts", "lsm_check", "bpf_program"])
+def test_the_modules_document_the_reasons_as_records(module):
+    returns = yaml.safe_load(importlib.import_module("ansible_collections.bpfquota.nfs.plugins.modules." + module).RETURN)
+    reasons = documented_reasons(returns)
+    assert (reasons["type"], reasons["elements"], sorted(reasons["contains"])) == ("list", "dict", ["code", "fix", "text"])
+    code = reasons["contains"]["code"]
+    if module != "bpf_program":  # which points to lsm_check's list
+        assert code["choices"] == list(lsm.REASON_CODES)
+        for name in lsm.REASON_CODES:
+            assert "V(%s)" % name in " ".join(code["description"])

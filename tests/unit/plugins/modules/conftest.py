@@ -61,7 +61,7 @@ def _fail_json(module, **kwargs):
 @pytest.fixture
 def run_module(monkeypatch):
     """run_module(module, args, check=False, diff=False) -> result; ModuleFail when the module fails.
-    result["warnings"] holds what the module passed to warn()."""
+    result["warnings"] (also a failure's) holds what the module passed to warn()."""
     monkeypatch.setattr(basic.AnsibleModule, "exit_json", _exit_json)
     monkeypatch.setattr(basic.AnsibleModule, "fail_json", _fail_json)
     warnings = []
@@ -77,6 +77,9 @@ def run_module(monkeypatch):
                 result = done.result
                 result["warnings"] = list(warnings)
                 return result
+            except ModuleFail as failed:
+                failed.result["warnings"] = list(warnings)
+                raise
         raise AssertionError("%s.main() returned without exit_json or fail_json" % module.__name__)
 
     return run
@@ -214,3 +217,40 @@ def mounts(tmp_path, monkeypatch):
     text = recorded_mountinfo(str(tmp_path))
     monkeypatch.setattr(enforcement, "read_mountinfo_text", lambda: text)
     return parse_mountinfo(text)
+
+
+class FakeLibbpf(object):
+    version = (1, 1)
+
+
+@pytest.fixture
+def lsm_host(monkeypatch):
+    """use(root, release, tools): point the LSM modules (lsm_facts, lsm_boot, lsm_check) at a recorded
+    host: its files under root, its kernel release, libbpf 1.1, a kernel that attaches the probe
+    program (tests may replace these), and its boot tools (boot_hosts.BootTools)."""
+    from ansible_collections.bpfquota.nfs.plugins.modules import lsm_boot, lsm_check, lsm_facts
+
+    for module in (lsm_check, lsm_facts):
+        monkeypatch.setattr(module, "libbpf", FakeLibbpf)
+        monkeypatch.setattr(module, "probe_lsm", lambda: None)
+
+    def use(root, release, tools):
+        for module in (lsm_boot, lsm_check, lsm_facts):
+            monkeypatch.setattr(module, "HOST_ROOT", root)
+        monkeypatch.setattr(os, "uname", lambda: os.uname_result(
+            ("Linux", "node", release, "#1 SMP PREEMPT_DYNAMIC", "x86_64")))
+        monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda module, argv, **kw: tools.run(argv))
+        monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda module, name, *a, **kw: tools.which(name))
+        return tools
+    return use
+
+
+def snapshot(root):
+    """Every file under root with its bytes: what a run must leave alone."""
+    files = {}
+    for directory, dummy, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as handle:
+                files[os.path.relpath(path, root)] = handle.read()
+    return files

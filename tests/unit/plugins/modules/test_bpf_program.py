@@ -6,6 +6,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import errno
 import hashlib
 import os
 
@@ -27,14 +28,15 @@ READY = {
     "config_bpf_lsm": True, "config_lsm": ["landlock", "lockdown", "yama", "integrity", "apparmor"],
     "btf": True, "bpffs": True, "libbpf_version": "1.1", "proposed_lsm": None, "ready": True, "reasons": [],
 }
-NOT_READY_REASON = (
-    "bpf is compiled in but not active (active: lockdown,capability,landlock,yama,apparmor): add bpf to the "
-    "lsm= boot parameter: lsm=lockdown,capability,landlock,yama,apparmor,bpf, e.g. with bpfquota_fix_boot: "
-    "true, then reboot")
+NOT_READY_REASONS = [
+    lsm.reason("bpf_not_in_lsm", "bpf is compiled in but not active (active: lockdown,capability,landlock,yama,apparmor)",
+               "add bpf to the lsm= boot parameter: lsm=lockdown,capability,landlock,yama,apparmor,bpf, e.g. with "
+               "bpfquota_fix_boot: true, then reboot"),
+    lsm.reason("libbpf_missing", "libbpf not found", "install libbpf >= 1.0 (Debian/Ubuntu: libbpf1, RHEL/Fedora: libbpf)"),
+]
 NOT_READY = dict(READY, bpf_lsm_active=False, active_lsms=["lockdown", "capability", "landlock", "yama", "apparmor"],
                  cmdline_lsm=None, proposed_lsm=["lockdown", "capability", "landlock", "yama", "apparmor", "bpf"],
-                 ready=False, reasons=[NOT_READY_REASON, "libbpf not found: install libbpf >= 1.0 (Debian/Ubuntu: "
-                                                         "libbpf1, RHEL/Fedora: libbpf)"])
+                 ready=False, reasons=NOT_READY_REASONS)
 
 PROGRAMS = {"bq_file_permission": 41, "bq_inode_create": 42}
 UPGRADED_PROGRAMS = {"bq_file_permission": 51, "bq_inode_create": 52}
@@ -194,8 +196,12 @@ def test_not_ready_host_is_refused_before_loading(run_module, monkeypatch, facts
     with pytest.raises(ModuleFail) as failed:
         run_module(bpf_program, {"object": obj}, check=check)
     assert failed.value.result["msg"] == (
-        "this host can't enforce quotas, nothing was loaded:\n  - %s\n  - %s" % tuple(NOT_READY["reasons"]))
-    assert failed.value.result["reasons"] == NOT_READY["reasons"]
+        "this host can't enforce quotas, nothing was loaded:\n"
+        "  - bpf is compiled in but not active (active: lockdown,capability,landlock,yama,apparmor): add bpf to the "
+        "lsm= boot parameter: lsm=lockdown,capability,landlock,yama,apparmor,bpf, e.g. with bpfquota_fix_boot: true, "
+        "then reboot\n"
+        "  - libbpf not found: install libbpf >= 1.0 (Debian/Ubuntu: libbpf1, RHEL/Fedora: libbpf)")
+    assert failed.value.result["reasons"] == NOT_READY_REASONS
     assert kernel.called("load") == kernel.called("trial_load") == []
     assert not os.path.exists(pin_dir)
 
@@ -212,13 +218,28 @@ def test_not_ready_host_is_refused_before_an_upgrade(run_module, monkeypatch, fa
 @pytest.mark.parametrize("check", [True, False])
 def test_trial_load_refused_by_the_kernel(run_module, monkeypatch, facts, pin_dir, lock_path, obj, check):
     kernel = make_kernel(monkeypatch, pin_dir, lock_path)
-    kernel.trial_error = libbpf.LibbpfError("loading BPF object %s failed: Operation not permitted" % obj)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    problem = "loading BPF object %s failed: Operation not permitted" % obj
+    kernel.trial_error = libbpf.LibbpfError(problem + "; the kernel refused the LSM programs ...", errno.EPERM,
+                                            problem, "the kernel refused the LSM programs ...")
     with pytest.raises(ModuleFail) as failed:
         run_module(bpf_program, {"object": obj}, check=check)
+    refusal = failed.value.result["reasons"]
+    assert [(r["code"], r["text"]) for r in refusal] == [("lsm_load_refused", str(kernel.trial_error))]
     assert failed.value.result["msg"] == (
-        "this host can't enforce quotas, nothing was loaded:\n  - loading BPF object %s failed: "
-        "Operation not permitted" % obj)
+        "this host can't enforce quotas, nothing was loaded:\n  - %s: %s" % (str(kernel.trial_error), refusal[0]["fix"]))
     assert kernel.called("load") == []
+
+
+def test_trial_load_rejected_by_the_verifier(run_module, monkeypatch, facts, pin_dir, lock_path, obj):
+    kernel = make_kernel(monkeypatch, pin_dir, lock_path)
+    problem = "loading BPF object %s failed: Permission denied\nlibbpf log (last lines):\nR1 invalid mem access" % obj
+    kernel.trial_error = libbpf.LibbpfError("...", errno.EACCES, problem, "the verifier rejected a program (its log is below)")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    with pytest.raises(ModuleFail) as failed:
+        run_module(bpf_program, {"object": obj})
+    assert failed.value.result["reasons"] == [
+        lsm.reason("trial_load_failed", problem, "the verifier rejected a program (its log is below)")]
 
 
 def test_failed_probe(run_module, monkeypatch, facts, pin_dir, lock_path, obj):
