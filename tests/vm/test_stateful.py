@@ -140,6 +140,8 @@ class Worker:
 
     def answer(self):
         line = self.proc.stdout.readline()
+        if not line:
+            print("%s died during %s" % (self.name, self.op))  # seen even when Hypothesis reports Flaky
         assert line, "a worker died"
         err = json.loads(line)["errno"]
         OUTCOMES[self.op, errno.errorcode.get(err, "ok")] += 1
@@ -222,6 +224,14 @@ def machine_for(share, mount, workers):
 
         @invariant()
         def within_the_limit_and_never_undercounted(self):
+            try:
+                self.check_usage()
+            except AssertionError as failure:
+                # Printed as it happens: a failure Hypothesis can't replay is reported as Flaky without it.
+                print("invariant failed: %s" % failure)
+                raise
+
+        def check_usage(self):
             if not hasattr(self, "root"):
                 return
             on_disk, inodes = counted_usage(self.root)
