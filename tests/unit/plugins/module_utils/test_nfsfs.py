@@ -38,7 +38,7 @@ def test_v3_and_v4_lines():
 
 
 def test_ipv6_server_and_64_bit_fsid():
-    (nfs_super,) = parse_nfsfs_volumes(HEADER + V6_LINE).values()
+    nfs_super = parse_nfsfs_volumes(HEADER + V6_LINE)[(0, 60)]
     assert nfs_super.server == "fd000000000000000000000000000009"
     assert nfs_super.dev == (0, 60)
     assert nfs_super.fsid == (0x12345678abcdef, 0xffffffffffffffff)
@@ -50,7 +50,7 @@ def test_extra_whitespace_and_blank_lines():
 
 
 def test_line_without_fscache_column():
-    (nfs_super,) = parse_nfsfs_volumes("v3 0a000009  801 0:70 1:2\n").values()
+    nfs_super = parse_nfsfs_volumes("v3 0a000009  801 0:70 1:2\n")[(0, 70)]
     assert (nfs_super.version, nfs_super.fsid) == (3, (1, 2))
 
 
