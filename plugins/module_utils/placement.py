@@ -105,6 +105,7 @@ def place(homes, supers, views, stat=os.stat):
     for info in infos:
         keys[(groups[info.fsid], info.ino)] = info.vol_id
     unplaced = []
+    untold = []  # [((group, ino), unplaced entry)] of roots whose relation to the volumes is unknown
     placed = set()  # (dev, ino) of mount roots already seen through another server path
     for root in roots:
         view, root_stat, error = _reach(root, stat)
@@ -119,10 +120,13 @@ def place(homes, supers, views, stat=os.stat):
             continue  # a volume's root (or a root placed through another superblock)
         value = _root_value(root, view, root_stat, [h for h in infos if groups[h.fsid] == group], supers, stat)
         if value is None:
-            unplaced.append((root.dev, view.access, _reason(
-                view, "can't tell where it lies relative to the volumes of its filesystem")))
+            untold.append(((group, root_stat.st_ino), (root.dev, view.access, _reason(
+                view, "can't tell where it lies relative to the volumes of its filesystem"))))
         else:
             keys[(group, root_stat.st_ino)] = value
+    # The kernel knows a root by (group, ino) only: one placed through another superblock of
+    # its group (where paths could tell) is placed.
+    unplaced.extend(entry for key, entry in untold if key not in keys)
     return Placement(groups=groups, keys=keys, unplaced=sorted(unplaced))
 
 

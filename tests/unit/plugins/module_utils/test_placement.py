@@ -299,3 +299,14 @@ def test_nfs_views_skips_a_pid_that_vanishes(tmp_path):
     proc = make_proc(tmp_path, {"self": ("own", own), "3": ("b", None),
                                 "4": ("b", line(70, (0, 53), "/data", "127.0.0.1:/pv-b"))})
     assert [(v.mount.mount_id, v.access) for v in nfs_views(proc)] == [(70, proc + "/4/root/data")]
+
+
+def test_root_told_through_another_superblock_of_its_group_is_placed():
+    # /mnt/O (v3) can't be told by itself, but the same directory (fileid 900) reached
+    # through a v4 superblock of the home's fsid (/other) is beside the volume: placed.
+    lines = (NFS4_A, NFS3, line(160, V3.dev, "/mnt/O", "127.0.0.1:/srv/nfs/other", OPTS3),
+             line(161, V4.dev, "/mnt/O4", "127.0.0.1:/other"))
+    fs = FakeStat(dict(VM_STAT, **{"/mnt/O4": (V4.dev, 900)}))
+    result = place([Home(7, "/mnt/A/sub/pv-a")], {V4.dev: V4, V3.dev: V3}, views(*lines), fs)
+    assert result.keys == {(1, 17339): 7, (1, 723): ROOT_IN, (1, 900): ROOT_IN}
+    assert result.unplaced == []
