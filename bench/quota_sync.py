@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import run as bench_run  # noqa: E402  (bench/run.py: building, the VM, host noise)
 import vm_bench  # noqa: E402  (bench/vm_bench.py: helpers run in the VM)
-from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, enforcement, quota, usage  # noqa: E402
+from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, enforcement, identity, quota, usage  # noqa: E402
 
 VOLUMES = 10000
 CREATOR_DIR = "/srv/nfs/quota-sync"   # the volume directories, made server-side ...
@@ -143,7 +143,7 @@ class Rounds:
 
 # `bpfquota apply` is made of these, in this order (enforcement.prepare_sync and apply_sync).
 PHASES = [(enforcement, "sync_inputs", "stamp"), (enforcement, "validated_volumes", "validate"),
-          (quota, "route_keys", "routes"),
+          (identity, "identities", "routes"),
           (quota, "stored_route_keys", "stored routes"),
           (quota, "applied_volumes", "read maps"), (quota, "plan", "plan"),
           (quota, "apply_plan", "write maps"), (usage, "scan_volumes", "first scans")]

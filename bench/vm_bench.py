@@ -21,8 +21,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement, libbpf, loader, quota, usage  # noqa: E402
-from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import read_mountinfo  # noqa: E402
+from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement, identity, libbpf, loader, quota, usage  # noqa: E402
 
 BPFQUOTA = [sys.executable, os.path.join(ROOT, "bin", "bpfquota")]
 OBJECT = os.path.join(ROOT, "build", "bpfquota.bpf.o")
@@ -171,13 +170,13 @@ def write_volumes_file(label, entries):
 
 def prepare_volumes(volumes_file):
     volumes = enforcement.desired_volumes(volumes_file, "enforce")
-    return volumes, quota.route_keys([v.path for v in volumes], read_mountinfo())
+    return volumes, identity.identities([v.path for v in volumes])
 
 
-def apply_prepared(volumes, keys, scan):
+def apply_prepared(volumes, found, scan):
     with enforcement.exclusive():
         with enforcement.open_maps() as maps:
-            the_plan = quota.plan(quota.applied_volumes(maps), volumes, keys)
+            the_plan = quota.plan(quota.applied_volumes(maps), volumes, found.by_path, found.roots, found.groups)
             quota.apply_plan(maps, the_plan)
             for path in scan:
                 if path in the_plan.ids:

@@ -2,9 +2,10 @@
 /*
  * bpfquota: per-directory write quotas enforced at the syscall by BPF LSM.
  *
- * A volume is a directory identified by the (dev, ino) of its root; a file
- * belongs to the nearest enclosing volume (found by walking d_parent, then
- * cached per inode). Usage = base (from user space's scan) + deltas the
+ * A volume is a directory identified by its filesystem's identity and its
+ * inode number (for NFS: the server's fsid, placed by user space, and fileid,
+ * so every mount of the export reaches it); a file belongs to the nearest
+ * enclosing volume (found by walking d_parent, then cached per inode). Usage = base (from user space's scan) + deltas the
  * kernel accounts from i_size changes it sees + growth reserved for
  * operations in flight. Every operation that may grow a file is admitted
  * with its byte count, all of it or nothing (see bq_inode in bpfquota.h),
@@ -47,6 +48,7 @@ char build_tag[] SEC(".bpfquota.build_tag") = BPFQUOTA_BUILD_TAG;
 #define RLIMIT_CORE 4
 #define RENAME_EXCHANGE 2
 #define DCACHE_NFSFS_RENAMED 0x1000
+#define NFS_SUPER_MAGIC 0x6969
 #define FALLOC_FL_KEEP_SIZE 0x01
 #define FALLOC_FL_PUNCH_HOLE 0x02
 #define FALLOC_FL_COLLAPSE_RANGE 0x08
@@ -69,7 +71,7 @@ struct {
 	__type(value, __u32);
 } vol_keys SEC(".maps");
 
-/* Superblocks that hold any volume: everything else is let through with one lookup. */
+/* Local superblocks that hold any volume: everything else is let through with one lookup. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_DEVS);
@@ -77,6 +79,22 @@ struct {
 	__type(key, __u64);
 	__type(value, __u32);
 } vol_devs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_NFS_GROUPS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct bq_fsid);
+	__type(value, __u32);
+} nfs_groups SEC(".maps");
+
+/* When the last placement request was sent (kernel only). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} place_requested SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -170,7 +188,7 @@ struct {
 struct vol_ctx {
 	bool unknown; /* on a filesystem with volumes, but which volume (if any) can't be told: refuse growth */
 	__u32 vol;
-	__u64 dev;
+	__u64 fs; /* the filesystem identity keys use (bq_key.fs) */
 	struct bq_inode *st;
 	struct bq_vol_cfg *cfg;
 	struct bq_vol_stats *vs;
@@ -215,25 +233,124 @@ static __always_inline __u64 current_gen(void)
 	return c ? c->gen : 0;
 }
 
-static __always_inline bool dev_has_volumes(__u64 dev)
+static __always_inline bool nfs_watched(void)
 {
-	return bpf_map_lookup_elem(&vol_devs, &dev) != 0;
+	__u32 zero = 0;
+	struct bq_config *c = bpf_map_lookup_elem(&config, &zero);
+
+	return c && (c->flags & BQ_CFG_NFS_WATCH);
 }
 
-static __always_inline __u32 volume_rooted_at(__u64 dev, __u64 ino)
+static __always_inline bool is_nfs_fs(__u64 fs)
 {
-	struct bq_key key = { .dev = dev, .ino = ino };
-	__u32 *vol = bpf_map_lookup_elem(&vol_keys, &key);
+	return fs >= BQ_NFS_FS_BASE;
+}
 
-	return vol ? *vol : 0;
+#define BQ_FS_UNPLACED (~0ULL)  /* an NFS superblock whose fsid user space hasn't placed yet */
+#define BQ_FS_NONE 0            /* a filesystem that holds no volume */
+
+/* Ask user space (through the events ring) to place what it hasn't: rate limited, the agent places everything at once. */
+static void request_placement(void)
+{
+	__u32 zero = 0;
+	__u64 *last = bpf_map_lookup_elem(&place_requested, &zero);
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!last || now - *last < BQ_PLACE_GAP_NS)
+		return;
+	*last = now;
+	struct bq_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e)
+		return;
+	e->ts_ns = now;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->vol_id = 0;
+	e->op = BQ_OP_PLACE;
+	e->ret = -EDQUOT;
+	e->mode = BQ_MODE_ENFORCE;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+}
+
+/*
+ * The identity volumes on `sb` are keyed by: its s_dev on a local filesystem that holds
+ * volumes; for NFS (when any volume is on NFS), the group of the server's fsid, which is
+ * the same for every superblock of that server filesystem. BQ_FS_NONE: no volume can be
+ * here. BQ_FS_UNPLACED: an NFS fsid user space hasn't placed (or the nfs module's types
+ * weren't there at load): which volumes it holds can't be told.
+ */
+static __always_inline __u64 fs_of(struct super_block *sb)
+{
+	if (sb->s_magic != NFS_SUPER_MAGIC) {
+		__u64 dev = sb->s_dev;
+		return bpf_map_lookup_elem(&vol_devs, &dev) ? dev : BQ_FS_NONE;
+	}
+	if (!nfs_watched())
+		return BQ_FS_NONE;
+	if (!bpf_core_type_exists(struct nfs_server))
+		return BQ_FS_UNPLACED;
+	struct nfs_server *server = sb->s_fs_info;
+	struct bq_fsid fsid = {
+		.major = BPF_CORE_READ(server, fsid.major),
+		.minor = BPF_CORE_READ(server, fsid.minor),
+	};
+	__u32 *group = bpf_map_lookup_elem(&nfs_groups, &fsid);
+	return group ? BQ_NFS_FS_BASE + *group : BQ_FS_UNPLACED;
+}
+
+static __always_inline bool has_volumes(struct inode *inode)
+{
+	return fs_of(inode->i_sb) != BQ_FS_NONE;
+}
+
+/* vol_keys' value for (fs, ino): a volume id, BQ_ROOT_IN | id for a placed NFS mount root, or 0. */
+static __always_inline __u32 key_value(__u64 fs, __u64 ino)
+{
+	struct bq_key key = { .fs = fs, .ino = ino };
+	__u32 *value = bpf_map_lookup_elem(&vol_keys, &key);
+
+	return value ? *value : 0;
+}
+
+/* True when (fs, ino) is a volume's root directory. */
+static __always_inline bool is_volume_root(__u64 fs, __u64 ino)
+{
+	__u32 value = key_value(fs, ino);
+
+	return value && !(value & BQ_ROOT_IN);
 }
 
 /* The far part of a walk, one d_parent step per bpf_loop iteration (read with probes: no cache there). */
 struct far_walk {
 	__u64 dentry;
-	__u64 dev;
+	__u64 fs;
 	__u32 vol;
 };
+
+/* True when the directory (fs, ino) ends a walk: a volume's root, or a placed NFS mount root; *vol is its answer. */
+static __always_inline bool key_ends_walk(__u64 fs, __u64 ino, __u32 *vol)
+{
+	__u32 value = key_value(fs, ino);
+
+	if (!value)
+		return false;
+	*vol = value & ~BQ_ROOT_IN;
+	return true;
+}
+
+/*
+ * The walk reached a root (d_parent is itself) that is no volume root: on a local filesystem
+ * that is the top, in no volume; on NFS it is some mount's root, which may lie inside a
+ * volume on the server: unknown until user space places it.
+ */
+static __always_inline __u32 unplaced_root(__u64 fs)
+{
+	if (!is_nfs_fs(fs))
+		return 0;
+	request_placement();
+	return BQ_VOL_UNKNOWN;
+}
 
 static long far_walk_step(__u32 index, void *ctx)
 {
@@ -243,14 +360,11 @@ static long far_walk_step(__u32 index, void *ctx)
 
 	if (!in)
 		return 1; /* vol stays unknown */
-	__u32 vol = volume_rooted_at(w->dev, BPF_CORE_READ(in, i_ino));
-	if (vol) {
-		w->vol = vol;
+	if (key_ends_walk(w->fs, BPF_CORE_READ(in, i_ino), &w->vol))
 		return 1;
-	}
 	struct dentry *parent = BPF_CORE_READ(d, d_parent);
 	if (!parent || parent == d) {
-		w->vol = 0;
+		w->vol = unplaced_root(w->fs);
 		return 1;
 	}
 	w->dentry = (__u64)parent;
@@ -263,14 +377,14 @@ static long far_walk_step(__u32 index, void *ctx)
  * cached answer is current; past them the walk goes on with bpf_loop for
  * FAR_WALK_STEPS more levels. Deeper than that is unknown, never "no volume".
  */
-static __u32 walk_to_volume(struct dentry *d, __u64 dev, __u64 gen)
+static __u32 walk_to_volume(struct dentry *d, __u64 fs, __u64 gen)
 {
 	for (int depth = 0; depth < MAX_DEPTH; depth++) {
 		struct inode *in = d->d_inode;
+		__u32 vol;
 		if (!in)
 			return BQ_VOL_UNKNOWN;
-		__u32 vol = volume_rooted_at(dev, in->i_ino);
-		if (vol)
+		if (key_ends_walk(fs, in->i_ino, &vol))
 			return vol;
 		if (depth > 0) {
 			struct bq_inode *cached = bpf_inode_storage_get(&inode_st, in, 0, 0);
@@ -279,10 +393,10 @@ static __u32 walk_to_volume(struct dentry *d, __u64 dev, __u64 gen)
 		}
 		struct dentry *parent = d->d_parent;
 		if (!parent || parent == d)
-			return 0;
+			return unplaced_root(fs);
 		d = parent;
 	}
-	struct far_walk w = { .dentry = (__u64)d, .dev = dev, .vol = BQ_VOL_UNKNOWN };
+	struct far_walk w = { .dentry = (__u64)d, .fs = fs, .vol = BQ_VOL_UNKNOWN };
 	bpf_loop(FAR_WALK_STEPS, far_walk_step, &w, 0);
 	return w.vol;
 }
@@ -302,7 +416,7 @@ static __always_inline void note_dirty(struct vol_ctx *v, struct inode *inode, _
 			return;
 		v->st->epoch = cfg->epoch;
 	}
-	struct bq_key key = { .dev = v->dev, .ino = inode->i_ino };
+	struct bq_key key = { .fs = v->fs, .ino = inode->i_ino };
 	struct bq_dirty rec = {
 		.vol_id = v->vol,
 		.epoch = cfg->epoch,
@@ -335,11 +449,15 @@ static __always_inline bool volume_of(struct inode *inode, struct dentry *dentry
 {
 	if (!inode)
 		return false;
-	v->dev = inode->i_sb->s_dev;
-	if (!dev_has_volumes(v->dev))
+	v->fs = fs_of(inode->i_sb);
+	if (v->fs == BQ_FS_NONE)
 		return false;
 	/* From here on the inode is on a filesystem that holds volumes: what can't be resolved is unknown. */
 	v->unknown = true;
+	if (v->fs == BQ_FS_UNPLACED) {
+		request_placement();
+		return false;
+	}
 	__u64 gen = current_gen();
 	if (!gen)
 		return false;
@@ -347,7 +465,7 @@ static __always_inline bool volume_of(struct inode *inode, struct dentry *dentry
 	if (!st) {
 		if (track)
 			return false; /* no state could be allocated */
-		v->vol = walk_to_volume(dentry, v->dev, gen);
+		v->vol = walk_to_volume(dentry, v->fs, gen);
 		v->st = 0;
 		if (v->vol == BQ_VOL_UNKNOWN)
 			return false;
@@ -356,7 +474,7 @@ static __always_inline bool volume_of(struct inode *inode, struct dentry *dentry
 	}
 	bool first_sight = st->gen == 0;
 	if (st->gen != gen) {
-		__u32 vol = walk_to_volume(dentry, v->dev, gen);
+		__u32 vol = walk_to_volume(dentry, v->fs, gen);
 		if (vol == BQ_VOL_UNKNOWN)
 			return false; /* not cached: the next hook walks again */
 		/* A file new to a volume counts from its current size: that volume's scan saw it. */
@@ -680,7 +798,7 @@ static __always_inline void stash_op(struct file *file, __u32 kind, __s64 pos, _
 {
 	struct inode *inode = file->f_inode;
 
-	if (!inode || !dev_has_volumes(inode->i_sb->s_dev))
+	if (!inode || !has_volumes(inode))
 		return;
 	struct bq_stash *s = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!s)
@@ -830,7 +948,7 @@ int BPF_PROG(bq_inode_free, struct inode *inode)
 
 	if (!st)
 		return 0;
-	struct vol_ctx v = { .vol = st->vol_id, .dev = inode->i_sb->s_dev, .st = st };
+	struct vol_ctx v = { .vol = st->vol_id, .fs = fs_of(inode->i_sb), .st = st };
 	bool known = st->gen == current_gen() && volume_slots(&v);
 	__u64 key = (__u64)inode;
 	struct bq_stash *s = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, 0);
@@ -960,7 +1078,7 @@ static __always_inline void finish_create(bool created, struct file *opened)
 	struct inode *inode = opened->f_inode;
 	if (!inode)
 		return;
-	struct bq_key key = { .dev = inode->i_sb->s_dev, .ino = inode->i_ino };
+	struct bq_key key = { .fs = fs_of(inode->i_sb), .ino = inode->i_ino };
 	struct bq_dirty *rec = bpf_map_lookup_elem(&scan_dirty, &key);
 	if (rec && rec->vol_id == vol && rec->epoch == cfg->epoch)
 		rec->files_before = 1;
@@ -1074,7 +1192,7 @@ int BPF_PROG(bq_d_instantiate, struct dentry *dentry, struct inode *inode)
 	__u32 vol = pending->vol_id;
 	__u32 epoch = pending->epoch;
 	bpf_map_delete_elem(&creating, &task);
-	struct vol_ctx v = { .vol = vol, .dev = inode->i_sb->s_dev };
+	struct vol_ctx v = { .vol = vol, .fs = fs_of(inode->i_sb) };
 	v.cfg = bpf_map_lookup_elem(&vol_cfg, &vol);
 	v.vs = bpf_map_lookup_elem(&vol_stats, &vol);
 	if (!v.cfg || !v.vs || !v.cfg->scanning || v.cfg->epoch != epoch)
@@ -1340,7 +1458,7 @@ int BPF_PROG(bq_inode_rename, struct inode *old_dir, struct dentry *old_dentry, 
 	volume_of_dir(new_dir, new_dentry->d_parent, &dst);
 	if (src.unknown || dst.unknown)
 		return -EXDEV; /* which volumes can't be told */
-	if (src.vol == dst.vol || volume_rooted_at(inode->i_sb->s_dev, inode->i_ino)) {
+	if (src.vol == dst.vol || is_volume_root(fs_of(inode->i_sb), inode->i_ino)) {
 		if (src.vol == dst.vol) {
 			note_moved(&src, inode, old_dentry);
 			if (!note_renaming(&src))

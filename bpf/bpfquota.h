@@ -10,14 +10,14 @@
 #ifndef BPFQUOTA_H
 #define BPFQUOTA_H
 
-#define BPFQUOTA_ABI 2
+#define BPFQUOTA_ABI 3
 
 /* Volume ids are 1..MAX_VOLUMES; 0 means "not in any volume". */
 #define MAX_VOLUMES 65536
 #define PROBE_VOLUME (MAX_VOLUMES + 1) /* used by the loader to prove the hooks run */
 #define VOLUME_SLOTS (MAX_VOLUMES + 2)
-#define MAX_ROUTES (4 * MAX_VOLUMES) /* (dev, ino) keys: a volume reachable by several mounts */
-#define MAX_DEVS 4096
+#define MAX_ROUTES (4 * MAX_VOLUMES) /* vol_keys entries: volume roots and placed NFS mount roots */
+#define MAX_DEVS 4096 /* local filesystems holding volumes (vol_devs) */
 #define MAX_DIRTY 65536
 #define MAX_DEPTH 16 /* d_parent levels walked with the per-inode cache, to find the enclosing volume */
 #define FAR_WALK_STEPS 1024 /* levels walked past those (bpf_loop); deeper is "unknown" */
@@ -45,10 +45,27 @@ enum bq_op {
 	BQ_NR_OPS = 9,
 };
 
-/* vol_keys: HASH, key -> __u32 volume id. One entry per route to a volume root. */
+/*
+ * vol_keys: HASH, key -> __u32 value. The key names a directory by its filesystem's identity
+ * and its inode number: `fs` is the superblock's s_dev (kernel encoding MAJOR << 20 | MINOR) on a
+ * local filesystem; on NFS it is BQ_NFS_FS_BASE + the group user space gave the server's fsid
+ * (nfs_groups), so every mount of one server filesystem, whatever its superblock, shares the
+ * keys; `ino` is then the server's fileid. The value is a volume id for a volume's root, or
+ * BQ_ROOT_IN | id for an NFS mount's root directory placed inside volume `id` (0: in none).
+ */
 struct bq_key {
-	__u64 dev; /* kernel encoding: MAJOR << 20 | MINOR */
+	__u64 fs;
 	__u64 ino;
+};
+
+#define BQ_NFS_FS_BASE (1ULL << 32) /* NFS filesystem identities: above every s_dev */
+#define BQ_ROOT_IN 0x80000000u      /* a placed NFS mount root, not a volume root */
+#define MAX_NFS_GROUPS 4096
+
+/* nfs_groups: HASH bq_fsid -> __u32 group (1..MAX_NFS_GROUPS): the NFS filesystems user space has placed. */
+struct bq_fsid {
+	__u64 major;
+	__u64 minor;
 };
 
 /* vol_cfg: ARRAY[VOLUME_SLOTS], written only by user space. */
@@ -81,7 +98,7 @@ struct bq_vol_stats {
 };
 
 /*
- * scan_dirty: HASH bq_key(dev, ino of the file) -> bq_dirty. While a scan of the
+ * scan_dirty: HASH bq_key(fs, ino of the file) -> bq_dirty. While a scan of the
  * volume runs (epoch changed), the first size or count change of each inode
  * records what the inode contributed when the scan started, so the scan can
  * use that instead of what stat() saw (see plugins/module_utils/usage.py).
@@ -115,9 +132,16 @@ struct bq_creating {
 struct bq_config {
 	__u64 gen;            /* bumped when the key set changes: invalidates cached volume ids; 0 = not configured */
 	__u32 event_gap_ms;   /* at most one denial event per volume per gap */
-	__u32 pad;
+	__u32 flags;          /* BQ_CFG_* */
 	__u8 obj_sha256[32];  /* hash of the loaded object: what is loaded */
 };
+
+/* Some volume is on NFS: every NFS superblock's fsid and mount roots must be placed, or growth there is refused. */
+#define BQ_CFG_NFS_WATCH 1
+
+/* A denial event's op when growth was refused below an NFS fsid or mount root not placed yet: the agent places it. */
+#define BQ_OP_PLACE 100
+#define BQ_PLACE_GAP_NS 50000000ULL /* at most one placement request per 50 ms */
 
 /*
  * inode_st: INODE_STORAGE. Per-inode cache and accounting state (kernel only).

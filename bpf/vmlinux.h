@@ -60,6 +60,18 @@ enum {
 
 struct super_block {
 	dev_t s_dev;
+	unsigned long s_magic;
+	void *s_fs_info; /* NFS: struct nfs_server */
+};
+
+/* From the nfs module's BTF: libbpf relocates against it when the module is loaded (bpf_core_type_exists guards). */
+struct nfs_fsid {
+	__u64 major;
+	__u64 minor;
+};
+
+struct nfs_server {
+	struct nfs_fsid fsid;
 };
 
 struct inode {

@@ -10,14 +10,15 @@ import signal
 import sys
 import time
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement, layout, quota, saved
+from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement, identity, layout, quota, saved
 from ansible_collections.bpfquota.nfs.plugins.module_utils.events import EventReader, describe
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
-from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MOUNTINFO, read_mountinfo
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MOUNTINFO
 from ansible_collections.bpfquota.nfs.plugins.module_utils.usage import NOT_SCANNED, scan_volumes
 from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import WalkError, WalkTimeout, run_with_timeout
 
 ROUTES_TIMEOUT = 30.0  # stat() of a route under a dead NFS server must not stall the agent
+PLACE_GAP = 0.25  # seconds between placements the kernel asks for: one that can't place keeps asking
 TICK = 60.0  # seconds between saves of the usage and retries of the scans of volumes whose usage is unknown
 
 
@@ -26,23 +27,30 @@ def log(message):
     sys.stderr.flush()
 
 
-def refresh_routes(maps, timeout=ROUTES_TIMEOUT):
-    """Register every route to every volume (a mount may have appeared or gone); the stat()s get
-    `timeout` seconds, as they hold the lock that apply and reconcile wait for."""
+def refresh_routes(maps, timeout=ROUTES_TIMEOUT, unplaced=None):
+    """Key every volume again and place every NFS fsid and mount root this host has (a mount may
+    have appeared or gone, in any mount namespace); the stat()s get `timeout` seconds, as they
+    hold the lock that apply and reconcile wait for. `unplaced` ({access: reason}) remembers what
+    was last left unplaced, so each is logged once."""
     applied = quota.applied_volumes(maps)
     paths = sorted(applied)
+    current_groups = maps.nfs_groups()
     try:
-        keys_by_path = run_with_timeout(quota.route_keys, (paths, read_mountinfo()), timeout)
+        found = run_with_timeout(identity.identities, (paths, current_groups), timeout)
     except (WalkTimeout, WalkError) as e:
         log("routes not refreshed: %s" % e)
         return False
-    want = {}
-    for path, keys in keys_by_path.items():
-        for key in keys:
-            want[key] = applied[path][0]
-    changed = quota.sync_keys(maps, want)
+    found = identity.keep_missing(found, quota.stored_route_keys(maps, applied, list(found.missing)), current_groups)
+    want = identity.wanted_keys(found, dict((path, vol_id) for path, (vol_id, dummy) in applied.items()))
+    changed = quota.sync_keys(maps, want, found.groups)
     if changed:
-        log("routes updated: %d keys for %d volumes" % (len(want), len(paths)))
+        log("routes updated: %d keys for %d volumes, %d NFS filesystems" % (len(want), len(paths), len(set(found.groups.values()))))
+    if unplaced is not None:
+        now = dict((access, reason) for dummy, access, reason in found.unplaced)
+        for access in sorted(set(now) - set(unplaced)):
+            log("%s: growth is refused below it until it can be placed" % now[access])
+        unplaced.clear()
+        unplaced.update(now)
     return changed
 
 
@@ -103,19 +111,30 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
     lock = lock or enforcement.exclusive
     maps = QuotaMaps()
     paths = maps.paths()
-    reader = EventReader(lambda event: log(describe(event, paths)))
+    unplaced = {}
+    asked = []  # the kernel met an NFS fsid or mount root not placed (its growth is refused meanwhile)
+
+    def on_event(event):
+        if event.op == layout.OP_PLACE:
+            asked.append(event)
+        else:
+            log(describe(event, paths))
+
+    reader = EventReader(on_event)
     poller = select.poll()
     poller.register(reader.epoll_fd(), select.POLLIN)
     mountinfo = open(MOUNTINFO, "rb")  # only read to re-arm the notification: no decoding
     poller.register(mountinfo.fileno(), select.POLLPRI | select.POLLERR)  # signalled on any mount change
     next_round = next_tick = time.monotonic()
+    next_place = 0.0
     next_volume = 0
     previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    log("running: a round every %gs, NFS mounts placed as they appear" % interval)
     try:
         while True:
             if time.monotonic() >= next_round:
                 with lock():
-                    refresh_routes(maps, min(ROUTES_TIMEOUT, scan_timeout))
+                    refresh_routes(maps, min(ROUTES_TIMEOUT, scan_timeout), unplaced)
                     next_volume = reconcile_round(maps, scan_timeout, budget, next_volume)
                     paths.clear()
                     paths.update(maps.paths())
@@ -130,13 +149,19 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
                     retry_unknown(maps, scan_timeout, budget)
                 save_usage(maps)
                 next_tick = time.monotonic() + TICK
-            timeout_ms = max(0, int((min(next_round, next_tick) - time.monotonic()) * 1000))
+            if asked and time.monotonic() >= next_place:
+                del asked[:]
+                with lock():
+                    refresh_routes(maps, min(ROUTES_TIMEOUT, scan_timeout), unplaced)
+                next_place = time.monotonic() + PLACE_GAP
+            wake = min(next_round, next_tick, next_place) if asked else min(next_round, next_tick)
+            timeout_ms = max(0, int((wake - time.monotonic()) * 1000))
             for fd, dummy in poller.poll(timeout_ms):
                 if fd == mountinfo.fileno():
                     mountinfo.seek(0)
                     mountinfo.read()  # re-arms the notification
                     with lock():
-                        refresh_routes(maps, min(ROUTES_TIMEOUT, scan_timeout))
+                        refresh_routes(maps, min(ROUTES_TIMEOUT, scan_timeout), unplaced)
                 else:
                     reader.consume()
     finally:

@@ -17,12 +17,13 @@ import os
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
+from ansible_collections.bpfquota.nfs.plugins.module_utils import identity
 from ansible_collections.bpfquota.nfs.plugins.module_utils import lsm
 from ansible_collections.bpfquota.nfs.plugins.module_utils import maps as quota_maps
 from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
 from ansible_collections.bpfquota.nfs.plugins.module_utils import saved
 from ansible_collections.bpfquota.nfs.plugins.module_utils import usage
-from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import parse_mountinfo, read_mountinfo_text
+from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import read_mountinfo_text
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import (
     StatMemo, VolumeError, listed_paths, load_volumes_file, validate_volumes)
 
@@ -227,11 +228,14 @@ def apply_volumes(maps, volumes, check, scan_timeout, warn, scan_budget=None, ap
     routes_held = paths_known(inputs, applied)
     try:
         if routes_held:
-            keys_by_path = quota.stored_route_keys(maps, applied, paths)
+            the_plan = quota.plan(applied, volumes, quota.stored_route_keys(maps, applied, paths))
         else:
-            mounts = parse_mountinfo(inputs.mountinfo if inputs is not None else read_mountinfo_text())
-            keys_by_path = quota.route_keys(paths, mounts, stat)
-        the_plan = quota.plan(applied, volumes, keys_by_path)
+            found = identity.identities(paths, maps.nfs_groups(), stat)
+            if found.missing:
+                raise ValueError("; ".join(sorted(found.missing.values())))
+            for dummy, access, reason in found.unplaced:
+                warn("%s: growth is refused below it until the agent can place it" % reason)
+            the_plan = quota.plan(applied, volumes, found.by_path, found.roots, found.groups)
     except ValueError as e:  # the volumes can't be planned (capacity, one directory twice)
         raise BpfquotaError(str(e), USAGE)
     if not check:

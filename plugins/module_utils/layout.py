@@ -8,13 +8,18 @@ __metaclass__ = type
 import collections
 import struct
 
-ABI = 2
+ABI = 3
 MAX_VOLUMES = 65536
 PROBE_VOLUME = MAX_VOLUMES + 1
 VOLUME_SLOTS = MAX_VOLUMES + 2
 SYNC_STAMP_SLOT = 0  # vol_meta's spare entry (ids start at 1): see QuotaMaps.sync_stamp
 MAX_ROUTES = 4 * MAX_VOLUMES
 MAX_DEVS = 4096
+MAX_NFS_GROUPS = 4096
+NFS_FS_BASE = 1 << 32  # BQ_NFS_FS_BASE: an NFS key's fs is this + the group of the server's fsid
+ROOT_IN = 0x80000000   # BQ_ROOT_IN: a vol_keys value naming a placed NFS mount root (| the volume it lies in)
+CFG_NFS_WATCH = 1      # BQ_CFG_NFS_WATCH: some volume is on NFS, every NFS fsid and mount root must be placed
+OP_PLACE = 100         # BQ_OP_PLACE: an event asking the agent to place an NFS fsid or mount root
 MAX_DIRTY = 65536
 MAX_LIMIT = 2 ** 63 - 1  # the largest byte or file limit: usage is kept in signed 64-bit counters
 HUGE = 1 << 62  # BQ_HUGE: the kernel clamps sizes and sums here; bases are clamped alike, so packing never fails
@@ -37,6 +42,7 @@ UNKNOWN_USAGE = {"refuse": 0, "allow": ALLOW_UNKNOWN}  # a volume's unknown_usag
 OPS = ("write", "mmap", "truncate", "create", "mkdir", "mknod", "symlink", "link", "rename")
 
 KEY = struct.Struct("=QQ")
+FSID = struct.Struct("=QQ")
 U32 = struct.Struct("=I")
 U64 = struct.Struct("=Q")
 VOL_CFG = struct.Struct("=QQqqIIII")
@@ -52,12 +58,13 @@ VolCfg.__new__.__defaults__ = (0,)  # flags
 VolStats = collections.namedtuple(
     "VolStats", "delta_bytes delta_files dirty_overflow stale last_event_ns checks denied reserved_bytes")
 Dirty = collections.namedtuple("Dirty", "vol_id epoch size_before files_before")
-Config = collections.namedtuple("Config", "gen event_gap_ms obj_sha256")
+Config = collections.namedtuple("Config", "gen event_gap_ms obj_sha256 flags")
+Config.__new__.__defaults__ = (0,)  # flags
 Event = collections.namedtuple("Event", "ts_ns pid uid vol_id op ret mode comm")
 
 
-def pack_key(dev, ino):
-    return KEY.pack(dev, ino)
+def pack_key(fs, ino):
+    return KEY.pack(fs, ino)
 
 
 def pack_vol_cfg(cfg):
@@ -82,12 +89,12 @@ def empty_vol_stats():
 
 
 def pack_config(cfg):
-    return CONFIG.pack(cfg.gen, cfg.event_gap_ms, 0, cfg.obj_sha256)
+    return CONFIG.pack(cfg.gen, cfg.event_gap_ms, cfg.flags, cfg.obj_sha256)
 
 
 def unpack_config(data):
-    gen, event_gap_ms, dummy_pad, obj_sha256 = CONFIG.unpack(data)
-    return Config(gen, event_gap_ms, obj_sha256)
+    gen, event_gap_ms, flags, obj_sha256 = CONFIG.unpack(data)
+    return Config(gen, event_gap_ms, obj_sha256, flags)
 
 
 def pack_vol_meta(path):

@@ -9,6 +9,7 @@ __metaclass__ = type
 import errno
 import os
 import shutil
+import subprocess
 import tempfile
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
@@ -20,6 +21,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import volume_key
 
 DEFAULT_EVENT_GAP_MS = 1000
+NFS_MODULE = "/sys/module/nfs"
 
 
 class ProbeFailed(Exception):
@@ -50,9 +52,18 @@ def status(pin_dir=layout.PIN_DIR):
     return {"loaded": True, "sha256": sha, "programs": programs, "pin_dir": pin_dir}
 
 
+def ensure_nfs_types(module=NFS_MODULE):
+    """The programs read NFS superblocks with the nfs module's own types (CO-RE against its BTF),
+    found only while the module is loaded: load it first (best effort: without it, NFS volumes
+    refuse growth until the next load)."""
+    if not os.path.isdir(module):
+        subprocess.call(["modprobe", "-q", "nfs"])
+
+
 def load(object_path, pin_dir=layout.PIN_DIR, probe=True):
     """Load `object_path` (or upgrade to it). Returns {changed, upgraded, sha256, programs}."""
     ensure_bpffs()
+    ensure_nfs_types()
     sha = file_sha256(object_path)
     before = status(pin_dir)
     if before["loaded"] and before["sha256"] == sha:
@@ -83,7 +94,22 @@ def load(object_path, pin_dir=layout.PIN_DIR, probe=True):
             if not before["loaded"]:
                 unload(pin_dir)
             raise
-    return dict(status(pin_dir), changed=True, upgraded=before["loaded"])
+    retired = retire_other_abis(pin_dir)
+    return dict(status(pin_dir), changed=True, upgraded=before["loaded"] or bool(retired))
+
+
+def retire_other_abis(pin_dir, pin_root=layout.PIN_ROOT):
+    """Unload what an object of another ABI left pinned beside pin_dir (an upgrade across ABIs):
+    only once the new programs are attached, so no moment is left unenforced. Returns their dirs."""
+    if os.path.dirname(os.path.abspath(pin_dir)) != os.path.abspath(pin_root):
+        return []  # a private pin dir (tests): nothing beside it is ours
+    retired = []
+    for name in sorted(os.listdir(pin_root)):
+        other = os.path.join(pin_root, name)
+        if other != os.path.abspath(pin_dir) and name[:1] == "v" and name[1:].isdigit():
+            shutil.rmtree(other)  # bpffs: unlinking a pin releases the link or map it held
+            retired.append(other)
+    return retired
 
 
 def trial_load(object_path):

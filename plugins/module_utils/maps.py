@@ -11,7 +11,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 
 # Maps user space reads and writes (inode_st and events are the kernel's).
-USER_MAPS = ("vol_keys", "vol_devs", "vol_cfg", "vol_stats", "scan_dirty", "config", "vol_meta")
+USER_MAPS = ("vol_keys", "vol_devs", "nfs_groups", "vol_cfg", "vol_stats", "scan_dirty", "config", "vol_meta")
 
 
 class NotLoaded(Exception):
@@ -104,9 +104,17 @@ class QuotaMaps:
         # Every time, not once per instance: another process may have stamped since.
         self._delete_many("vol_meta", [layout.U32.pack(layout.SYNC_STAMP_SLOT)], layout.U32.size)
 
-    # routes
+    def set_config_flags(self, flags):
+        """Set config.flags (CFG_*); True when they changed."""
+        cfg = self.config()
+        if cfg.flags == flags:
+            return False
+        self.set_config(cfg._replace(flags=flags))
+        return True
+
+    # keys: (fs, ino) -> volume id, or ROOT_IN | id of a placed NFS mount root
     def keys(self):
-        """{(dev, ino): volume id} for every route."""
+        """{(fs, ino): value} of every key: volume roots and placed NFS mount roots."""
         return dict((key, vol_id) for key, (vol_id,) in self._items("vol_keys", layout.KEY, layout.U32))
 
     def set_key(self, key, vol_id):
@@ -121,6 +129,18 @@ class QuotaMaps:
 
     def set_dev(self, dev, count):
         self.set_devs({dev: count})
+
+    def nfs_groups(self):
+        """{(fsid major, fsid minor): group} of every NFS filesystem placed."""
+        return dict(((major, minor), group) for (major, minor), (group,) in self._items("nfs_groups", layout.FSID, layout.U32))
+
+    def set_nfs_groups(self, groups):
+        """Write {fsid: group}."""
+        self._update_many("nfs_groups", [(layout.FSID.pack(*fsid), layout.U32.pack(g)) for fsid, g in groups.items()],
+                          routing=True)
+
+    def delete_nfs_groups(self, fsids):
+        self._delete_many("nfs_groups", [layout.FSID.pack(*fsid) for fsid in fsids], layout.FSID.size, routing=True)
 
     # scans
     def all_dirty(self):
@@ -156,7 +176,7 @@ class QuotaMaps:
         self._delete_many("vol_meta", [layout.U32.pack(i) for i in vol_ids], layout.U32.size, routing=True)
 
     def set_keys(self, keys):
-        """Write {(dev, ino): volume id}."""
+        """Write {(fs, ino): value}."""
         self._update_many("vol_keys", [(layout.pack_key(*key), layout.U32.pack(i)) for key, i in keys.items()],
                           routing=True)
 

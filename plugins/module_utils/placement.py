@@ -22,6 +22,7 @@ import collections
 import os
 import stat as stat_module
 
+from ansible_collections.bpfquota.nfs.plugins.module_utils.layout import ROOT_IN
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import (
     _join,
     _mount_holding,
@@ -33,7 +34,6 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import (
     split_nfs_source,
 )
 
-ROOT_IN = 0x80000000  # a mount root's key: ROOT_IN | vol_id inside a volume, ROOT_IN alone in none
 
 View = collections.namedtuple("View", [
     "mount",   # mountinfo.Mount of an NFS mount

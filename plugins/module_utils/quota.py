@@ -11,11 +11,11 @@ import os
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils.digest import bytes_sha256
-from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MountTable
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import Volume, diff_volumes
 
-Plan = collections.namedtuple("Plan", "added updated removed ids keys")
-
+# keys: {(fs, ino): value} as vol_keys holds it; groups: {fsid: group} as nfs_groups holds it (None: leave it)
+Plan = collections.namedtuple("Plan", "added updated removed ids keys groups")
+Plan.__new__.__defaults__ = (None,)  # groups
 
 class CapacityError(ValueError):
     pass
@@ -39,7 +39,7 @@ def volumes_stamp(entries, default_mode, routes_stamp):
 
 
 def stored_route_keys(maps, applied, paths):
-    """{path: set of (dev, ino)} as the maps hold them, for paths the maps already have."""
+    """{path: set of (fs, ino)} as the maps hold them, for paths the maps already have."""
     by_id = collections.defaultdict(set)
     for key, vol_id in maps.keys().items():
         by_id[vol_id].add(key)
@@ -58,12 +58,6 @@ def applied_volumes(maps):
     return out
 
 
-def route_keys(paths, mounts, stat=os.stat):
-    """{path: set of (dev, ino)}: every way this host reaches each volume's directory."""
-    table = MountTable(mounts)
-    return dict((path, table.keys(path, stat)) for path in paths)
-
-
 def assign_ids(applied, desired):
     """Keep the ids of volumes that stay; give new ones the lowest free ids."""
     ids = dict((path, applied[path][0]) for path in applied if path in desired)
@@ -75,8 +69,10 @@ def assign_ids(applied, desired):
     return ids
 
 
-def plan(applied, volumes, keys_by_path):
-    """What apply() will do, computed from state alone (check mode shows exactly this)."""
+def plan(applied, volumes, keys_by_path, roots=None, groups=None):
+    """What apply() will do, computed from state alone (check mode shows exactly this).
+    keys_by_path: {path: keys} of the volumes; roots, groups: of their Identities (None: keep the
+    maps' NFS placement as it is)."""
     desired = dict((v.path, v) for v in volumes)
     if len(desired) > layout.MAX_VOLUMES:
         raise CapacityError("%d volumes exceed the capacity of %d: split them across hosts or remove some"
@@ -91,31 +87,57 @@ def plan(applied, volumes, keys_by_path):
                 raise ValueError("volumes %s and %s are the same directory: keep one of them"
                                  % (path, [p for p, i in ids.items() if i == other][0]))
             keys[key] = ids[path]
+    for key, value in root_values(roots or {}, ids).items():
+        keys.setdefault(key, value)
     if len(keys) > layout.MAX_ROUTES:
         raise CapacityError("%d routes to volumes exceed the capacity of %d" % (len(keys), layout.MAX_ROUTES))
-    if len(set(key[0] for key in keys)) > layout.MAX_DEVS:
+    if len(set(key[0] for key in keys if key[0] < layout.NFS_FS_BASE)) > layout.MAX_DEVS:
         raise CapacityError("volumes span more than %d filesystems" % layout.MAX_DEVS)
-    return Plan(added, updated, removed, ids, keys)
+    return Plan(added, updated, removed, ids, keys, groups)
 
 
-def sync_keys(maps, want):
-    """Make vol_keys and vol_devs equal `want` ({(dev, ino): id}); True when anything changed.
-    Writes only what differs: re-syncing an unchanged set writes nothing."""
+def root_values(roots, ids):
+    """{(fs, ino): vol_keys value} of placed NFS mount roots ({key: path of the volume it lies in, or
+    None}), given {path: volume id}: ROOT_IN | the id, or ROOT_IN alone for none."""
+    return dict((key, layout.ROOT_IN | (ids[inside] if inside is not None else 0))
+                for key, inside in roots.items() if inside is None or inside in ids)
+
+
+def sync_keys(maps, want, groups=None):
+    """Make vol_keys, vol_devs (and, unless groups is None, nfs_groups and the NFS watch flag)
+    equal `want` ({(fs, ino): value}) and `groups` ({fsid: group}); True when anything changed.
+    Writes only what differs: re-syncing an unchanged set writes nothing. New groups and the
+    watch flag go first and stale ones last: meanwhile what isn't placed refuses growth."""
     current = maps.keys()
     have = dict((k, v) for k, v in current.items() if v != layout.PROBE_VOLUME)
     probe_devs = set(key[0] for key, vol_id in current.items() if vol_id == layout.PROBE_VOLUME)
     stale = [k for k in have if k not in want]
     new = dict((k, v) for k, v in want.items() if have.get(k) != v)
-    dev_counts = collections.Counter(key[0] for key in want)
+    dev_counts = collections.Counter(key[0] for key in want if key[0] < layout.NFS_FS_BASE)
     devs = maps.devs()
+    watch = any(key[0] >= layout.NFS_FS_BASE for key in want)
+    groups_changed = False
+    if groups is not None:
+        old_groups = maps.nfs_groups()
+        changed_groups = dict((fsid, g) for fsid, g in groups.items() if old_groups.get(fsid) != g)
+        maps.set_nfs_groups(changed_groups)
+        groups_changed = bool(changed_groups)
+        if watch:
+            groups_changed = maps.set_config_flags(maps.config().flags | layout.CFG_NFS_WATCH) or groups_changed
     # Devs first: a route on a dev the kernel doesn't check would not be found.
     maps.set_devs(dict((dev, count) for dev, count in dev_counts.items() if devs.get(dev) != count))
     maps.set_keys(new)
     maps.delete_keys(stale)
     maps.set_devs(dict((dev, 0) for dev in devs if dev not in dev_counts and dev not in probe_devs))
-    if stale or new:
+    if groups is not None:
+        stale_groups = [fsid for fsid in old_groups if fsid not in groups]
+        maps.delete_nfs_groups(stale_groups)
+        groups_changed = groups_changed or bool(stale_groups)
+        if not watch:
+            groups_changed = maps.set_config_flags(maps.config().flags & ~layout.CFG_NFS_WATCH) or groups_changed
+    if stale or new or groups_changed:
         maps.bump_gen()
-    return bool(stale or new)
+    return bool(stale or new or groups_changed)
 
 
 def vol_cfg_for(volume, old=None):
@@ -148,7 +170,7 @@ def apply_plan(maps, the_plan, applied=None, routes_held=False, saved=None):
         applied = applied if applied is not None else applied_volumes(maps)
         removed_ids = set(applied[v.path][0] for v in the_plan.removed)
         remaining = dict((k, v) for k, v in maps.keys().items()
-                         if v not in removed_ids and v != layout.PROBE_VOLUME)
+                         if v & ~layout.ROOT_IN not in removed_ids and v != layout.PROBE_VOLUME)
         changed = sync_keys(maps, remaining)
         maps.set_vol_cfgs(dict((vol_id, layout.VolCfg(0, 0, 0, 0, layout.MODE_UNUSED, 0, 0)) for vol_id in removed_ids))
         maps.reset_vol_stats_of(removed_ids)
@@ -164,4 +186,4 @@ def apply_plan(maps, the_plan, applied=None, routes_held=False, saved=None):
     maps.set_vol_cfgs(dict((vol_id, vol_cfg_for(v, old_cfgs[vol_id])) for vol_id, v in updated.items()))
     if routes_held and not (the_plan.added or the_plan.removed):
         return changed
-    return sync_keys(maps, the_plan.keys) or changed
+    return sync_keys(maps, the_plan.keys, the_plan.groups) or changed

@@ -455,11 +455,12 @@ def test_apply_sums_up_the_scan_warnings_past_ten(on_test_maps, tmp_path, capsys
 
 
 def test_apply_refuses_two_volumes_that_are_one_directory(on_test_maps, tmp_path, capsys, monkeypatch):
-    from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import identity
     a = make_volume(tmp_path, "pv-a", {})
     b = make_volume(tmp_path, "pv-b", {})
     # b is also reachable as a (a bind mount would do this): plan() must refuse, before any write
-    monkeypatch.setattr(quota, "route_keys", lambda paths, mounts, stat=None: dict((p, {volume_key(a)}) for p in paths))
+    monkeypatch.setattr(identity, "identities", lambda paths, current_groups=None, stat=None: identity.Identities(
+        dict((p, {volume_key(a)}) for p in paths), {}, {}, [], {}))
     before = snapshot(on_test_maps)
     path = volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Gi}\n  - {path: %s, limit: 1Gi}\n" % (a, b))
     assert cli.main(["apply", path]) == 2
@@ -470,7 +471,7 @@ def test_apply_refuses_two_volumes_that_are_one_directory(on_test_maps, tmp_path
 
 
 def test_a_re_apply_on_the_same_paths_and_mounts_reuses_the_routes(on_test_maps, tmp_path, capsys, monkeypatch):
-    from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import identity
     maps = on_test_maps
     a = make_volume(tmp_path, "pv-a", {"f": 10})
     b = make_volume(tmp_path, "pv-b", {})
@@ -483,7 +484,7 @@ def test_a_re_apply_on_the_same_paths_and_mounts_reuses_the_routes(on_test_maps,
 
     def no_examination(*args, **kwargs):
         raise AssertionError("the routes were resolved again")
-    monkeypatch.setattr(quota, "route_keys", no_examination)
+    monkeypatch.setattr(identity, "identities", no_examination)
     changed = volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 2Gi}\n  - {path: %s, limit: 1Gi}\n" % (b, a),
                            name="changed.yml")
     assert cli.main(["apply", changed]) == 0  # the same paths (in another order), one limit changed
@@ -509,7 +510,7 @@ def test_a_re_apply_on_the_same_paths_and_mounts_reuses_the_routes(on_test_maps,
 
 
 def test_a_new_mount_table_or_path_set_resolves_every_route(on_test_maps, tmp_path, capsys, monkeypatch):
-    from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import identity
     maps = on_test_maps
     a = make_volume(tmp_path, "pv-a", {})
     b = make_volume(tmp_path, "pv-b", {})
@@ -517,9 +518,9 @@ def test_a_new_mount_table_or_path_set_resolves_every_route(on_test_maps, tmp_pa
     assert cli.main(["apply", one]) == 0
     stamp = maps.sync_stamp()
     resolved = []
-    real_route_keys = quota.route_keys
-    monkeypatch.setattr(quota, "route_keys", lambda paths, *args: resolved.append(sorted(paths)) or
-                        real_route_keys(paths, *args))
+    real_identities = identity.identities
+    monkeypatch.setattr(identity, "identities", lambda paths, *args: resolved.append(sorted(paths)) or
+                        real_identities(paths, *args))
     text = enforcement.read_mountinfo_text()
     monkeypatch.setattr(enforcement, "read_mountinfo_text", lambda: text + "999 1 0:99 / /mnt/new rw - tmpfs x rw\n")
     assert cli.main(["apply", one]) == 0  # a mount came: every route again, and a new stamp

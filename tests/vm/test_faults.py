@@ -270,16 +270,13 @@ def test_concurrent_applies_serialize(share):
         row = rows[volume["path"]]
         assert (row["limit_bytes"], row["limit_files"], row["mode"]) == (volume["limit"], volume["inodes"],
                                                                          volume["mode"])
-    from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import identity, quota
     from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
-    from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import read_mountinfo
     with QuotaMaps() as maps:
         applied = quota.applied_volumes(maps)
-        want = {}
-        for path, keys in quota.route_keys(sorted(applied), read_mountinfo()).items():
-            for key in keys:
-                want[key] = applied[path][0]
-        assert maps.keys() == want
+        found = identity.identities(sorted(applied), maps.nfs_groups())
+        want = identity.wanted_keys(found, dict((path, vol_id) for path, (vol_id, dummy) in applied.items()))
+        assert maps.keys() == want and maps.nfs_groups() == found.groups
 
 
 def test_an_apply_waits_while_a_reconcile_holds_the_lock(share):

@@ -29,7 +29,7 @@ BPF_SRC = os.path.join(REPO_ROOT, "bpf")
 BPFFS = "/sys/fs/bpf"
 
 WRITES = ("set_config", "bump_gen", "set_vol_cfg", "reset_vol_stats", "set_path", "delete_path",
-          "set_key", "delete_key", "set_dev", "set_sync_stamp",
+          "set_key", "delete_key", "set_dev", "set_nfs_group", "delete_nfs_group", "set_sync_stamp",
           "drop_sync_stamp")
 
 # The writes of many entries at once, and the one-entry writes each amounts to, in order.
@@ -41,6 +41,8 @@ BULK_WRITES = {
     "set_keys": lambda keys: [("set_key", key, vol_id) for key, vol_id in keys.items()],
     "delete_keys": lambda keys: [("delete_key", key) for key in keys],
     "set_devs": lambda counts: [("set_dev", dev, count) for dev, count in counts.items()],
+    "set_nfs_groups": lambda groups: [("set_nfs_group", fsid, group) for fsid, group in groups.items()],
+    "delete_nfs_groups": lambda fsids: [("delete_nfs_group", fsid) for fsid in fsids],
     "delete_dirty": lambda keys: [("drop_dirty", key) for key in keys],
 }
 
@@ -75,6 +77,7 @@ class FakeMaps:
         self._meta = {}
         self._keys = {}
         self._devs = {}
+        self._groups = {}
         self._dirty = {}
         self._stamp = None
 
@@ -158,6 +161,25 @@ class FakeMaps:
             self._devs[dev] = count
         else:
             self._devs.pop(dev, None)
+
+    def nfs_groups(self):
+        return dict(self._groups)
+
+    def set_nfs_group(self, fsid, group):
+        layout.FSID.pack(*fsid)
+        self._stamp = None
+        self._groups[tuple(fsid)] = group
+
+    def delete_nfs_group(self, fsid):
+        self._stamp = None
+        self._groups.pop(tuple(fsid), None)
+
+    def set_config_flags(self, flags):
+        cfg = self.config()
+        if cfg.flags == flags:
+            return False
+        self.set_config(cfg._replace(flags=flags))
+        return True
 
     def all_dirty(self):
         return dict((key, layout.Dirty(*layout.DIRTY.unpack(raw))) for key, raw in self._dirty.items())

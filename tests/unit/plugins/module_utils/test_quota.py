@@ -30,7 +30,7 @@ from quota_testlib import (
 GiB = 1 << 30
 A, B, C, D = "/srv/vol-a", "/srv/vol-b", "/srv/vol-c", "/srv/vol-d"
 DEV1, DEV2, DEV3 = (8 << 20) | 1, (0x2c << 20) | 7, (0x2c << 20) | 9
-OBJECT_MAPS = ("vol_keys", "vol_devs", "vol_cfg", "vol_stats", "scan_dirty", "config", "vol_meta", "creating",
+OBJECT_MAPS = ("vol_keys", "vol_devs", "nfs_groups", "place_requested", "vol_cfg", "vol_stats", "scan_dirty", "config", "vol_meta", "creating",
                "inode_st", "stash", "renaming", "failed_shrinks", "credited", "events")
 
 

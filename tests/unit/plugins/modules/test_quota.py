@@ -12,6 +12,7 @@ import os
 import pytest
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement
+from ansible_collections.bpfquota.nfs.plugins.module_utils import identity
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import quota as quota_utils
 from ansible_collections.bpfquota.nfs.plugins.module_utils import usage
@@ -355,7 +356,7 @@ def test_a_re_run_on_the_same_paths_and_mounts_reuses_the_routes(run_module, fak
     def no_examination(*args, **kwargs):
         raise AssertionError("the routes were resolved again")
     with monkeypatch.context() as patch:
-        patch.setattr(quota_utils, "route_keys", no_examination)
+        patch.setattr(identity, "identities", no_examination)
         result = apply(run_module, fake_maps, {"volumes": [{"path": vols["b"], "limit": "1Gi"},
                                                            {"path": vols["a"], "limit": "2Gi"}]})
     assert (result["changed"], result["updated"], result["routes_changed"]) == (True, [vols["a"]], False)

@@ -1,0 +1,172 @@
+"""How long a new NFS mount of a volume waits to be placed: from `mount` returning to the first
+create let through below it (until then growth there is refused), with the agent running.
+
+    python3 bench/placement.py [--name VM] [--keep] [--mounts N]
+
+On the host: builds the assets, boots a test-bed VM, copies the repo in, runs this file there as
+root with --in-vm, and prints the table (also written to build/placement-results.txt). Each
+sample mounts a volume's directory as kubelet would for a pod (NFSv4.2, its own superblock:
+nosharecache), once with 1 volume applied and once with 1000, then unmounts it. Exits non-zero
+when anything fails; a figure over its target is a figure, not a failure.
+"""
+import argparse
+import errno
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import run as bench_run  # noqa: E402  (bench/run.py: building, the VM, host noise)
+import vm_bench  # noqa: E402  (bench/vm_bench.py: helpers run in the VM)
+
+SERVER_DIR = "/srv/nfs/placement"  # the volume directories, made server-side ...
+CLIENT_DIR = "/mnt/nfs4/placement"  # ... their paths through the VM's NFSv4.2 mount ...
+V4_SOURCE = "127.0.0.1:/placement"  # ... and the export path of that directory over NFSv4
+POD_MOUNT = "/var/lib/kubelet/pods/bench/volumes/kubernetes.io~csi/pv/mount"
+REMOTE_RESULTS = "/root/placement-results.txt"
+RESULTS = ROOT / "build" / "placement-results.txt"
+TARGET_SECONDS = 1.0
+GIVE_UP = 30.0
+VOLUME_COUNTS = (1, 1000)
+
+# ----- in the VM
+
+
+def seconds_until_placed(directory):
+    """From now until a create below `directory` is let through (EDQUOT until it is placed)."""
+    started = time.monotonic()
+    probe = os.path.join(directory, ".placed")
+    while True:
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, 0o644))
+            elapsed = time.monotonic() - started
+            os.unlink(probe)
+            return elapsed
+        except OSError as e:
+            if e.errno != errno.EDQUOT:
+                raise
+        if time.monotonic() - started > GIVE_UP:
+            raise RuntimeError("%s was not placed in %gs" % (directory, GIVE_UP))
+        time.sleep(0.005)
+
+
+def one_sample(volume):
+    os.makedirs(POD_MOUNT, exist_ok=True)
+    vm_bench.run(["mount", "-t", "nfs", "-o", "vers=4.2,nosharecache", "%s/%s" % (V4_SOURCE, volume), POD_MOUNT])
+    try:
+        return seconds_until_placed(POD_MOUNT)
+    finally:
+        vm_bench.run(["umount", POD_MOUNT])
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def measure(count, mounts):
+    names = ["v%04d" % index for index in range(count)]
+    for name in names:
+        os.makedirs(os.path.join(SERVER_DIR, name), exist_ok=True)
+    os.listdir(CLIENT_DIR)
+    entries = [{"path": os.path.join(CLIENT_DIR, name), "limit": "1Gi"} for name in names]
+    vm_bench.bpfquota("apply", vm_bench.write_volumes_file("placement-%d" % count, entries))
+    log_path = os.path.join(vm_bench.WORK, "placement-agent.log")
+    with open(log_path, "w") as log:
+        agent = subprocess.Popen(vm_bench.BPFQUOTA + ["agent", "--interval", "3600"], stderr=log)
+    try:
+        while "running:" not in open(log_path).read():
+            if agent.poll() is not None:
+                raise RuntimeError("the agent exited:\n" + open(log_path).read())
+            time.sleep(0.1)
+        time.sleep(2)  # its first round
+        samples = []
+        for index in range(mounts):
+            samples.append(one_sample(names[index % count]))
+            if index % 20 == 19:
+                vm_bench.progress("%d volumes: %d/%d mounts" % (count, index + 1, mounts))
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(60)
+    return samples
+
+
+def in_vm(out, mounts):
+    vm_bench.run(["testbed-mount-nfs"])
+    os.makedirs(vm_bench.WORK, exist_ok=True)
+    vm_bench.bpfquota("unload")
+    vm_bench.bpfquota("load", "--object", vm_bench.OBJECT)
+    lines = ["bpfquota: from an NFS mount of a volume to its first create let through, agent running "
+             "(inside the test-bed VM: QEMU TCG, %d vCPUs on one host thread, kernel %s)"
+             % (os.cpu_count(), platform.release()), "",
+             "%-28s %8s %8s %8s %8s  %s" % ("volumes applied", "mounts", "p50 s", "p99 s", "max s", "target p99")]
+    for count in VOLUME_COUNTS:
+        samples = measure(count, mounts)
+        p99 = percentile(samples, 0.99)
+        lines.append("%-28d %8d %8.3f %8.3f %8.3f  <= %.1f s %s" % (
+            count, len(samples), percentile(samples, 0.5), p99, max(samples), TARGET_SECONDS,
+            "ok" if p99 <= TARGET_SECONDS else "MISS"))
+    vm_bench.bpfquota("apply", vm_bench.write_volumes_file("placement-none", []))
+    vm_bench.bpfquota("unload")
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+# ----- on the host
+
+
+def run_on_host(name, keep, mounts):
+    """The table the VM printed."""
+    from testbed.image import ensure_image
+    from testbed.vm import VM, VMError, log
+    from testbed.workspace import source_files
+    bench_run.build_assets()
+    vm = VM.boot(name, image=ensure_image())
+    try:
+        vm.run("rm -rf %s && mkdir -p %s" % (bench_run.REMOTE_ROOT, bench_run.REMOTE_ROOT))
+        vm.put_files(ROOT, source_files(ROOT, bench_run.ASSETS), bench_run.REMOTE_ROOT)
+        rc = vm.stream("cd %s && python3 bench/placement.py --in-vm --mounts %d --out %s"
+                       % (bench_run.REMOTE_ROOT, mounts, REMOTE_RESULTS), timeout=bench_run.BENCH_TIMEOUT)
+        if rc != 0:
+            raise VMError("bench/placement.py failed in the VM with exit code %d" % rc)
+        return vm.run("cat %s" % REMOTE_RESULTS).stdout
+    finally:
+        if keep:
+            log("VM %r left running: %s" % (name, " ".join(vm.ssh_argv())))
+        else:
+            vm.shutdown()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", default="bench-placement", help="test-bed VM name (default: %(default)s)")
+    parser.add_argument("--keep", action="store_true", help="leave the VM running afterwards")
+    parser.add_argument("--mounts", type=int, default=100, help="mounts per row (default: %(default)s)")
+    parser.add_argument("--in-vm", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.in_vm:
+        in_vm(args.out, args.mounts)
+        return 0
+    from testbed.vm import run_dir_for
+    signal.signal(signal.SIGTERM, bench_run.raise_on_sigterm)
+    started = time.monotonic()
+    with bench_run.HostNoise(run_dir_for(args.name)) as noise:
+        table = run_on_host(args.name, args.keep, args.mounts)
+    report = "\n".join([table.rstrip("\n"), noise.summary(), "source: %s" % bench_run.source_version(),
+                        "total runtime: %.0f s (build, boot, copy, benchmark, power-off)"
+                        % (time.monotonic() - started)]) + "\n"
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(report)
+    print(report, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
