@@ -120,7 +120,10 @@ def counted_usage(root):
     sizes = {}
     for parent, dirs, files in os.walk(root):
         for name in dirs + files:
-            info = os.lstat(os.path.join(parent, name))
+            try:
+                info = os.lstat(os.path.join(parent, name))
+            except FileNotFoundError:
+                continue  # gone since listed: an NFS silly-renamed .nfsXXXX whose delete just completed, say
             sizes[info.st_ino] = info.st_size if stat.S_ISREG(info.st_mode) else 0
     return sum(sizes.values()), len(sizes)
 
