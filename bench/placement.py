@@ -121,28 +121,6 @@ def in_vm(out, mounts):
 # ----- on the host
 
 
-def run_on_host(name, keep, mounts):
-    """The table the VM printed."""
-    from testbed.image import ensure_image
-    from testbed.vm import VM, VMError, log
-    from testbed.workspace import source_files
-    bench_run.build_assets()
-    vm = VM.boot(name, image=ensure_image())
-    try:
-        vm.run("rm -rf %s && mkdir -p %s" % (bench_run.REMOTE_ROOT, bench_run.REMOTE_ROOT))
-        vm.put_files(ROOT, source_files(ROOT, bench_run.ASSETS), bench_run.REMOTE_ROOT)
-        rc = vm.stream("cd %s && python3 bench/placement.py --in-vm --mounts %d --out %s"
-                       % (bench_run.REMOTE_ROOT, mounts, REMOTE_RESULTS), timeout=bench_run.BENCH_TIMEOUT)
-        if rc != 0:
-            raise VMError("bench/placement.py failed in the VM with exit code %d" % rc)
-        return vm.run("cat %s" % REMOTE_RESULTS).stdout
-    finally:
-        if keep:
-            log("VM %r left running: %s" % (name, " ".join(vm.ssh_argv())))
-        else:
-            vm.shutdown()
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="bench-placement", help="test-bed VM name (default: %(default)s)")
@@ -158,13 +136,10 @@ def main():
     signal.signal(signal.SIGTERM, bench_run.raise_on_sigterm)
     started = time.monotonic()
     with bench_run.HostNoise(run_dir_for(args.name)) as noise:
-        table = run_on_host(args.name, args.keep, args.mounts)
-    report = "\n".join([table.rstrip("\n"), noise.summary(), "source: %s" % bench_run.source_version(),
-                        "total runtime: %.0f s (build, boot, copy, benchmark, power-off)"
-                        % (time.monotonic() - started)]) + "\n"
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(report)
-    print(report, end="")
+        table = bench_run.run_script_in_vm(
+            args.name, args.keep, "python3 bench/placement.py --in-vm --mounts %d --out %s" % (args.mounts, REMOTE_RESULTS),
+            REMOTE_RESULTS)
+    print(bench_run.report_of(table, noise, started, RESULTS), end="")
     return 0
 
 

@@ -246,25 +246,12 @@ def in_vm(out, rounds):
 def run_on_host(name, keep, rounds):
     """The table the VM printed."""
     import ansible
-    from testbed.image import ensure_image
-    from testbed.vm import VM, VMError, log
-    from testbed.workspace import source_files
-    bench_run.build_assets()
-    vm = VM.boot(name, image=ensure_image())
-    try:
-        vm.run("rm -rf %s %s && mkdir -p %s" % (bench_run.REMOTE_ROOT, REMOTE_ANSIBLE, bench_run.REMOTE_ROOT))
-        vm.put_files(ROOT, source_files(ROOT, bench_run.ASSETS), bench_run.REMOTE_ROOT)
+
+    def copy_ansible(vm):
+        vm.run("rm -rf %s && mkdir -p %s" % (REMOTE_ANSIBLE, REMOTE_ANSIBLE))
         vm.put(Path(ansible.__file__).parent, REMOTE_ANSIBLE + "/ansible")
-        rc = vm.stream("cd %s && python3 bench/quota_sync.py --in-vm --rounds %d --out %s"
-                       % (bench_run.REMOTE_ROOT, rounds, REMOTE_RESULTS), timeout=bench_run.BENCH_TIMEOUT)
-        if rc != 0:
-            raise VMError("bench/quota_sync.py failed in the VM with exit code %d" % rc)
-        return vm.run("cat %s" % REMOTE_RESULTS).stdout
-    finally:
-        if keep:
-            log("VM %r left running: %s" % (name, " ".join(vm.ssh_argv())))
-        else:
-            vm.shutdown()
+    return bench_run.run_script_in_vm(name, keep, "python3 bench/quota_sync.py --in-vm --rounds %d --out %s"
+                                      % (rounds, REMOTE_RESULTS), REMOTE_RESULTS, copy_ansible)
 
 
 def main():
@@ -283,12 +270,7 @@ def main():
     started = time.monotonic()
     with bench_run.HostNoise(run_dir_for(args.name)) as noise:
         table = run_on_host(args.name, args.keep, args.rounds)
-    report = "\n".join([table.rstrip("\n"), noise.summary(), "source: %s" % bench_run.source_version(),
-                        "total runtime: %.0f s (build, boot, copy, benchmark, power-off)"
-                        % (time.monotonic() - started)]) + "\n"
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(report)
-    print(report, end="")
+    print(bench_run.report_of(table, noise, started, RESULTS), end="")
     return 0
 
 

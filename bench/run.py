@@ -91,6 +91,37 @@ class HostNoise:
                 f" max {max(self.loads):.1f} ({len(self.loads)} samples, every {self.INTERVAL:.0f} s)")
 
 
+def run_script_in_vm(name: str, keep: bool, command: str, results: str, prepare=None) -> str:
+    """Build the assets, boot VM `name`, copy the repo in (then `prepare(vm)`, if given), run
+    `command` in the repo there (progress shows live) and return the file `results` it wrote; the VM
+    is powered off afterwards unless `keep`. VMError when the command fails."""
+    build_assets()
+    vm = VM.boot(name, image=ensure_image())
+    try:
+        vm.run(f"rm -rf {REMOTE_ROOT} && mkdir -p {REMOTE_ROOT}")
+        vm.put_files(ROOT, source_files(ROOT, ASSETS), REMOTE_ROOT)
+        if prepare is not None:
+            prepare(vm)
+        rc = vm.stream(f"cd {REMOTE_ROOT} && {command}", timeout=BENCH_TIMEOUT)
+        if rc != 0:
+            raise VMError(f"{command.split()[1]} failed in the VM with exit code {rc}")
+        return vm.run(f"cat {results}").stdout
+    finally:
+        if keep:
+            log(f"VM {name!r} left running: {shlex.join(vm.ssh_argv())}")
+        else:
+            vm.shutdown()
+
+
+def report_of(table: str, noise: "HostNoise", started: float, results: Path) -> str:
+    """The table with the host's noise, the source version and the run time; also written to `results`."""
+    report = "\n".join([table.rstrip("\n"), noise.summary(), f"source: {source_version()}",
+                        f"total runtime: {time.monotonic() - started:.0f} s (build, boot, copy, benchmark, power-off)"]) + "\n"
+    results.parent.mkdir(exist_ok=True)
+    results.write_text(report)
+    return report
+
+
 def run_in_vm(vm: VM) -> str:
     files = source_files(ROOT, ASSETS)
     vm.run(f"rm -rf {REMOTE_ROOT} {REMOTE_RESULTS} && mkdir -p {REMOTE_ROOT}")

@@ -249,6 +249,24 @@ static __always_inline bool is_nfs_fs(__u64 fs)
 #define BQ_FS_UNPLACED (~0ULL)  /* an NFS superblock whose fsid user space hasn't placed yet */
 #define BQ_FS_NONE 0            /* a filesystem that holds no volume */
 
+/* One event for user space, about the current task (rate limits are the callers'). */
+static __always_inline void send_event(__u64 now, __u32 vol, __u32 op, int ret, __u32 mode)
+{
+	struct bq_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e)
+		return;
+	e->ts_ns = now;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->vol_id = vol;
+	e->op = op;
+	e->ret = ret;
+	e->mode = mode;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+}
+
 /* Ask user space (through the events ring) to place what it hasn't: rate limited, the agent places everything at once. */
 static void request_placement(void)
 {
@@ -259,18 +277,7 @@ static void request_placement(void)
 	if (!last || now - *last < BQ_PLACE_GAP_NS)
 		return;
 	*last = now;
-	struct bq_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e)
-		return;
-	e->ts_ns = now;
-	e->pid = bpf_get_current_pid_tgid() >> 32;
-	e->uid = (__u32)bpf_get_current_uid_gid();
-	e->vol_id = 0;
-	e->op = BQ_OP_PLACE;
-	e->ret = -EDQUOT;
-	e->mode = BQ_MODE_ENFORCE;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
+	send_event(now, 0, BQ_OP_PLACE, -EDQUOT, BQ_MODE_ENFORCE);
 }
 
 /*
@@ -551,18 +558,7 @@ static __always_inline void emit_denial(struct vol_ctx *v, __u32 op, int ret)
 	if (now - v->vs->last_event_ns < gap)
 		return;
 	v->vs->last_event_ns = now;
-	struct bq_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e)
-		return;
-	e->ts_ns = now;
-	e->pid = bpf_get_current_pid_tgid() >> 32;
-	e->uid = (__u32)bpf_get_current_uid_gid();
-	e->vol_id = v->vol;
-	e->op = op;
-	e->ret = ret;
-	e->mode = v->cfg->mode;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
+	send_event(now, v->vol, op, ret, v->cfg->mode);
 }
 
 /* Count a check; a refusal (`over`) is counted and reported, and returns `err` in enforce mode, else 0. */

@@ -83,6 +83,7 @@ struct bq_vol_cfg {
 #define BQ_VOL_USAGE_UNKNOWN 1 /* no scan and no saved usage yet: the base means nothing, growth is refused ... */
 #define BQ_VOL_ALLOW_UNKNOWN 2 /* ... unless the operator chose availability: unknown usage counts from zero */
 #define BQ_VOL_RESTORED 4      /* the base is saved usage, restored at boot; a scan clears it (user space only) */
+#define BQ_VOL_NOT_MOUNTED 8   /* a source volume no NFS mount of the host reaches (user space only) */
 
 /* vol_stats: ARRAY[VOLUME_SLOTS], written by the kernel with atomic adds.
  * (Not per-CPU: 65 536 volumes x CPUs would cost megabytes per CPU.) */

@@ -14,7 +14,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement, i
 from ansible_collections.bpfquota.nfs.plugins.module_utils.events import EventReader, describe
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MOUNTINFO
-from ansible_collections.bpfquota.nfs.plugins.module_utils.usage import NOT_SCANNED, scan_volumes
+from ansible_collections.bpfquota.nfs.plugins.module_utils.usage import NOT_SCANNED
 from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import WalkError, WalkTimeout, run_with_timeout
 
 ROUTES_TIMEOUT = 30.0  # stat() of a route under a dead NFS server must not stall the agent
@@ -27,41 +27,54 @@ def log(message):
     sys.stderr.flush()
 
 
-def refresh_routes(maps, timeout=ROUTES_TIMEOUT, unplaced=None):
+def refresh_routes(maps, timeout=ROUTES_TIMEOUT, unplaced=None, homes=None):
     """Key every volume again and place every NFS fsid and mount root this host has (a mount may
     have appeared or gone, in any mount namespace); the stat()s get `timeout` seconds, as they
     hold the lock that apply and reconcile wait for. `unplaced` ({access: reason}) remembers what
-    was last left unplaced, so each is logged once."""
+    was last left unplaced, so each is logged once; `homes` ({name: path its tree is walked
+    through}) is brought up to date. Returns the names of the volumes a mount reaches now that
+    none did before (their scan is due), or None when nothing could be refreshed."""
     applied = quota.applied_volumes(maps)
-    paths = sorted(applied)
+    names = sorted(applied)
     current_groups = maps.nfs_groups()
     try:
-        found = run_with_timeout(identity.identities, (paths, current_groups), timeout)
+        found = run_with_timeout(identity.identities, (names, current_groups), timeout)
     except (WalkTimeout, WalkError) as e:
         log("routes not refreshed: %s" % e)
-        return False
-    found = identity.keep_missing(found, quota.stored_route_keys(maps, applied, list(found.missing)), current_groups)
-    want = identity.wanted_keys(found, dict((path, vol_id) for path, (vol_id, dummy) in applied.items()))
-    changed = quota.sync_keys(maps, want, found.groups)
-    if changed:
-        log("routes updated: %d keys for %d volumes, %d NFS filesystems" % (len(want), len(paths), len(set(found.groups.values()))))
+        return None
+    found = identity.keep_missing(found, quota.stored_route_keys(maps, applied, list(found.missing) + list(found.unmounted)),
+                                  current_groups)
+    ids = dict((name, vol_id) for name, (vol_id, dummy) in applied.items())
+    want = identity.wanted_keys(found, ids)
+    if quota.sync_keys(maps, want, found.groups, found.watch):
+        log("routes updated: %d keys for %d volumes, %d NFS filesystems" % (len(want), len(names), len(set(found.groups.values()))))
+    quota.mark_unmounted(maps, ids, found.unmounted)
     if unplaced is not None:
         now = dict((access, reason) for dummy, access, reason in found.unplaced)
         for access in sorted(set(now) - set(unplaced)):
             log("%s: growth is refused below it until it can be placed" % now[access])
         unplaced.clear()
         unplaced.update(now)
-    return changed
+    homes = {} if homes is None else homes
+    arrived = set(found.homes) - set(homes)
+    homes.clear()
+    homes.update(found.homes)
+    return arrived
 
 
-def reconcile_round(maps, scan_timeout, budget, start=0):
-    """Scan volumes in path order from index `start`, in one batch of at most `budget` seconds;
-    returns where the next round starts, so every volume gets its turn."""
-    volumes = sorted(quota.applied_volumes(maps).items())
+def reconcile_round(maps, scan_timeout, budget, start=0, homes=None):
+    """Scan volumes in name order from index `start`, in one batch of at most `budget` seconds;
+    returns where the next round starts, so every volume gets its turn. Each is walked through its
+    home ({name: path}; None: its name is its path); a volume no mount reaches is skipped."""
+    volumes = [(name, entry) for name, entry in sorted(quota.applied_volumes(maps).items())
+               if homes is None or name in homes]
     if not volumes:
         return 0
+    start = start % len(volumes)
     order = volumes[start:] + volumes[:start]
-    results = scan_volumes(maps, [(vol_id, path) for path, (vol_id, dummy) in order], scan_timeout, budget)
+    results = identity.scan_named(maps, [(vol_id, name) for name, (vol_id, dummy) in order],
+                                  homes if homes is not None else dict((name, name) for name, dummy in order),
+                                  scan_timeout, budget)
     for index, result in enumerate(results):
         if result.ok:
             log("reconciled %s: %d bytes in %d files (%.2fs)" % (result.path, result.used_bytes, result.used_files,
@@ -74,17 +87,22 @@ def reconcile_round(maps, scan_timeout, budget, start=0):
     return 0
 
 
-def unknown_volumes(maps):
-    """[(volume id, path)] of the volumes whose usage is unknown (their first scan failed or timed out)."""
+def unknown_volumes(maps, homes=None, only=None):
+    """[(volume id, name)] of the volumes whose usage is unknown (their first scan failed or timed
+    out, or no mount reached them yet), of those a mount reaches (homes; None: all) and, unless
+    `only` is None, named in it."""
     applied = quota.applied_volumes(maps)
     cfgs = maps.vol_cfgs([vol_id for vol_id, dummy in applied.values()])
-    return [(vol_id, path) for path, (vol_id, dummy) in sorted(applied.items()) if cfgs[vol_id].flags & layout.USAGE_UNKNOWN]
+    return [(vol_id, name) for name, (vol_id, dummy) in sorted(applied.items())
+            if cfgs[vol_id].flags & layout.USAGE_UNKNOWN and (homes is None or name in homes)
+            and (only is None or name in only)]
 
 
-def retry_unknown(maps, scan_timeout, budget):
+def retry_unknown(maps, scan_timeout, budget, homes=None, only=None):
     """Scan the volumes whose usage is unknown: they refuse growth (or count from zero) until then."""
-    targets = unknown_volumes(maps)
-    for result in scan_volumes(maps, targets, scan_timeout, budget) if targets else ():
+    targets = unknown_volumes(maps, homes, only)
+    named = homes if homes is not None else dict((name, name) for dummy, name in targets)
+    for result in identity.scan_named(maps, targets, named, scan_timeout, budget) if targets else ():
         if result.ok:
             log("first scan of %s: %d bytes in %d files (%.2fs)"
                 % (result.path, result.used_bytes, result.used_files, result.seconds))
@@ -112,6 +130,7 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
     maps = QuotaMaps()
     paths = maps.paths()
     unplaced = {}
+    homes = {}
     asked = []  # the kernel met an NFS fsid or mount root not placed (its growth is refused meanwhile)
 
     def on_event(event):
@@ -134,8 +153,8 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
         while True:
             if time.monotonic() >= next_round:
                 with lock():
-                    refresh_routes(maps, min(ROUTES_TIMEOUT, scan_timeout), unplaced)
-                    next_volume = reconcile_round(maps, scan_timeout, budget, next_volume)
+                    refresh_routes(maps, min(ROUTES_TIMEOUT, scan_timeout), unplaced, homes)
+                    next_volume = reconcile_round(maps, scan_timeout, budget, next_volume, homes)
                     paths.clear()
                     paths.update(maps.paths())
                 save_usage(maps)
@@ -146,13 +165,15 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
                     return 0
             elif time.monotonic() >= next_tick:
                 with lock():
-                    retry_unknown(maps, scan_timeout, budget)
+                    retry_unknown(maps, scan_timeout, budget, homes)
                 save_usage(maps)
                 next_tick = time.monotonic() + TICK
             if asked and time.monotonic() >= next_place:
                 del asked[:]
                 with lock():
-                    refresh_routes(maps, min(ROUTES_TIMEOUT, scan_timeout), unplaced)
+                    arrived = refresh_routes(maps, min(ROUTES_TIMEOUT, scan_timeout), unplaced, homes)
+                    if arrived:
+                        retry_unknown(maps, scan_timeout, budget, homes, arrived)
                 next_place = time.monotonic() + PLACE_GAP
             wake = min(next_round, next_tick, next_place) if asked else min(next_round, next_tick)
             timeout_ms = max(0, int((wake - time.monotonic()) * 1000))
@@ -161,7 +182,9 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None):
                     mountinfo.seek(0)
                     mountinfo.read()  # re-arms the notification
                     with lock():
-                        refresh_routes(maps, min(ROUTES_TIMEOUT, scan_timeout), unplaced)
+                        arrived = refresh_routes(maps, min(ROUTES_TIMEOUT, scan_timeout), unplaced, homes)
+                        if arrived:
+                            retry_unknown(maps, scan_timeout, budget, homes, arrived)
                 else:
                     reader.consume()
     finally:

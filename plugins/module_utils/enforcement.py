@@ -210,6 +210,7 @@ def apply_sync(maps, sync, check, scan_timeout, warn, scan_budget=None, applied=
 
 # --- applying it ----------------------------------------------------------------------------------
 
+NOT_MOUNTED_HERE = "not mounted on this host: no NFS mount of its server reaches its directory"
 MAX_SCAN_WARNINGS = 10  # one warning per volume, then one for the rest: 10 000 lines help no one
 
 
@@ -226,31 +227,45 @@ def apply_volumes(maps, volumes, check, scan_timeout, warn, scan_budget=None, ap
         applied = quota.applied_volumes(maps)
     paths = [v.path for v in volumes]
     routes_held = paths_known(inputs, applied)
+    found = None
     try:
         if routes_held:
             the_plan = quota.plan(applied, volumes, quota.stored_route_keys(maps, applied, paths))
         else:
-            found = identity.identities(paths, maps.nfs_groups(), stat)
+            current_groups = maps.nfs_groups()
+            found = identity.identities(paths, current_groups, stat)
             if found.missing:
                 raise ValueError("; ".join(sorted(found.missing.values())))
+            found = identity.keep_missing(found, quota.stored_route_keys(maps, applied, [
+                name for name in found.unmounted if name in applied]), current_groups)
             for dummy, access, reason in found.unplaced:
                 warn("%s: growth is refused below it until the agent can place it" % reason)
-            the_plan = quota.plan(applied, volumes, found.by_path, found.roots, found.groups)
+            the_plan = quota.plan(applied, volumes, found.by_path, found.roots, found.groups, found.watch)
     except ValueError as e:  # the volumes can't be planned (capacity, one directory twice)
         raise BpfquotaError(str(e), USAGE)
     if not check:
+        homes = found.homes if found is not None else identity.homes_of([v.path for v in the_plan.added], stat)
         restored = {}
         if the_plan.added:
             saved_volumes, problem = saved.load(saved.STATE_PATH)
             if problem:
                 warn("saved usage not restored: %s" % problem)
-            restored = saved.restorable(saved_volumes, the_plan.added, stat)
+            restored = saved.restorable(saved_volumes, [v for v in the_plan.added if v.path in homes],
+                                        lambda name: stat(homes[name]))
         quota.apply_plan(maps, the_plan, applied, routes_held, restored)
+        if found is not None:
+            quota.mark_unmounted(maps, dict((name, the_plan.ids[name]) for name in the_plan.ids), found.unmounted)
         if inputs is not None and inputs.known != "all":
             maps.set_sync_stamp("%s %s" % (inputs.routes, inputs.volumes))
-        targets = [(the_plan.ids[volume.path], volume.path) for volume in the_plan.added if volume.path not in restored]
-        failed = [result for result in usage.scan_volumes(maps, targets, scan_timeout, scan_budget) if not result.ok]
+        targets = [(the_plan.ids[volume.path], volume.path) for volume in the_plan.added
+                   if volume.path not in restored and volume.path in homes]
+        failed = [result for result in identity.scan_named(maps, targets, homes, scan_timeout, scan_budget)
+                  if not result.ok]
         warn_unscanned(failed, dict((v.path, v) for v in the_plan.added), warn)
+        for volume in the_plan.added:
+            if volume.path not in homes:
+                warn("%s: no NFS mount of this host reaches it yet: it is enforced from the moment one does, its "
+                     "usage scanned then by the agent; %s" % (volume.path, unscanned_effect(volume)))
     return the_plan
 
 
@@ -282,5 +297,9 @@ def reconcile_all(maps, timeout, only=None):
     if unknown:
         raise BpfquotaError("not a volume: %s (volumes: %s)" % (", ".join(unknown), ", ".join(sorted(applied)) or "none"),
                             USAGE)
-    return usage.scan_volumes(maps, [(vol_id, path) for path, (vol_id, dummy) in sorted(applied.items())
-                                     if only is None or path in only], timeout)
+    targets = [(vol_id, name) for name, (vol_id, dummy) in sorted(applied.items()) if only is None or name in only]
+    homes = identity.homes_of([name for dummy, name in targets])
+    results = dict((result.vol_id, result) for result in identity.scan_named(
+        maps, [(vol_id, name) for vol_id, name in targets if name in homes], homes, timeout))
+    return [results.get(vol_id) or usage.ScanResult(vol_id, name, False, None, None, 0.0, NOT_MOUNTED_HERE)
+            for vol_id, name in targets]

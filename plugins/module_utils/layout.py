@@ -37,6 +37,7 @@ MODE_UNUSED = 0
 USAGE_UNKNOWN = 1  # no scan and no saved usage yet: growth is refused ...
 ALLOW_UNKNOWN = 2  # ... unless the volume's unknown_usage is "allow": it counts from zero
 RESTORED = 4       # the base is saved usage restored by apply; the next successful scan clears it
+NOT_MOUNTED = 8    # a source volume no NFS mount of this host reaches (user space only: report shows it)
 UNKNOWN_USAGE = {"refuse": 0, "allow": ALLOW_UNKNOWN}  # a volume's unknown_usage setting -> its flag
 
 OPS = ("write", "mmap", "truncate", "create", "mkdir", "mknod", "symlink", "link", "rename")

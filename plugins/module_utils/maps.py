@@ -9,6 +9,7 @@ import os
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
+from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import parse_volume_meta
 
 # Maps user space reads and writes (inode_st and events are the kernel's).
 USER_MAPS = ("vol_keys", "vol_devs", "nfs_groups", "vol_cfg", "vol_stats", "scan_dirty", "config", "vol_meta")
@@ -88,6 +89,21 @@ class QuotaMaps:
                     start = index * size
                     end = values.find(b"\0", start, start + size)
                     out[vol_id] = values[start:end if end >= 0 else start + size].decode("utf-8", "surrogateescape")
+        return out
+
+    def labels(self):
+        """{volume id: labels (sorted (name, value) pairs)} of every configured volume that has labels."""
+        out = {}
+        size = layout.VOL_META.size
+        for keys, values, n in libbpf.map_batches(self.fds["vol_meta"], layout.U32.size, size):
+            for index, (vol_id,) in enumerate(layout.U32.iter_unpack(keys)):
+                start = index * size
+                name_end = values.find(b"\0", start, start + size)
+                if vol_id == layout.SYNC_STAMP_SLOT or name_end < 0 or values[name_end + 1:name_end + 2] in (b"", b"\0"):
+                    continue  # no labels: the common case costs one byte's look
+                end = values.find(b"\0", name_end + 1, start + size)
+                text = values[start:end if end >= 0 else start + size].decode("utf-8", "surrogateescape")
+                out[vol_id] = parse_volume_meta(text)[1]
         return out
 
     # The sync stamp: the digest of the paths and mount table the routes were last resolved for

@@ -144,7 +144,7 @@ def _mount_holding(path, major, minor, mounts):
     best = []
     best_length = -1
     for mount in mounts:
-        if (mount.major, mount.minor) != (major, minor) or _relative(path, mount.mount_point) is None:
+        if (mount.major, mount.minor) != (major, minor) or relative_path(path, mount.mount_point) is None:
             continue
         length = len(mount.mount_point)
         if length > best_length:
@@ -167,7 +167,7 @@ def _normal(path):
     return normal
 
 
-def _relative(path, ancestor):
+def relative_path(path, ancestor):
     """The part of path below ancestor ("" when equal), or None when ancestor isn't at or above it."""
     if ancestor == "/":
         return path.lstrip("/")
@@ -178,5 +178,5 @@ def _relative(path, ancestor):
     return None
 
 
-def _join(base, rest):
+def join_path(base, rest):
     return base if not rest else os.path.join(base, rest)

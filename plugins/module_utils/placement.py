@@ -24,13 +24,13 @@ import stat as stat_module
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils.layout import ROOT_IN
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import (
-    _join,
     _mount_holding,
     _normal,
-    _relative,
     _suffixes,
     is_nfs,
+    join_path,
     read_mountinfo,
+    relative_path,
     split_nfs_source,
 )
 
@@ -96,8 +96,7 @@ def place(homes, supers, views, stat=os.stat):
     across fsids, relations are guessed from paths and count only once stat confirms them by
     fileid and dev.
     """
-    own_mounts = [v.mount for v in views if v.access == v.mount.mount_point]
-    infos = sorted((_home_info(home, supers, own_mounts, stat) for home in homes), key=lambda h: (h.vol_id, h.path))
+    infos = sorted((_home_info(home, supers, views, stat) for home in homes), key=lambda h: (h.vol_id, h.path))
     stat = _memo(stat)  # guesses repeat paths (a view's root, for each home): stat each once
     roots = _roots(views, supers)
     groups = _groups(infos, roots, supers, stat)
@@ -134,27 +133,36 @@ def _ns_key(st):
     return st.st_dev, st.st_ino
 
 
-def _server_path(mount):
+def server_path(mount):
     """The server path of the mount's root: the source's path (plus root, should a kernel ever
     print a sub-path there); None when the source isn't host:path."""
     server = split_nfs_source(mount.source)
     if server is None:
         return None
-    return _join(server[1], _normal(mount.root).lstrip("/"))
+    return join_path(server[1], _normal(mount.root).lstrip("/"))
 
 
-def _home_info(home, supers, own_mounts, stat):
+def _home_info(home, supers, views, stat):
+    """A home's _HomeInfo. Its path is reached through a mount of this namespace (the one that holds
+    it), or through another namespace's mount (home.path under that view's access path)."""
     st = stat(home.path)
     dev = (os.major(st.st_dev), os.minor(st.st_dev))
     if dev not in supers:
         raise ValueError("volume %s is not on an NFS mount (no NFS superblock %d:%d)" % (home.path, dev[0], dev[1]))
-    mount = _mount_holding(home.path, dev[0], dev[1], own_mounts)
-    server_path = _server_path(mount) if mount is not None else None
-    if server_path is None:
-        raise ValueError("volume %s: no NFS mount of superblock %d:%d in this mount namespace holds it"
-                         % (home.path, dev[0], dev[1]))
+    own = [v.mount for v in views if v.access == v.mount.mount_point]
+    mount = _mount_holding(home.path, dev[0], dev[1], own)
+    access = mount.mount_point if mount is not None else None
+    if mount is None:
+        others = [v for v in views if (v.mount.major, v.mount.minor) == dev and v.access != v.mount.mount_point
+                  and relative_path(home.path, v.access) is not None]
+        if others:
+            view = max(others, key=lambda v: len(v.access))
+            mount, access = view.mount, view.access
+    mount_path = server_path(mount) if mount is not None else None
+    if mount_path is None:
+        raise ValueError("volume %s: no NFS mount of superblock %d:%d holds it" % (home.path, dev[0], dev[1]))
     return _HomeInfo(vol_id=home.vol_id, path=home.path, dev=dev, ino=st.st_ino,
-                     server_path=_join(server_path, _relative(home.path, mount.mount_point)),
+                     server_path=join_path(mount_path, relative_path(home.path, access)),
                      version=supers[dev].version, fsid=supers[dev].fsid)
 
 
@@ -165,7 +173,7 @@ def _roots(views, supers):
     for view in views:
         dev = (view.mount.major, view.mount.minor)
         if dev in supers and is_nfs(view.mount):
-            by_root.setdefault((dev, _server_path(view.mount)), []).append(view)
+            by_root.setdefault((dev, server_path(view.mount)), []).append(view)
     return [_Root(dev, path, tuple(v)) for (dev, path), v in sorted(by_root.items(), key=lambda i: (i[0][0], i[0][1] or ""))]
 
 
@@ -259,18 +267,18 @@ def _confirmed(info, root, view, version, stat, relation):
     root_stat = None
     for home_path, root_path in _path_guesses(info, root, version):
         if relation == _AT_OR_BELOW:
-            rest = _relative(home_path, root_path)
-            if rest is not None and _is_dir(_join(view.access, rest), root.dev, info.ino, stat):
+            rest = relative_path(home_path, root_path)
+            if rest is not None and _is_dir(join_path(view.access, rest), root.dev, info.ino, stat):
                 return True
         else:
-            rest = _relative(root_path, home_path)
+            rest = relative_path(root_path, home_path)
             if not rest:
                 continue
             if root_stat is None:
                 root_stat = stat(view.access)
                 if root_stat is None:
                     return False
-            if _is_dir(_join(info.path, rest), info.dev, root_stat.st_ino, stat):
+            if _is_dir(join_path(info.path, rest), info.dev, root_stat.st_ino, stat):
                 return True
     return False
 
@@ -293,9 +301,9 @@ def _root_value(root, view, root_stat, group_infos, supers, stat):
         comparable = (nfs_super.version, nfs_super.fsid) == (info.version, info.fsid)
         all_comparable = all_comparable and comparable and root.server_path is not None
         if comparable and root.server_path is not None:
-            if _relative(root.server_path, info.server_path):
+            if relative_path(root.server_path, info.server_path):
                 return ROOT_IN | info.vol_id
-            above = above or bool(_relative(info.server_path, root.server_path))
+            above = above or bool(relative_path(info.server_path, root.server_path))
         elif root.server_path is not None:
             if _confirmed(info, root, view, nfs_super.version, stat, _ABOVE):
                 return ROOT_IN | info.vol_id

@@ -7,15 +7,16 @@ __metaclass__ = type
 
 import collections
 import json
-import os
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils.digest import bytes_sha256
-from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import Volume, diff_volumes
+from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import Volume, diff_volumes, volume_meta_text
 
 # keys: {(fs, ino): value} as vol_keys holds it; groups: {fsid: group} as nfs_groups holds it (None: leave it)
-Plan = collections.namedtuple("Plan", "added updated removed ids keys groups")
-Plan.__new__.__defaults__ = (None,)  # groups
+# watch: whether every NFS mount must be placed (None: while any key is an NFS one)
+Plan = collections.namedtuple("Plan", "added updated removed ids keys groups watch")
+Plan.__new__.__defaults__ = (None, None)  # groups, watch
+
 
 class CapacityError(ValueError):
     pass
@@ -49,12 +50,14 @@ def stored_route_keys(maps, applied, paths):
 def applied_volumes(maps):
     """{path: (volume id, Volume)} as the maps hold them."""
     paths = dict((vol_id, path) for vol_id, path in maps.paths().items() if vol_id <= layout.MAX_VOLUMES)
+    labels = maps.labels()
     out = {}
     for vol_id, cfg in maps.vol_cfgs(paths).items():
         if cfg.mode != layout.MODE_UNUSED:
             path = paths[vol_id]
             unknown_usage = "allow" if cfg.flags & layout.ALLOW_UNKNOWN else "refuse"
-            out[path] = (vol_id, Volume(path, cfg.limit_bytes, cfg.limit_files, layout.MODE_NAMES[cfg.mode], unknown_usage))
+            out[path] = (vol_id, Volume(path, cfg.limit_bytes, cfg.limit_files, layout.MODE_NAMES[cfg.mode], unknown_usage,
+                                        labels.get(vol_id, ())))
     return out
 
 
@@ -69,7 +72,7 @@ def assign_ids(applied, desired):
     return ids
 
 
-def plan(applied, volumes, keys_by_path, roots=None, groups=None):
+def plan(applied, volumes, keys_by_path, roots=None, groups=None, watch=None):
     """What apply() will do, computed from state alone (check mode shows exactly this).
     keys_by_path: {path: keys} of the volumes; roots, groups: of their Identities (None: keep the
     maps' NFS placement as it is)."""
@@ -93,7 +96,24 @@ def plan(applied, volumes, keys_by_path, roots=None, groups=None):
         raise CapacityError("%d routes to volumes exceed the capacity of %d" % (len(keys), layout.MAX_ROUTES))
     if len(set(key[0] for key in keys if key[0] < layout.NFS_FS_BASE)) > layout.MAX_DEVS:
         raise CapacityError("volumes span more than %d filesystems" % layout.MAX_DEVS)
-    return Plan(added, updated, removed, ids, keys, groups)
+    return Plan(added, updated, removed, ids, keys, groups, watch)
+
+
+def mark_unmounted(maps, ids, unmounted):
+    """Set NOT_MOUNTED in the config of the volumes named in `unmounted` (source volumes no mount of
+    this host reaches) and clear it in the others of ids ({name: volume id}); True when any changed."""
+    unmounted = set(unmounted)
+    cfgs = maps.vol_cfgs(ids.values())
+    changes = {}
+    for name, vol_id in ids.items():
+        cfg = cfgs.get(vol_id)
+        if cfg is None or cfg.mode == layout.MODE_UNUSED:
+            continue
+        flags = cfg.flags | layout.NOT_MOUNTED if name in unmounted else cfg.flags & ~layout.NOT_MOUNTED
+        if flags != cfg.flags:
+            changes[vol_id] = cfg._replace(flags=flags)
+    maps.set_vol_cfgs(changes)
+    return bool(changes)
 
 
 def root_values(roots, ids):
@@ -103,9 +123,10 @@ def root_values(roots, ids):
                 for key, inside in roots.items() if inside is None or inside in ids)
 
 
-def sync_keys(maps, want, groups=None):
-    """Make vol_keys, vol_devs (and, unless groups is None, nfs_groups and the NFS watch flag)
-    equal `want` ({(fs, ino): value}) and `groups` ({fsid: group}); True when anything changed.
+def sync_keys(maps, want, groups=None, watch=None):
+    """Make vol_keys, vol_devs (and, unless groups is None, nfs_groups and the NFS watch flag: on
+    when `watch`, or when it is None while any key is an NFS one) equal `want` ({(fs, ino): value})
+    and `groups` ({fsid: group}); True when anything changed.
     Writes only what differs: re-syncing an unchanged set writes nothing. New groups and the
     watch flag go first and stale ones last: meanwhile what isn't placed refuses growth."""
     current = maps.keys()
@@ -115,7 +136,8 @@ def sync_keys(maps, want, groups=None):
     new = dict((k, v) for k, v in want.items() if have.get(k) != v)
     dev_counts = collections.Counter(key[0] for key in want if key[0] < layout.NFS_FS_BASE)
     devs = maps.devs()
-    watch = any(key[0] >= layout.NFS_FS_BASE for key in want)
+    if watch is None:
+        watch = any(key[0] >= layout.NFS_FS_BASE for key in want)
     groups_changed = False
     if groups is not None:
         old_groups = maps.nfs_groups()
@@ -180,10 +202,12 @@ def apply_plan(maps, the_plan, applied=None, routes_held=False, saved=None):
     maps.reset_vol_stats_of(added)
     maps.set_vol_cfgs(dict((vol_id, restored_cfg(vol_cfg_for(v), saved[v.path]) if v.path in saved else vol_cfg_for(v))
                            for vol_id, v in added.items()))
-    maps.set_paths(dict((vol_id, v.path) for vol_id, v in added.items()))
+    maps.set_paths(dict((vol_id, volume_meta_text(v.path, v.labels)) for vol_id, v in added.items()))
     updated = dict((the_plan.ids[new.path], new) for dummy, new in the_plan.updated)
+    maps.set_paths(dict((the_plan.ids[new.path], volume_meta_text(new.path, new.labels))
+                        for old, new in the_plan.updated if old.labels != new.labels))
     old_cfgs = maps.vol_cfgs(updated)
     maps.set_vol_cfgs(dict((vol_id, vol_cfg_for(v, old_cfgs[vol_id])) for vol_id, v in updated.items()))
     if routes_held and not (the_plan.added or the_plan.removed):
         return changed
-    return sync_keys(maps, the_plan.keys, the_plan.groups) or changed
+    return sync_keys(maps, the_plan.keys, the_plan.groups, the_plan.watch) or changed

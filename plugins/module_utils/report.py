@@ -5,8 +5,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 # Usage reports for people (a table like `xfs_quota -x -c 'report -h'`) and for tools (JSON), and
-# the rows they are made of, read from the maps. A row is a dict: path, used_bytes, limit_bytes,
-# files, limit_files, denials, mode, usage, unknown_usage (and checks, denials_by_op).
+# the rows they are made of, read from the maps. A row is a dict: path (the volume's name: its path
+# or its source), used_bytes, limit_bytes, files, limit_files, denials, mode, usage, unknown_usage,
+# state, labels (and checks, denials_by_op).
 # Reading needs none of the service's writing side (enforcement.py), so quota_info carries only this.
 
 import json
@@ -17,9 +18,14 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
 from ansible_collections.bpfquota.nfs.plugins.module_utils import usage
 from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import format_size
 
-ROW_KEYS = ("path", "used_bytes", "limit_bytes", "files", "limit_files", "denials", "mode", "usage", "unknown_usage")
-HEADER = ("Volume", "Used", "Limit", "Use%", "Files", "FLimit", "Denials", "Mode", "Usage")
-_LEFT_ALIGNED = (0, 7, 8)  # Volume, Mode and Usage are text; the rest are numbers
+ROW_KEYS = ("path", "used_bytes", "limit_bytes", "files", "limit_files", "denials", "mode", "usage", "unknown_usage",
+            "state", "labels")
+HEADER = ("Volume", "Used", "Limit", "Use%", "Files", "FLimit", "Denials", "Mode", "Usage", "State")
+LABELS_HEADER = "Labels"  # a last column, when any volume has labels
+_LEFT_ALIGNED = (0, 7, 8, 9, 10)  # Volume, Mode, Usage, State and Labels are text; the rest are numbers
+# What a volume does on this host: enforcing (or auditing) its limit; refusing growth because its
+# usage is unknown; or nothing yet, as no NFS mount of this host reaches it (a source volume).
+STATES = ("enforcing", "auditing", "usage unknown", "not mounted here")
 # How the usage is known: a scan, saved usage restored at boot, or not at all (growth refused, or
 # with unknown_usage: allow, counted from zero).
 USAGE_STATES = ("scanned", "restored", "unknown")
@@ -48,8 +54,18 @@ def report_rows(maps):
                      "files": max(used_files, 0), "limit_files": volume.limit_files,
                      "denials": sum(stats.denied.values()), "mode": volume.mode,
                      "checks": stats.checks, "denials_by_op": dict(stats.denied),
-                     "usage": usage_state(cfgs[vol_id]), "unknown_usage": volume.unknown_usage})
+                     "usage": usage_state(cfgs[vol_id]), "unknown_usage": volume.unknown_usage,
+                     "state": volume_state(cfgs[vol_id], volume), "labels": dict(volume.labels)})
     return rows
+
+
+def volume_state(cfg, volume):
+    """What the volume does on this host: STATES."""
+    if cfg.flags & layout.NOT_MOUNTED:
+        return "not mounted here"
+    if cfg.flags & layout.USAGE_UNKNOWN and volume.unknown_usage == "refuse":
+        return "usage unknown"
+    return "auditing" if volume.mode == "audit" else "enforcing"
 
 
 def usage_state(cfg):
@@ -63,9 +79,15 @@ def format_report(rows):
     """The table as text (no trailing newline), as `bpfquota report` prints it; rows sorted by path."""
     if not rows:
         return "\n".join((_COLUMN_GAP.join(HEADER), "(no volumes)"))
-    table = [HEADER] + [_table_cells(row) for row in _sorted(rows)]
-    widths = [max(len(cells[column]) for cells in table) for column in range(len(HEADER))]
+    labelled = any(row.get("labels") for row in rows)
+    header = HEADER + (LABELS_HEADER,) if labelled else HEADER
+    table = [header] + [_table_cells(row) + ((_labels_cell(row),) if labelled else ()) for row in _sorted(rows)]
+    widths = [max(len(cells[column]) for cells in table) for column in range(len(header))]
     return "\n".join(_table_line(cells, widths) for cells in table)
+
+
+def _labels_cell(row):
+    return ",".join("%s=%s" % (name, value) for name, value in sorted(row.get("labels", {}).items())) or "-"
 
 
 def _table_cells(row):
@@ -79,6 +101,7 @@ def _table_cells(row):
         str(row["denials"]),
         row["mode"],
         _usage_cell(row),
+        row.get("state", "enforcing"),
     )
 
 

@@ -11,13 +11,14 @@ import difflib
 import json
 import math
 import os
+import re
 import stat as stat_module
 from collections import namedtuple
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils.layout import MAX_LIMIT, MAX_VOLUMES, MODES, UNKNOWN_USAGE
 from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import SizeError, parse_size
 
-VOLUME_KEYS = ("path", "limit", "inodes", "mode", "unknown_usage")
+VOLUME_KEYS = ("path", "source", "limit", "inodes", "mode", "unknown_usage", "labels")
 FILE_KEYS = ("volumes", "mode", "unknown_usage")
 DEFAULT_UNKNOWN_USAGE = "refuse"  # of UNKNOWN_USAGE: what a volume does while its usage is unknown (not scanned, nothing saved)
 
@@ -25,10 +26,20 @@ _MODE_HELP = "enforce refuses writes over the limit, audit allows them but count
 _UNKNOWN_USAGE_HELP = ("refuse refuses growth until the volume's first scan succeeds, allow counts its usage "
                        "from zero meanwhile")
 
-Volume = namedtuple("Volume", ["path", "limit_bytes", "limit_files", "mode", "unknown_usage"])
-Volume.__new__.__defaults__ = (DEFAULT_UNKNOWN_USAGE,)
-Volume.__doc__ = ("One volume: limit_files 0 means no file-count limit; mode is 'enforce' or 'audit'; "
-                  "unknown_usage is 'refuse' or 'allow'.")
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")  # Prometheus label names: report and metrics carry them
+MAX_META = 4095  # the volume's name and labels, as vol_meta holds them (PATH_MAX bytes with the NUL)
+
+Volume = namedtuple("Volume", ["path", "limit_bytes", "limit_files", "mode", "unknown_usage", "labels"])
+Volume.__new__.__defaults__ = (DEFAULT_UNKNOWN_USAGE, ())
+Volume.__doc__ = ("One volume: path is its name, the directory's absolute path or, for a volume addressed by the "
+                  "export, 'server:/export/path' (is_source tells); limit_files 0 means no file-count limit; mode "
+                  "is 'enforce' or 'audit'; unknown_usage is 'refuse' or 'allow'; labels a sorted tuple of "
+                  "(name, value) string pairs.")
+
+
+def is_source(name):
+    """True for a volume named by its export (server:/export/path), False for a local path."""
+    return not name.startswith("/")
 
 
 class VolumeError(ValueError):
@@ -88,18 +99,28 @@ def _check_entry(index, entry, default_mode, resolver, limits, problems):
         problems.append("volumes[%d]: each entry must be a mapping, not %s: write it as "
                         "'- path: /mnt/nfs/pv-a' with 'limit: 50Gi' on the next line" % (index, _type_name(entry)))
         return None, None
-    raw_path = entry.get("path")
-    label = _label(index, raw_path)
+    raw_path, raw_source = entry.get("path"), entry.get("source")
+    label = _label(index, raw_path if raw_source is None else raw_source)
     count_before = len(problems)
     _check_keys(label, entry, problems)
-    where = _check_path(index, label, raw_path, resolver, problems)
+    where, name = None, raw_path
+    if raw_source is None:
+        where = _check_path(index, label, raw_path, resolver, problems)
+    elif raw_path is not None:
+        problems.append("%s: both path and source: give one of them (path: the directory through a mount on this "
+                        "host; source: server:/export/path, the export's directory, mounted or not)" % label)
+    else:
+        name = _check_source(label, raw_source, problems)
     limit_bytes = _check_limit(label, entry.get("limit"), limits, problems)
     limit_files = _check_inodes(label, entry.get("inodes"), problems)
     mode = _check_mode(label, entry.get("mode"), default_mode, problems)
     unknown_usage = _check_unknown_usage(label, entry.get("unknown_usage"), problems)
+    labels = _check_labels(label, entry.get("labels"), problems)
+    if len(problems) == count_before and len(volume_meta_text(name, labels).encode("utf-8", "surrogateescape")) > MAX_META:
+        problems.append("%s: the name and labels take more than %d bytes: shorten the labels" % (label, MAX_META))
     if len(problems) > count_before:
         return None, where
-    return Volume(raw_path, limit_bytes, limit_files, mode, unknown_usage), where
+    return Volume(name, limit_bytes, limit_files, mode, unknown_usage, labels), where
 
 
 def _label(index, raw_path):
@@ -134,9 +155,95 @@ def _check_keys(label, entry, problems):
 
 
 def listed_paths(entries):
-    """The normalized absolute paths of the entries that have one (the others fail validation)."""
-    return [normalized_path(entry["path"]) for entry in entries if isinstance(entry, dict)
-            and isinstance(entry.get("path"), str) and entry["path"].startswith("/") and "\0" not in entry["path"]]
+    """The normalized names of the entries that have one: absolute paths, and sources (the others
+    fail validation)."""
+    names = []
+    for entry in entries:
+        name = _entry_name(entry)
+        if name is not None:
+            names.append(name)
+    return names
+
+
+def _entry_name(entry):
+    """An entry's normalized path or source, or None when it has no valid one."""
+    if not isinstance(entry, dict):
+        return None
+    raw_path, raw_source = entry.get("path"), entry.get("source")
+    if raw_source is None:
+        if isinstance(raw_path, str) and raw_path.startswith("/") and "\0" not in raw_path:
+            return normalized_path(raw_path)
+        return None
+    return normalized_source(raw_source) if raw_path is None else None
+
+
+def normalized_source(raw_source):
+    """'server:/export/path' with its path normalized, or None when it isn't one."""
+    if not isinstance(raw_source, str) or "\0" in raw_source:
+        return None
+    if raw_source.startswith("["):
+        host, sep, path = raw_source[1:].partition("]:")
+        host_text = "[%s]" % host
+    else:
+        host, sep, path = raw_source.partition(":")
+        host_text = host
+    if not sep or not host or not path.startswith("/") or any(c.isspace() or c in "/[]" for c in host):
+        return None
+    return "%s:%s" % (host_text, normalized_path(path))
+
+
+def _check_source(label, raw_source, problems):
+    """The normalized source, or None (a problem appended)."""
+    normal = normalized_source(raw_source)
+    if normal is None:
+        problems.append("%s: source must be server:/export/path (a host name or address, a colon, an absolute "
+                        "path; an IPv6 address in brackets), not %s: write it as kubelet and mount do, e.g. "
+                        "nfs-server:/export/pv-a" % (label, _type_name(raw_source)))
+        return None
+    if normal != raw_source:
+        problems.append("%s: source is not normalized: write it as %s" % (label, _shown(normal)))
+        return None
+    return normal
+
+
+def _check_labels(label, raw_labels, problems):
+    """The labels as a sorted tuple of (name, value) pairs; () when not given."""
+    if raw_labels is None:
+        return ()
+    if not isinstance(raw_labels, dict):
+        problems.append("%s: labels must be a mapping of names to strings, not %s: write e.g. "
+                        "'labels: {pv: pv-a, namespace: shop, claim: data}'" % (label, _type_name(raw_labels)))
+        return ()
+    pairs = []
+    for name, value in sorted(raw_labels.items(), key=lambda item: str(item[0])):
+        if not isinstance(name, str) or not LABEL_NAME.match(name):
+            problems.append("%s: label name %s is not a letter or _ followed by letters, digits or _: rename it "
+                            "(report and metrics carry it)" % (label, _type_name(name)))
+        elif not isinstance(value, str) or "\0" in value:
+            problems.append("%s: label %s must be a string, not %s: quote it" % (label, name, _type_name(value)))
+        else:
+            pairs.append((name, value))
+    return tuple(pairs)
+
+
+def volume_meta_text(name, labels):
+    """What vol_meta holds for a volume: its name, then (after a NUL, which no name has) its labels
+    as JSON; readers of the name alone stop at the NUL."""
+    if not labels:
+        return name or ""
+    return "%s\0%s" % (name or "", json.dumps(dict(labels), sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+
+
+def parse_volume_meta(text):
+    """(name, labels) of a vol_meta text (volume_meta_text's inverse); labels that don't parse are ()."""
+    name, sep, rest = text.partition("\0")
+    if not sep:
+        return name, ()
+    try:
+        labels = json.loads(rest)
+    except ValueError:
+        return name, ()
+    return name, tuple(sorted((str(k), str(v)) for k, v in labels.items())) if isinstance(labels, dict) else ()
 
 
 def normalized_path(path):
@@ -152,7 +259,8 @@ def normalized_path(path):
 def _check_path(index, label, raw_path, resolver, problems):
     """Append problems with the path; return _Located when it names an existing directory."""
     if raw_path is None:
-        problems.append("%s: missing path: add 'path: /mnt/nfs/pv-a' (the volume's directory)" % label)
+        problems.append("%s: missing path: add 'path: /mnt/nfs/pv-a' (the volume's directory through a mount on "
+                        "this host) or 'source: nfs-server:/export/pv-a' (the export's directory)" % label)
         return None
     if not isinstance(raw_path, str):
         problems.append("%s: path must be a string, not %s: write the directory's absolute path"
@@ -308,16 +416,17 @@ def _check_duplicate_paths(entries, problems):
     first_by_path = {}
     reported = set()
     for index, entry in enumerate(entries):
-        raw_path = entry.get("path") if isinstance(entry, dict) else None
-        if not isinstance(raw_path, str) or not raw_path.startswith("/") or "\0" in raw_path:
+        normal = _entry_name(entry)
+        if normal is None:
             continue
-        normal = normalized_path(raw_path)
         if normal not in first_by_path:
             first_by_path[normal] = index
             continue
         first = first_by_path[normal]
-        problems.append("%s: duplicate path, already listed as volumes[%d]: keep one entry per directory"
-                        % (_label(index, raw_path), first))
+        kind = "source" if is_source(normal) else "path"
+        written = entry.get("path") if kind == "path" else entry.get("source")
+        problems.append("%s: duplicate %s, already listed as volumes[%d]: keep one entry per directory"
+                        % (_label(index, written), kind, first))
         reported.add((first, index))
     return reported
 
@@ -505,12 +614,14 @@ def volumes_to_document(volumes):
     the default)}]}; limit in bytes."""
     entries = []
     for volume in sorted(volumes, key=lambda volume: volume.path):
-        entry = {"path": volume.path, "limit": volume.limit_bytes}
+        entry = {"source" if is_source(volume.path) else "path": volume.path, "limit": volume.limit_bytes}
         if volume.limit_files:
             entry["inodes"] = volume.limit_files
         entry["mode"] = volume.mode
         if volume.unknown_usage != DEFAULT_UNKNOWN_USAGE:
             entry["unknown_usage"] = volume.unknown_usage
+        if volume.labels:
+            entry["labels"] = dict(volume.labels)
         entries.append(entry)
     return {"volumes": entries}
 

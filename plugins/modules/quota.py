@@ -25,8 +25,8 @@ description:
 options:
   volumes:
     description:
-      - The desired volumes.
-      - With O(state=absent), only the paths matter; the other keys are ignored.
+      - The desired volumes. Each has either O(volumes[].path) or O(volumes[].source).
+      - With O(state=absent), only the paths and sources matter; the other keys are ignored.
       - Mutually exclusive with O(src).
     type: list
     elements: dict
@@ -34,10 +34,31 @@ options:
     suboptions:
       path:
         description:
-          - Absolute, normalized path of the volume's directory (no trailing slash, no C(..)).
+          - Absolute, normalized path of the volume's directory through a mount on this host (no
+            trailing slash, no C(..)).
           - With O(state=present) it must exist and be a directory.
+          - Mutually exclusive with O(volumes[].source); one of them is required.
         type: str
-        required: true
+        version_added: 0.1.0
+      source:
+        description:
+          - "The volume's directory as the NFS export's C(server:/export/path), the form kubelet and
+            C(mount) use (an IPv6 address in brackets). It needs no mount on the host: it is enforced
+            from the moment any NFS mount of that server (in any mount namespace) reaches the
+            directory, and stays defined when they all go. A server name and its addresses are the
+            same server."
+          - Its usage is scanned when a mount first reaches it; until then it is unknown (see
+            O(volumes[].unknown_usage)).
+          - Mutually exclusive with O(volumes[].path); one of them is required.
+        type: str
+        version_added: 0.1.0
+      labels:
+        description:
+          - Names and values carried with the volume into the maps and shown by C(bpfquota report)
+            and M(bpfquota.nfs.quota_info), such as C(pv), C(namespace) and C(claim) (the filter
+            P(bpfquota.nfs.pv_volumes#filter) sets them from PersistentVolumes).
+          - Names are letters, digits and C(_), not starting with a digit; values are strings.
+        type: dict
         version_added: 0.1.0
       limit:
         description:
@@ -192,28 +213,30 @@ EXAMPLES = r"""
 
 RETURN = r"""
 added:
-  description: Paths of the volumes added (or that would be, in check mode), sorted.
+  description: Paths (or sources) of the volumes added (or that would be, in check mode), sorted.
   returned: always
   type: list
   elements: str
   sample: ["/mnt/nfs/pv-a"]
 updated:
-  description: Paths of the volumes whose limit, file limit or mode changed, sorted.
+  description: Paths (or sources) of the volumes whose limit, file limit, mode or labels changed, sorted.
   returned: always
   type: list
   elements: str
   sample: ["/mnt/nfs/pv-b"]
 removed:
-  description: Paths of the volumes removed, sorted.
+  description: Paths (or sources) of the volumes removed, sorted.
   returned: always
   type: list
   elements: str
   sample: []
 routes_changed:
   description:
-    - Whether the routes changed, the (device, inode) keys through which the kernel finds each
-      volume's directory. Adding or removing volumes changes them; on its own, it means a mount
-      changed (for example a remount gave a directory another device number, or a bind mount appeared).
+    - Whether the keys changed through which the kernel finds each volume's directory (its
+      filesystem's identity and inode number; for NFS the server's fsid and fileid) and places
+      every NFS mount. Adding or removing volumes changes them; on its own, it means a mount
+      changed (an NFS mount of the server appeared or went, or a remount gave a local directory
+      another device number).
   returned: always
   type: bool
   sample: false
@@ -236,7 +259,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import (
-    normalized_path, volumes_file_text, volumes_to_document, with_defaults)
+    listed_paths, volumes_file_text, volumes_to_document, with_defaults)
 
 
 def fail_invalid(module, error):
@@ -279,16 +302,21 @@ def paths_to_remove(module):
         problems = []
         paths = set()
         for index, entry in enumerate(entries):
-            path = entry.get("path") if isinstance(entry, dict) else None
-            if not isinstance(path, str) or not path.startswith("/"):
-                problems.append("%s: volumes[%d]: each entry needs an absolute path" % (module.params["src"], index))
+            names = listed_paths([entry])
+            if not names:
+                problems.append("%s: volumes[%d]: each entry needs an absolute path or a source server:/export/path"
+                                % (module.params["src"], index))
             else:
-                paths.add(normalized_path(path))
+                paths.update(names)
         if problems:
             module.fail_json(msg="invalid volumes, nothing was changed:\n" + "\n".join(problems), problems=problems)
         return paths
     if module.params["volumes"] is not None:
-        return set(normalized_path(entry["path"]) for entry in module.params["volumes"])
+        names = listed_paths(module.params["volumes"])
+        if len(names) != len(module.params["volumes"]):
+            module.fail_json(msg="invalid volumes, nothing was changed: each entry needs an absolute path or a source "
+                                 "server:/export/path")
+        return set(names)
     return None
 
 
@@ -378,12 +406,14 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             volumes=dict(type="list", elements="dict", options=dict(
-                path=dict(type="str", required=True),
+                path=dict(type="str"),
+                source=dict(type="str"),
                 limit=dict(type="raw"),
                 inodes=dict(type="int"),
                 mode=dict(type="str", choices=list(layout.MODES)),
                 unknown_usage=dict(type="str", choices=list(layout.UNKNOWN_USAGE)),
-            )),
+                labels=dict(type="dict"),
+            ), mutually_exclusive=[("path", "source")], required_one_of=[("path", "source")]),
             src=dict(type="path"),
             dest=dict(type="path"),
             state=dict(type="str", choices=["present", "absent"], default="present"),

@@ -379,12 +379,12 @@ def test_apply_warns_when_a_first_scan_fails(on_test_maps, tmp_path, capsys):
     assert maps.paths() == {1: a} and maps.vol_cfg(1).base_bytes == 0 and maps.vol_cfg(1).scanning == 0
     assert maps.vol_cfg(1).flags == layout.USAGE_UNKNOWN
     assert cli.main(["report"]) == 0
-    assert capsys.readouterr().out.splitlines()[1].endswith("enforce  unknown")
+    assert capsys.readouterr().out.splitlines()[1].endswith("enforce  unknown  usage unknown")
     assert cli.main(["reconcile"]) == 0
     assert maps.vol_cfg(1).flags == 0 and maps.vol_cfg(1).base_bytes == 10
     capsys.readouterr()
     assert cli.main(["report"]) == 0
-    assert capsys.readouterr().out.splitlines()[1].endswith("enforce  scanned")
+    assert capsys.readouterr().out.splitlines()[1].endswith("enforce  scanned  enforcing")
 
 
 def test_usage_the_agent_saved_is_restored_when_the_volume_is_added_again(on_test_maps, tmp_path, capsys,

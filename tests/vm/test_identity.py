@@ -227,3 +227,44 @@ def test_a_volume_deleted_on_the_server_leaves_the_others_enforced(share, mounts
     pod = mounts.mount(v4_source(share.name + "/pv-b"), "vers=4.2,nosharecache", kubelet_csi_path("pv-b"))
     wait_until_placed(pod)
     assert_enforced_through(pod, os.path.join(share.server, "pv-b"), 2 * MiB)
+
+
+def report_row(name):
+    from conftest import report
+    return report()[name]
+
+
+@pytest.fixture
+def node_mounts_gone():
+    """The VM's own mounts of the export (/mnt/nfs3, /mnt/nfs4) unmounted for the test, remounted after."""
+    subprocess.run(["testbed-mount-nfs", "-u"], check=True)
+    yield
+    subprocess.run(["testbed-mount-nfs"], check=True)
+
+
+def test_a_source_volume_needs_no_mount_and_is_enforced_from_the_first_mount_that_reaches_it(
+        share, mounts, agent, node_mounts_gone):
+    from conftest import bq_ok, write_volumes_file
+    share.mkdir("pv")
+    server_dir = os.path.join(share.server, "pv")
+    source = v4_source(share.name + "/pv", other_address())  # this host's other address: the same server
+    labels = {"pv": "pv-" + share.name, "namespace": "shop", "claim": "data"}
+    bq_ok("apply", write_volumes_file("/tmp/%s.yaml" % share.name,
+                                      [{"source": source, "limit": 2 * MiB, "labels": labels}]))
+    row = report_row(source)
+    assert (row["state"], row["usage"], row["labels"]) == ("not mounted here", "unknown", labels)
+    pod = mounts.mount(v4_source(share.name + "/pv"), "vers=4.2", kubelet_csi_path("pv"))  # through 127.0.0.1
+    print("enforced %.2fs after the first mount (placed and scanned)" % wait_until_placed(pod))
+    row = report_row(source)
+    assert (row["state"], row["usage"]) == ("enforcing", "scanned")
+    assert assert_enforced_through(pod, server_dir, 2 * MiB) == 2 * MiB
+    mounts.umount(pod)
+    deadline = time.monotonic() + PLACED_WITHIN
+    while report_row(source)["state"] != "not mounted here":
+        assert time.monotonic() < deadline, report_row(source)
+        time.sleep(0.2)
+    # still defined, and enforced at once through the next mount that reaches it: the whole export
+    subprocess.run(["testbed-mount-nfs"], check=True)
+    written, err = fill(os.path.join(share.client("pv"), "g"))
+    assert (written, err) == (2 * MiB, errno.EDQUOT)
+    assert counted_usage(server_dir)[0] == 2 * MiB

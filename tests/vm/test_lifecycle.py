@@ -212,9 +212,9 @@ def test_report_table(share):
         f.write(b"r" * MiB)
     table = bq_ok("report")
     header, = [line for line in table.splitlines() if line.startswith("Volume")]
-    assert header.split() == ["Volume", "Used", "Limit", "Use%", "Files", "FLimit", "Denials", "Mode", "Usage"]
+    assert header.split() == ["Volume", "Used", "Limit", "Use%", "Files", "FLimit", "Denials", "Mode", "Usage", "State"]
     line, = [line for line in table.splitlines() if line.startswith(share.client("pv"))]
-    assert line.split()[1:] == ["1M", "2M", "50%", "1", "10", "0", "enforce", "scanned"]
+    assert line.split()[1:] == ["1M", "2M", "50%", "1", "10", "0", "enforce", "scanned", "enforcing"]
 
 
 def test_inode_limit(share):

@@ -22,6 +22,7 @@ import pytest
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils.bpfbuild import BuildError, build, find_clang
+from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import parse_volume_meta
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
@@ -120,6 +121,14 @@ class FakeMaps:
 
     def paths(self):
         return dict((vol_id, layout.unpack_vol_meta(raw)) for vol_id, raw in self._meta.items())
+
+    def labels(self):
+        out = {}
+        for vol_id, raw in self._meta.items():
+            labels = parse_volume_meta(raw.rstrip(b"\0").decode("utf-8", "surrogateescape"))[1]
+            if labels and vol_id != layout.SYNC_STAMP_SLOT:
+                out[vol_id] = labels
+        return out
 
     # the sync stamp: dropped by any write of routes or paths, as QuotaMaps does
     def sync_stamp(self):

@@ -84,3 +84,40 @@ def test_a_volume_that_is_gone_keeps_its_keys_and_the_others_are_placed():
 def test_nothing_missing_is_kept_as_found():
     found = Identities({}, {}, {}, [], {})
     assert keep_missing(found, {}, {}) is found
+
+
+def no_addresses(host):
+    return frozenset()
+
+
+def test_a_source_volume_is_found_through_a_mount_of_its_server_that_reaches_it():
+    found = identities(["127.0.0.1:/pv-a/x", "127.0.0.1:/pv-b"], {}, fake_stat({
+        PV_A: ((0, 42), 100), PV_B: ((0, 42), 200), INNER: ((0, 42), 150), "/mnt/home": ((0, 55), 7),
+        PV_A + "/x": ((0, 42), 101)}), SUPERS, VIEWS, no_addresses)
+    nfs = layout.NFS_FS_BASE + found.groups[V4.fsid]
+    assert found.homes == {"127.0.0.1:/pv-a/x": PV_A + "/x", "127.0.0.1:/pv-b": PV_B}
+    assert found.by_path == {"127.0.0.1:/pv-a/x": {(nfs, 101)}, "127.0.0.1:/pv-b": {(nfs, 200)}}
+    assert (found.unmounted, found.watch) == ([], True)
+
+
+def test_a_source_no_mount_reaches_is_unmounted_and_the_mounts_that_may_reach_it_stay_unplaced():
+    found = identities(["nfs-b:/pv-a", "127.0.0.1:/pv-b"], {}, STAT, SUPERS, VIEWS, no_addresses)
+    assert found.unmounted == ["nfs-b:/pv-a"] and "nfs-b:/pv-a" not in found.homes
+    # pv-a's own mount (and the one inside it) may be nfs-b under its other name: not placed in no volume
+    assert sorted(access for dummy, access, dummy in found.unplaced) == [INNER, PV_A]
+    assert "give the volume the server name or address this mount uses" in found.unplaced[0][2]
+    other = layout.NFS_FS_BASE + found.groups[OTHER.fsid]
+    assert found.roots == {(other, 7): None}
+
+
+def test_without_any_mount_a_source_volume_still_makes_the_kernel_watch_nfs():
+    found = identities(["nfs-b:/pv-a"], {}, STAT, SUPERS, [], no_addresses)
+    assert (found.unmounted, found.by_path, found.watch) == (["nfs-b:/pv-a"], {}, True)
+
+
+def test_the_addresses_of_this_host_are_one_server():
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.identity import is_local_address, source_homes
+    assert is_local_address("127.0.0.1") and not is_local_address("192.0.2.1") and not is_local_address("localhost")
+    homes = source_homes(["10.0.2.15:/pv-b"], VIEWS, STAT, no_addresses, is_local=lambda a: a in ("10.0.2.15", "127.0.0.1"))
+    assert homes == {"10.0.2.15:/pv-b": PV_B}
+    assert source_homes(["10.0.2.15:/pv-b"], VIEWS, STAT, no_addresses, is_local=lambda a: False) == {}

@@ -71,6 +71,7 @@ NFS_LINES = (
     "66 27 0:52 / /mnt/elsewhere rw,relatime shared:46 - nfs4 127.0.0.1:/srv/nfs/other " + NFS_OPTS + "\n"
 )
 
+
 def test_kernel_dev_matches_the_kernel_encoding():
     assert kernel_dev(os.makedev(254, 0)) == 254 << 20
     assert kernel_dev(os.makedev(0, 52)) == 52

@@ -51,6 +51,8 @@ class FakeFS:
 
 
 FAKE = "/nonexistent-bpfquota-test"
+MISSING_PATH = ("missing path: add 'path: /mnt/nfs/pv-a' (the volume's directory through a mount on this host) or "
+                "'source: nfs-server:/export/pv-a' (the export's directory)")
 
 
 # --- validate_volumes: valid input -------------------------------------------------------------------------------
@@ -123,15 +125,15 @@ def test_entry_must_be_a_mapping(entry, message):
 
 def test_unknown_keys_are_named_with_the_allowed_ones(dirs):
     assert problems_of([{"path": dirs["a"], "limit": "1Gi", "limits": "2Gi", "quota": 1}]) == [
-        "volumes[0] (%s): unknown key 'limits' (did you mean 'limit'?): allowed keys are path, limit, inodes, mode, unknown_usage"
+        "volumes[0] (%s): unknown key 'limits' (did you mean 'limit'?): allowed keys are path, source, limit, inodes, mode, unknown_usage, labels"
         % dirs["a"],
-        "volumes[0] (%s): unknown key 'quota': allowed keys are path, limit, inodes, mode, unknown_usage" % dirs["a"],
+        "volumes[0] (%s): unknown key 'quota': allowed keys are path, source, limit, inodes, mode, unknown_usage, labels" % dirs["a"],
     ]
 
 
 @pytest.mark.parametrize("entry, message", [
-    ({"limit": "1Gi"}, "volumes[0]: missing path: add 'path: /mnt/nfs/pv-a' (the volume's directory)"),
-    ({"path": None, "limit": "1Gi"}, "volumes[0]: missing path: add 'path: /mnt/nfs/pv-a' (the volume's directory)"),
+    ({"limit": "1Gi"}, "volumes[0]: " + MISSING_PATH),
+    ({"path": None, "limit": "1Gi"}, "volumes[0]: " + MISSING_PATH),
     ({"path": 5, "limit": "1Gi"}, "volumes[0]: path must be a string, not a number (5): "
                                   "write the directory's absolute path"),
     ({"path": "", "limit": "1Gi"}, "volumes[0]: path must be absolute: write the directory's full path, "
@@ -398,7 +400,7 @@ def test_every_problem_is_listed_together(dirs, tmp_path):
         "volumes: 6 entries, but one host supports at most 5 volumes: remove 1 of them",
         "volumes[1]: each entry must be a mapping, not a string ('oops'): write it as '- path: /mnt/nfs/pv-a' "
         "with 'limit: 50Gi' on the next line",
-        "volumes[2] (%s): unknown key 'size': allowed keys are path, limit, inodes, mode, unknown_usage" % missing,
+        "volumes[2] (%s): unknown key 'size': allowed keys are path, source, limit, inodes, mode, unknown_usage, labels" % missing,
         "volumes[2] (%s): path does not exist: create the directory first or fix the path" % missing,
         "volumes[2] (%s): limit: invalid size '-1': a size cannot be negative: give a positive size such as 50Gi"
         % missing,
@@ -634,3 +636,53 @@ def test_a_volumes_file_of_no_volumes(tmp_path):
         f.write(volumes_file_text([], "audit", "allow"))
     assert load_volumes_file(path) == []
     assert volumes_file_text([], "audit", "allow").endswith('mode: "audit"\nunknown_usage: "allow"\nvolumes: []\n')
+
+
+# --- volumes addressed by the export (source) and labels -----------------------------------------------------------
+
+def test_a_source_volume_needs_no_mount_and_carries_its_labels():
+    [volume] = validate_volumes([{"source": "nfs-1.example:/exports/k8s/pv-a", "limit": "1Gi",
+                                  "labels": {"pv": "pv-a", "namespace": "shop", "claim": "data"}}])
+    assert volume == Volume("nfs-1.example:/exports/k8s/pv-a", GI, 0, "enforce", "refuse",
+                            (("claim", "data"), ("namespace", "shop"), ("pv", "pv-a")))
+    assert volumes_module.is_source(volume.path)
+    assert volumes_to_document([volume])["volumes"][0]["source"] == volume.path
+    [ipv6] = validate_volumes([{"source": "[fd00::5]:/exports/pv-b", "limit": 1}])
+    assert ipv6.path == "[fd00::5]:/exports/pv-b"
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"source": "nfs:/a", "path": "/mnt/a", "limit": 1}, "volumes[0] (nfs:/a): both path and source: give one of them"),
+    ({"source": "nfs", "limit": 1}, "volumes[0] (nfs): source must be server:/export/path"),
+    ({"source": "nfs:relative", "limit": 1}, "volumes[0] (nfs:relative): source must be server:/export/path"),
+    ({"source": ":/x", "limit": 1}, "volumes[0] (:/x): source must be server:/export/path"),
+    ({"source": 5, "limit": 1}, "volumes[0]: source must be server:/export/path"),
+    ({"source": "nfs:/a/../b", "limit": 1}, "volumes[0] (nfs:/a/../b): source is not normalized: write it as nfs:/b"),
+    ({"source": "nfs:/a", "limit": 1, "labels": ["pv"]}, "volumes[0] (nfs:/a): labels must be a mapping"),
+    ({"source": "nfs:/a", "limit": 1, "labels": {"1pv": "x"}}, "volumes[0] (nfs:/a): label name a string ('1pv') is"),
+    ({"source": "nfs:/a", "limit": 1, "labels": {"pv": 5}}, "volumes[0] (nfs:/a): label pv must be a string"),
+    ({"source": "nfs:/a", "limit": 1, "labels": {"pv": "x" * 5000}}, "volumes[0] (nfs:/a): the name and labels take more"),
+])
+def test_bad_sources_and_labels_are_named_with_the_fix(entry, message):
+    [problem] = problems_of([entry])
+    assert problem.startswith(message), problem
+
+
+def test_a_source_listed_twice_is_a_duplicate():
+    assert problems_of([{"source": "nfs:/a", "limit": 1}, {"source": "nfs:/a", "limit": 2}]) == [
+        "volumes[1] (nfs:/a): duplicate source, already listed as volumes[0]: keep one entry per directory"]
+
+
+def test_labels_round_trip_through_the_maps_text():
+    labels = (("claim", "data"), ("pv", "pv-a"))
+    text = volumes_module.volume_meta_text("nfs:/a", labels)
+    assert text.split("\0")[0] == "nfs:/a"  # readers of the name stop at the NUL
+    assert volumes_module.parse_volume_meta(text) == ("nfs:/a", labels)
+    assert volumes_module.parse_volume_meta("/mnt/a") == ("/mnt/a", ())
+    assert volumes_module.volume_meta_text("/mnt/a", ()) == "/mnt/a"
+
+
+def test_a_label_change_is_an_update():
+    old = Volume("nfs:/a", 1, 0, "enforce", "refuse", (("pv", "a"),))
+    new = old._replace(labels=(("pv", "b"),))
+    assert diff_volumes([old], [new]) == ([], [(old, new)], [])

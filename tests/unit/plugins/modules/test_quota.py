@@ -287,15 +287,15 @@ def test_absent_volumes_file_needs_paths(run_module, fake_maps, mounts, tmp_path
     with pytest.raises(ModuleFail) as failed:
         run_module(quota, {"src": str(src), "state": "absent"})
     assert failed.value.result["msg"] == (
-        "invalid volumes, nothing was changed:\n%s: volumes[0]: each entry needs an absolute path\n"
-        "%s: volumes[1]: each entry needs an absolute path" % (src, src))
+        "invalid volumes, nothing was changed:\n%s: volumes[0]: each entry needs an absolute path or a source server:/export/path\n"
+        "%s: volumes[1]: each entry needs an absolute path or a source server:/export/path" % (src, src))
 
 
 def test_argument_errors(run_module, fake_maps, mounts, vols, tmp_path):
     cases = [
         ({}, "state is present but any of the following are missing: volumes, src"),
         ({"volumes": [], "src": str(tmp_path / "v.yaml")}, "parameters are mutually exclusive: volumes|src"),
-        ({"volumes": [{"limit": "1Gi"}]}, "missing required arguments: path found in volumes"),
+        ({"volumes": [{"limit": "1Gi"}]}, "one of the following is required: path, source found in volumes"),
         ({"volumes": [{"path": vols["a"], "limit": "1Gi", "mode": "warn"}]},
          "value of mode must be one of: enforce, audit, got: warn found in volumes"),
         ({"volumes": [], "mode": "dry-run"}, "value of mode must be one of: enforce, audit, got: dry-run"),

@@ -48,17 +48,18 @@ def test_rows(run_module, fake_maps, mounts, tmp_path, capsys):
         assert result["loaded"] is True
         assert result["volumes"] == [
             {"path": str(a), "used_bytes": 4096 + 2048, "limit_bytes": 8192, "files": 1 + 1, "limit_files": 0,
-             "denials": 4, "mode": "enforce", "usage": "scanned", "unknown_usage": "refuse", "checks": 40,
+             "denials": 4, "mode": "enforce", "usage": "scanned", "unknown_usage": "refuse",
+             "state": "enforcing", "labels": {}, "checks": 40,
              "denials_by_op": dict(NO_DENIALS, write=3, create=1), "percent": 75.0},
             {"path": str(b), "used_bytes": 0, "limit_bytes": 1 << 20, "files": 0,
              "limit_files": 10, "denials": 0, "mode": "audit", "usage": "scanned", "unknown_usage": "refuse",
-             "checks": 2, "denials_by_op": NO_DENIALS,
+             "state": "auditing", "labels": {}, "checks": 2, "denials_by_op": NO_DENIALS,
              "percent": 0.0},
         ]
         assert result["lines"] == [
-            "Volume%s  Used  Limit  Use%%  Files  FLimit  Denials  Mode     Usage" % (" " * (len(str(a)) - 6)),
-            "%s    6K     8K   75%%      2       -        4  enforce  scanned" % a,
-            "%s     0     1M    0%%      0      10        0  audit    scanned" % b,
+            "Volume%s  Used  Limit  Use%%  Files  FLimit  Denials  Mode     Usage    State" % (" " * (len(str(a)) - 6)),
+            "%s    6K     8K   75%%      2       -        4  enforce  scanned  enforcing" % a,
+            "%s     0     1M    0%%      0      10        0  audit    scanned  auditing" % b,
         ]
     assert len(fake_maps.writes) == writes  # read-only
     # the very lines `bpfquota report` prints
@@ -70,7 +71,7 @@ def test_rows(run_module, fake_maps, mounts, tmp_path, capsys):
 def test_no_volumes(run_module, fake_maps):
     assert run_module(quota_info, {}) == {
         "changed": False, "loaded": True, "volumes": [], "warnings": [],
-        "lines": ["Volume  Used  Limit  Use%  Files  FLimit  Denials  Mode  Usage", "(no volumes)"]}
+        "lines": ["Volume  Used  Limit  Use%  Files  FLimit  Denials  Mode  Usage  State", "(no volumes)"]}
 
 
 def test_negative_usage_reads_as_zero(run_module, fake_maps, mounts, tmp_path):
