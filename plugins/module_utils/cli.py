@@ -149,7 +149,10 @@ def describe_plan(the_plan, check):
 
 
 def cmd_apply(args):
-    sync = enforcement.prepare_sync(enforcement.load_entries(args.file), args.mode, args.full)
+    entries = enforcement.load_entries(args.file)
+    if args.skip_missing:
+        entries = enforcement.without_missing(entries, warn_on_stderr)
+    sync = enforcement.prepare_sync(entries, args.mode, args.full)
     if sync is None:
         say("0 added, 0 updated, 0 removed%s" % (" (dry run)" if args.check else ""))
         return EXIT_OK  # what the last apply applied, on the same mounts, and nothing written since
@@ -214,13 +217,16 @@ def parser():
     c.set_defaults(func=cmd_status)
 
     c = sub.add_parser("apply", help="make the enforced volumes equal FILE exactly")
-    c.add_argument("file", metavar="FILE", help="volumes file (YAML or JSON): {volumes: [{path, limit, inodes?, mode?}]}")
+    c.add_argument("file", metavar="FILE", help="volumes file (YAML or JSON): {volumes: [{path or source, limit, inodes?, mode?, labels?}]}")
     c.add_argument("--check", action="store_true", help="dry run: print what would change")
     c.add_argument("--mode", choices=sorted(layout.MODES), default="enforce", help="default mode of entries")
     c.add_argument("--scan-timeout", type=float, default=60.0, help="seconds per new volume's first scan")
     c.add_argument("--scan-budget", type=float, default=None,
                    help="seconds for all first scans together (default: no limit); volumes not scanned in time "
                         "refuse growth (or, with unknown_usage: allow, count from zero) until a scan succeeds")
+    c.add_argument("--skip-missing", action="store_true",
+                   help="leave out (with a warning) the volumes whose path doesn't exist, instead of failing: "
+                        "the boot's apply, so a directory deleted on the server doesn't stop the others")
     c.add_argument("--full", action="store_true",
                    help="examine every volume's directory and resolve its routes again, also when the paths and "
                         "the mount table are those of the last apply (which otherwise reuses its routes)")

@@ -126,6 +126,24 @@ def load_entries(path):
         raise BpfquotaError(str(e), USAGE, e.problems)
 
 
+def without_missing(entries, warn, stat=os.stat):
+    """The entries but those whose path no longer exists, each left out with a warning: at boot, a
+    volume whose directory was deleted on the server must not keep the others from being enforced.
+    Source entries (no path) and malformed ones are kept: validation judges them."""
+    kept = []
+    for index, entry in enumerate(entries):
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if isinstance(path, str) and path.startswith("/") and "\0" not in path:
+            try:
+                stat(path)
+            except FileNotFoundError:
+                warn("volumes[%d] (%s): path does not exist: left out (remove it from the volumes, or create the "
+                     "directory and apply again)" % (index, path))
+                continue
+        kept.append(entry)
+    return kept
+
+
 def validated_volumes(entries, default_mode, stat=os.stat, examine_paths=True):
     """Volumes of raw entries (BpfquotaError USAGE naming every problem). Without examining the paths,
     any problem still gets the whole report, the paths' problems included."""

@@ -555,3 +555,17 @@ def test_reconcile_of_a_path_that_is_no_volume_is_bad_input(on_test_maps, tmp_pa
     err = capsys.readouterr().err
     assert code == 2
     assert a + "/" in err
+
+
+def test_apply_skip_missing_leaves_out_a_deleted_directory_and_applies_the_others(on_test_maps, tmp_path, capsys):
+    maps = on_test_maps
+    a = make_volume(tmp_path, "pv-a", {})
+    gone = str(tmp_path / "pv-gone")
+    path = volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Gi}\n  - {path: %s, limit: 1Gi}\n" % (gone, a))
+    assert cli.main(["apply", path]) == 2  # without it: bad input, nothing applied
+    assert "volumes[0] (%s): path does not exist" % gone in capsys.readouterr().err and maps.paths() == {}
+    assert cli.main(["apply", "--skip-missing", path]) == 0
+    out, err = capsys.readouterr()
+    assert err == ("warning: volumes[0] (%s): path does not exist: left out (remove it from the volumes, or create "
+                   "the directory and apply again)\n" % gone)
+    assert out.splitlines()[-1] == "1 added, 0 updated, 0 removed" and list(maps.paths().values()) == [a]

@@ -234,6 +234,20 @@ def report_row(name):
     return report()[name]
 
 
+def test_at_boot_a_volume_deleted_on_the_server_is_left_out_and_the_others_are_enforced(share):
+    from conftest import bq_process, write_volumes_file
+    share.mkdir("pv-a")
+    share.mkdir("pv-b")
+    volumes = write_volumes_file("/tmp/%s-boot.yaml" % share.name, [
+        {"path": share.client("pv-a"), "limit": 2 * MiB}, {"path": share.client("pv-b"), "limit": 2 * MiB}])
+    os.rmdir(os.path.join(share.server, "pv-a"))
+    done = bq_process("apply", "--skip-missing", volumes)  # as bpfquota-apply.service runs it at boot
+    assert done.returncode == 0, done.stderr
+    assert "volumes[0] (%s): path does not exist: left out" % share.client("pv-a") in done.stderr
+    written, err = fill(os.path.join(share.client("pv-b"), "f"))
+    assert (written, err) == (2 * MiB, errno.EDQUOT)
+
+
 @pytest.fixture
 def node_mounts_gone():
     """The VM's own mounts of the export (/mnt/nfs3, /mnt/nfs4) unmounted for the test, remounted after."""
