@@ -23,7 +23,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import run as bench_run  # noqa: E402  (bench/run.py: building, the VM, host noise)
 import vm_bench  # noqa: E402  (bench/vm_bench.py: helpers run in the VM)
 from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, enforcement, identity, quota, usage  # noqa: E402
 
@@ -246,6 +245,7 @@ def in_vm(out, rounds):
 def run_on_host(name, keep, rounds):
     """The table the VM printed."""
     import ansible
+    import run as bench_run
 
     def copy_ansible(vm):
         vm.run("rm -rf %s && mkdir -p %s" % (REMOTE_ANSIBLE, REMOTE_ANSIBLE))
@@ -265,6 +265,7 @@ def main():
     if args.in_vm:
         in_vm(args.out, args.rounds)
         return 0
+    import run as bench_run  # bench/run.py: building, the VM, host noise (on the host only: it needs psutil)
     from testbed.vm import run_dir_for
     signal.signal(signal.SIGTERM, bench_run.raise_on_sigterm)
     started = time.monotonic()
