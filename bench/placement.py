@@ -112,8 +112,8 @@ def in_vm(out, mounts):
     lines = ["bpfquota: from an NFS mount of a volume to its first create let through, agent running "
              "(inside the test-bed VM: QEMU TCG, %d vCPUs on one host thread, kernel %s)"
              % (os.cpu_count(), platform.release()), "",
-             "%-58s %6s %8s %8s %8s  %s" % ("what is mounted, volumes applied", "mounts", "p50 s", "p99 s", "max s",
-                                              "target p99")]
+             "%-58s %6s %8s %8s %8s  %s" % ("what is mounted, volumes applied", "mounts", "p50 s", "p99 s",
+                                            "max s", "target p99")]
     for inside in (False, True):
         for count in VOLUME_COUNTS:
             samples = measure(count, mounts, inside)
