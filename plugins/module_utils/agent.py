@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, bpfquota contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The agent: periodic reconcile, routes kept in step with mounts, denial events to the log."""
+"""The agent: periodic reconcile, NFS mounts placed as they appear (any mount namespace), denial events to the log."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 

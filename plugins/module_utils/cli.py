@@ -228,8 +228,8 @@ def parser():
                    help="leave out (with a warning) the volumes whose path doesn't exist, instead of failing: "
                         "the boot's apply, so a directory deleted on the server doesn't stop the others")
     c.add_argument("--full", action="store_true",
-                   help="examine every volume's directory and resolve its routes again, also when the paths and "
-                        "the mount table are those of the last apply (which otherwise reuses its routes)")
+                   help="examine every volume's directory and place every NFS mount again, also when the paths and "
+                        "the mount table are those of the last apply (which otherwise reuses the keys it made)")
     c.set_defaults(func=cmd_apply)
 
     c = sub.add_parser("report", help="usage per volume, like xfs_quota report -h")

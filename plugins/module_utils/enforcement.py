@@ -248,7 +248,8 @@ def apply_volumes(maps, volumes, check, scan_timeout, warn, scan_budget=None, ap
     found = None
     try:
         if routes_held:
-            the_plan = quota.plan(applied, volumes, quota.stored_route_keys(maps, applied, paths))
+            the_plan = quota.plan(applied, volumes, quota.stored_route_keys(maps, applied, paths),
+                                  quota.stored_roots(maps, applied))
         else:
             current_groups = maps.nfs_groups()
             found = identity.identities(paths, current_groups, stat)

@@ -47,6 +47,19 @@ def stored_route_keys(maps, applied, paths):
     return dict((path, by_id[applied[path][0]]) for path in paths)
 
 
+def stored_roots(maps, applied):
+    """{(fs, ino): name of the volume it lies in, or None} of the NFS mount roots the maps have placed
+    (as Identities.roots), for a plan that takes the keys from the maps."""
+    names = dict((vol_id, name) for name, (vol_id, dummy) in applied.items())
+    roots = {}
+    for key, value in maps.keys().items():
+        if value & layout.ROOT_IN and value != layout.PROBE_VOLUME:
+            inside = value & ~layout.ROOT_IN
+            if not inside or inside in names:
+                roots[key] = names.get(inside)
+    return roots
+
+
 def applied_volumes(maps):
     """{path: (volume id, Volume)} as the maps hold them."""
     paths = dict((vol_id, path) for vol_id, path in maps.paths().items() if vol_id <= layout.MAX_VOLUMES)

@@ -147,13 +147,16 @@ options:
 notes:
   - Check mode plans the change from the maps and the mount table (and O(dest)) and reports it (C(changed),
     C(added), C(updated), C(removed), diff) exactly, without writing anything.
-  - Routes are registered too; a directory reachable through several mounts (bind mounts, another
-    NFS mount of the same export) is limited through all of them.
+  - A volume on NFS is keyed by the server's identity (fsid and fileid), so it is limited through
+    every mount that reaches it (bind mounts, per-pod mounts of a subdirectory, another NFS mount
+    of the same export, other mount namespaces); the agent places new NFS mounts as they appear,
+    and until then growth below them is refused.
   - Each sync leaves a stamp in the maps (digests of its volumes, and of their paths with the host's
     mount table); any other write of routes or limits drops it. A run with the stamp's very inputs
     returns unchanged at once; a run with the same paths on the same mounts (only limits or modes
-    differ) compares limits without examining the directories again. The agent re-resolves every
-    route each scan interval and on every mount change; C(bpfquota apply --full FILE) forces both.
+    differ) compares limits without examining the directories again. The agent places every NFS
+    mount each scan interval, on every mount change and when the kernel asks; C(bpfquota apply --full
+    FILE) forces both.
 requirements:
   - The bpfquota enforcer loaded on the managed host (M(bpfquota.nfs.bpf_program)).
   - PyYAML on the managed host when O(src) is a YAML file.

@@ -461,3 +461,17 @@ def test_dest_in_a_missing_directory_is_named(run_module, fake_maps, mounts, vol
         "the volumes were applied, but %s can't be written: directory %s does not exist: create it first "
         "(ansible.builtin.file state=directory)" % (dest, dest.parent))
     assert failed.value.result["added"] == [vols["a"]]
+
+
+def test_a_re_run_that_reuses_the_keys_keeps_the_placed_nfs_mount_roots(run_module, fake_maps, mounts, vols):
+    # The boot's apply (or any other sync of the same paths) leaves the keys in the maps: with
+    # them the placements of NFS mount roots (ROOT_IN values), which a plan from the maps keeps.
+    run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Gi"}]})
+    stamp = fake_maps.sync_stamp()
+    fake_maps.set_key((layout.NFS_FS_BASE + 1, 77), layout.ROOT_IN | 1)  # inside volume 1
+    fake_maps.set_key((layout.NFS_FS_BASE + 1, 78), layout.ROOT_IN)      # in no volume
+    fake_maps.set_sync_stamp(stamp)
+    result = run_module(quota, {"volumes": [{"path": vols["a"], "limit": "2Gi"}]})
+    assert (result["changed"], result["updated"], result["routes_changed"]) == (True, [vols["a"]], False)
+    again = run_module(quota, {"volumes": [{"path": vols["a"], "limit": "2Gi"}]})
+    assert (again["changed"], again["routes_changed"]) == (False, False)
