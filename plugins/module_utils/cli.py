@@ -12,12 +12,11 @@ import sys
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
-from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
-from ansible_collections.bpfquota.nfs.plugins.module_utils.agent import run_agent
-from ansible_collections.bpfquota.nfs.plugins.module_utils.bpfbuild import BuildError, build
 from ansible_collections.bpfquota.nfs.plugins.module_utils.enforcement import BpfquotaError
-from ansible_collections.bpfquota.nfs.plugins.module_utils.report import format_report, report_json, report_rows
 from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import format_size
+
+# The commands import what only they need (the builder, the loader, the agent, the report): a
+# no-op `bpfquota apply` is mostly the interpreter starting, so its imports are kept to the sync's.
 
 EXIT_OK = 0
 EXIT_ERROR = 1        # the operation failed (kernel refused, scan failed, ...)
@@ -93,6 +92,7 @@ def describe_reason(reason):
 
 
 def cmd_build(args):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.bpfbuild import BuildError, build
     if BPF_SOURCES is None:
         raise BpfquotaError("the installed command (%s) carries no BPF sources: the role builds the object on the "
                             "controller; to build one here, run bin/bpfquota build from a checkout of the collection"
@@ -122,6 +122,7 @@ def cmd_unload(args):
 
 
 def cmd_status(args):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
     st = loader.status()
     if args.json:
         say(json.dumps(st, indent=2, sort_keys=True))
@@ -165,6 +166,7 @@ def cmd_apply(args):
 
 
 def cmd_report(args):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.report import format_report, report_json, report_rows
     with enforcement.open_maps() as maps:
         rows = report_rows(maps)
     say(report_json(rows) if args.json else format_report(rows))
@@ -185,6 +187,7 @@ def cmd_reconcile(args):
 
 
 def cmd_agent(args):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.agent import run_agent
     enforcement.open_maps().close()  # not loaded: exit 4 with the fix, before the agent starts
     return run_agent(interval=args.interval, scan_timeout=args.scan_timeout, budget=args.budget, once=args.once)
 

@@ -16,16 +16,15 @@ import os
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
-from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
-from ansible_collections.bpfquota.nfs.plugins.module_utils import identity
-from ansible_collections.bpfquota.nfs.plugins.module_utils import lsm
 from ansible_collections.bpfquota.nfs.plugins.module_utils import maps as quota_maps
 from ansible_collections.bpfquota.nfs.plugins.module_utils import quota
-from ansible_collections.bpfquota.nfs.plugins.module_utils import saved
-from ansible_collections.bpfquota.nfs.plugins.module_utils import usage
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import read_mountinfo_text
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import (
     StatMemo, VolumeError, listed_paths, load_volumes_file, validate_volumes)
+
+# loader, lsm, identity, saved and usage are imported in the functions that use them: with their
+# subprocess, tempfile, socket and the tree walker they are a fifth of the start-up of a no-op
+# `bpfquota apply`, most of whose time (under emulation) is the interpreter starting.
 
 LOCK_PATH = "/run/bpfquota.lock"
 
@@ -74,6 +73,8 @@ def libbpf_version():
 def host_facts(object_path):
     """Readiness facts (reasons: lsm.reason records), proven by attaching a tiny LSM program; when
     they are ready and an object is at hand, a trial load of it has the last word."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import lsm
     facts = lsm.proven(lsm.readiness(libbpf_version=libbpf_version()), lsm.probe_lsm)
     facts["trial_load"] = None
     if facts["ready"] and object_path and os.path.isfile(object_path):
@@ -89,6 +90,7 @@ def host_facts(object_path):
 
 def require_ready(object_path):
     """BpfquotaError NOT_READY with every reason unless this host can enforce (host_facts)."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import lsm
     facts = host_facts(object_path)
     if not facts["ready"]:
         raise BpfquotaError("this host can't enforce quotas:\n  - " + "\n  - ".join(map(lsm.reason_line, facts["reasons"])),
@@ -98,6 +100,7 @@ def require_ready(object_path):
 def load_program(object_path):
     """Load the enforcer or upgrade it to object_path, under the lock: loader.load's result.
     BpfquotaError NOT_READY when the kernel refuses the programs (EPERM: BPF LSM is off), else FAILED."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
     with exclusive():
         try:
             return loader.load(object_path, layout.PIN_DIR)
@@ -107,6 +110,7 @@ def load_program(object_path):
 
 def unload_program():
     """Detach the enforcer and drop its maps, under the lock; False when it wasn't loaded."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
     with exclusive():
         return loader.unload(layout.PIN_DIR)
 
@@ -241,6 +245,8 @@ def apply_volumes(maps, volumes, check, scan_timeout, warn, scan_budget=None, ap
     `applied` is quota.applied_volumes(maps) if the caller has read it already; `stat` the
     volumes.StatMemo that validated `volumes`, if any; `inputs` the SyncInputs of `volumes`
     (None: resolve every route and leave no stamp)."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import identity
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import saved
     if applied is None:
         applied = quota.applied_volumes(maps)
     paths = [v.path for v in volumes]
@@ -311,6 +317,8 @@ def warn_unscanned(failed, volumes, warn):
 def reconcile_all(maps, timeout, only=None):
     """Scan the volumes (or those whose paths are in `only`) again: usage.scan_volumes's results.
     BpfquotaError USAGE when `only` names a path that is no volume."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import identity
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import usage
     applied = quota.applied_volumes(maps)
     unknown = sorted(set(only or ()) - set(applied))
     if unknown:

@@ -13,7 +13,6 @@ import collections
 import ctypes
 import errno
 import os
-import platform
 
 LIBBPF_SONAME = "libbpf.so.1"
 MIN_VERSION = (1, 0)
@@ -207,7 +206,7 @@ def _bpf(cmd, attr):
     """bpf(2): (the new fd, 0), or (-1, errno)."""
     libc = _load_libc()
     libc.syscall.restype = ctypes.c_long
-    ret = libc.syscall(ctypes.c_long(_BPF_SYSCALL[platform.machine()]), ctypes.c_int(cmd), ctypes.byref(attr),
+    ret = libc.syscall(ctypes.c_long(_BPF_SYSCALL[os.uname().machine]), ctypes.c_int(cmd), ctypes.byref(attr),
                        _c_uint32(ctypes.sizeof(attr)))
     return (ret, 0) if ret >= 0 else (-1, ctypes.get_errno())
 
@@ -256,7 +255,7 @@ class _LogCapture:
     def __init__(self, libc):
         self._libc = libc
         self._lines = collections.deque(maxlen=_LOG_LINES_KEPT)
-        self._va_list_size = _VA_LIST_SIZES.get(platform.machine())
+        self._va_list_size = _VA_LIST_SIZES.get(os.uname().machine)
         # Kept referenced: libbpf holds the raw function pointer.
         self.callback = _PRINT_FN(self._on_print)
 
