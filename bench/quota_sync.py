@@ -1,4 +1,5 @@
-"""How long syncing 10 000 volumes takes: `bpfquota apply FILE` and the `quota` module (src: FILE).
+"""How long syncing 10 000 volumes takes: `bpfquota apply FILE` and the `quota` module (src: FILE),
+for volumes named by their local path and for volumes named by their export (`source: server:/dir`).
 
     python3 bench/quota_sync.py [--name VM] [--keep] [--rounds N]
 
@@ -28,7 +29,8 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import cli, enforceme
 
 VOLUMES = 10000
 CREATOR_DIR = "/srv/nfs/quota-sync"   # the volume directories, made server-side ...
-CLIENT_DIR = "/mnt/nfs4/quota-sync"   # ... and their paths through the VM's NFSv4.2 mount
+CLIENT_DIR = "/mnt/nfs4/quota-sync"   # ... and their paths through the VM's NFSv4.2 mount ...
+SOURCE_DIR = "127.0.0.1:/quota-sync"  # ... and their sources (the export's NFSv4 pseudo-root is /srv/nfs)
 REMOTE_ANSIBLE = "/root/ansible-lib"  # where this host's ansible-core goes in the VM
 REMOTE_RESULTS = "/root/quota-sync-results.txt"
 RESULTS = ROOT / "build" / "quota-sync-results.txt"
@@ -42,20 +44,28 @@ ROWS = [
     "no-op re-sync with --full (every path examined, every route resolved)",
     "one limit changed",
     "10 000 removed",
+    "sources: 10 000 added, maps only",
+    "sources: no-op re-sync",
+    "sources: no-op re-sync with --full",
+    "sources: one limit changed",
 ]
-ADDED_MAPS_ONLY, ADDED, NO_OP, NO_OP_COLD, NO_OP_FULL, CHANGED, REMOVED = ROWS
+(ADDED_MAPS_ONLY, ADDED, NO_OP, NO_OP_COLD, NO_OP_FULL, CHANGED, REMOVED,
+ SOURCES_ADDED, SOURCES_NO_OP, SOURCES_NO_OP_FULL, SOURCES_CHANGED) = ROWS
 
 # ----- in the VM
 
 
 def volumes_files():
-    """{name: path} of the volumes files: every volume; the same with one limit changed; none."""
-    entries = [{"path": os.path.join(CLIENT_DIR, "v%05d" % index), "limit": "1Gi"} for index in range(VOLUMES)]
-    changed = [dict(entries[0], limit="2Gi")] + entries[1:]
+    """{name: path} of the volumes files: every volume by path, the same with one limit changed,
+    both again by source, none."""
     os.makedirs(vm_bench.WORK, exist_ok=True)
-    return {"all": vm_bench.write_volumes_file("quota-sync-all", entries),
-            "changed": vm_bench.write_volumes_file("quota-sync-changed", changed),
-            "none": vm_bench.write_volumes_file("quota-sync-none", [])}
+    files = {"none": vm_bench.write_volumes_file("quota-sync-none", [])}
+    for kind, base in (("path", CLIENT_DIR), ("source", SOURCE_DIR)):
+        entries = [{kind: "%s/v%05d" % (base, index), "limit": "1Gi"} for index in range(VOLUMES)]
+        changed = [dict(entries[0], limit="2Gi")] + entries[1:]
+        files[kind] = vm_bench.write_volumes_file("quota-sync-%s" % kind, entries)
+        files[kind + "-changed"] = vm_bench.write_volumes_file("quota-sync-%s-changed" % kind, changed)
+    return files
 
 
 def cli_apply(volumes_file, options):
@@ -118,25 +128,34 @@ class Rounds:
     def round(self):
         """From no volume back to none, twice by each; every no-op re-sync or change follows a
         maps-only add of a few seconds, so NFS attributes are as fresh for the module as for the CLI."""
-        self.cli(ADDED_MAPS_ONLY, "all", (VOLUMES, 0, 0), ("--scan-budget", "0"), warnings=enforcement.MAX_SCAN_WARNINGS + 1)
-        self.cli(NO_OP, "all", (0, 0, 0))
-        self.cli(NO_OP_FULL, "all", (0, 0, 0), ("--full",))
-        self.cli(CHANGED, "changed", (0, 1, 0))
+        self.cli(ADDED_MAPS_ONLY, "path", (VOLUMES, 0, 0), ("--scan-budget", "0"), warnings=enforcement.MAX_SCAN_WARNINGS + 1)
+        self.cli(NO_OP, "path", (0, 0, 0))
+        self.cli(NO_OP_FULL, "path", (0, 0, 0), ("--full",))
+        self.cli(CHANGED, "path-changed", (0, 1, 0))
         self.cli(REMOVED, "none", (0, 0, VOLUMES))
-        vm_bench.bpfquota("apply", "--scan-budget", "0", self.files["all"])
-        self.module(NO_OP, "all", (0, 0, 0))
-        self.module(CHANGED, "changed", (0, 1, 0))
+        vm_bench.bpfquota("apply", "--scan-budget", "0", self.files["path"])
+        self.module(NO_OP, "path", (0, 0, 0))
+        self.module(CHANGED, "path-changed", (0, 1, 0))
         self.module(REMOVED, "none", (0, 0, VOLUMES))
-        self.cli(ADDED, "all", (VOLUMES, 0, 0))
+        self.cli(ADDED, "path", (VOLUMES, 0, 0))
         self.cli(REMOVED, "none", (0, 0, VOLUMES))
-        self.module(ADDED, "all", (VOLUMES, 0, 0))
+        self.module(ADDED, "path", (VOLUMES, 0, 0))
         self.module(REMOVED, "none", (0, 0, VOLUMES))
+        self.cli(SOURCES_ADDED, "source", (VOLUMES, 0, 0), ("--scan-budget", "0"),
+                 warnings=enforcement.MAX_SCAN_WARNINGS + 1)
+        self.cli(SOURCES_NO_OP, "source", (0, 0, 0))
+        self.cli(SOURCES_NO_OP_FULL, "source", (0, 0, 0), ("--full",))
+        self.cli(SOURCES_CHANGED, "source-changed", (0, 1, 0))
+        vm_bench.bpfquota("apply", "--scan-budget", "0", self.files["source"])
+        self.module(SOURCES_NO_OP, "source", (0, 0, 0))
+        self.module(SOURCES_CHANGED, "source-changed", (0, 1, 0))
+        vm_bench.bpfquota("apply", self.files["none"])
 
     def cold_round(self):
         """No-op re-syncs with every cache dropped first: last, as they leave the caches cold."""
-        vm_bench.bpfquota("apply", "--scan-budget", "0", self.files["all"])
-        self.cli(NO_OP_COLD, "all", (0, 0, 0), cold=True)
-        self.module(NO_OP_COLD, "all", (0, 0, 0), cold=True)
+        vm_bench.bpfquota("apply", "--scan-budget", "0", self.files["path"])
+        self.cli(NO_OP_COLD, "path", (0, 0, 0), cold=True)
+        self.module(NO_OP_COLD, "path", (0, 0, 0), cold=True)
         vm_bench.bpfquota("apply", self.files["none"])
 
 
@@ -173,8 +192,10 @@ def phase_timers(totals):
 def measure_phases(files):
     """[(row, seconds, {phase: seconds})]: one in-process `apply` per operation, as in a round."""
     rows = []
-    for row, name, options in ((ADDED, "all", []), (NO_OP, "all", []), (NO_OP_FULL, "all", ["--full"]),
-                               (CHANGED, "changed", []), (REMOVED, "none", [])):
+    for row, name, options in ((ADDED, "path", []), (NO_OP, "path", []), (NO_OP_FULL, "path", ["--full"]),
+                               (CHANGED, "path-changed", []), (REMOVED, "none", []),
+                               (SOURCES_ADDED, "source", ["--scan-budget", "0"]), (SOURCES_NO_OP, "source", []),
+                               (REMOVED, "none", [])):
         totals = {}
         started = time.monotonic()
         with phase_timers(totals), contextlib.redirect_stdout(io.StringIO()):
