@@ -174,7 +174,8 @@ def cmd_report(args):
 def cmd_reconcile(args):
     with enforcement.exclusive():
         with enforcement.open_maps() as maps:
-            results = enforcement.reconcile_all(maps, args.timeout, set(args.paths) if args.paths else None)
+            results = enforcement.reconcile_all(maps, args.timeout, set(args.paths) if args.paths else None,
+                                                warn_on_stderr)
     failed = [r for r in results if not r.ok]
     for r in results:
         if r.ok:
