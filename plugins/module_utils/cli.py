@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, bpfquota contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The host CLI `bpfquota`: check, build, load, unload, status, apply, report, reconcile, agent."""
+"""The host CLI `bpfquota`: check, build, load, unload, status, apply, report, metrics, reconcile, agent."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
@@ -13,6 +13,7 @@ import sys
 from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import loader
+from ansible_collections.bpfquota.nfs.plugins.module_utils import textfile
 from ansible_collections.bpfquota.nfs.plugins.module_utils.agent import run_agent
 from ansible_collections.bpfquota.nfs.plugins.module_utils.bpfbuild import BuildError, build
 from ansible_collections.bpfquota.nfs.plugins.module_utils.enforcement import BpfquotaError
@@ -171,6 +172,15 @@ def cmd_report(args):
     return EXIT_OK
 
 
+def cmd_metrics(args):
+    text = textfile.host_metrics_text()
+    if args.write is None:
+        sys.stdout.write(text)
+    else:
+        say("wrote %s" % textfile.write_textfile(args.write, text))
+    return EXIT_OK
+
+
 def cmd_reconcile(args):
     with enforcement.exclusive():
         with enforcement.open_maps() as maps:
@@ -244,10 +254,14 @@ def parser():
 
     c = sub.add_parser("agent", help="periodic reconcile, mount watch, denial events to the log")
     # Scans cost the NFS server a stat per file: rare rounds, bounded in time (kernel accounting covers between).
-    c.add_argument("--interval", type=float, default=3600.0, help="seconds between reconcile rounds")
-    c.add_argument("--budget", type=float, default=600.0,
+    c.add_argument("--interval", type=positive_seconds, default=3600.0, help="seconds between reconcile rounds")
+    c.add_argument("--budget", type=positive_seconds, default=600.0,
                    help="seconds of scanning per round; volumes not reached go first next round")
-    c.add_argument("--scan-timeout", type=float, default=300.0, help="seconds per volume scan")
+    c.add_argument("--scan-timeout", type=positive_seconds, default=300.0, help="seconds per volume scan")
+    c.add_argument("--metrics-dir", type=metrics_directory, default=textfile.DEFAULT_DIR,
+                   help="write the metrics to DIR/%s for node_exporter's textfile collector (default: %%(default)s; "
+                        "\"\": none); a directory that doesn't exist is logged and skipped" % textfile.FILENAME)
+    c.add_argument("--metrics-interval", type=positive_seconds, default=15.0, help="seconds between metrics writes")
     c.add_argument("--once", action="store_true", help="one round, then exit")
     c.set_defaults(func=cmd_agent)
     return p

@@ -85,7 +85,7 @@ def test_help_lists_the_exit_codes():
     for line in ("0  success", "1  the operation failed", "2  bad input (arguments or volumes file)",
                  "3  this host can't enforce", "4  the enforcer is not loaded: run 'bpfquota load'"):
         assert line in proc.stdout
-    for command in ("check", "build", "load", "unload", "status", "apply", "report", "reconcile", "agent"):
+    for command in ("check", "build", "load", "unload", "status", "apply", "report", "metrics", "reconcile", "agent"):
         assert command in proc.stdout
 
 
@@ -333,6 +333,31 @@ def test_apply_report_and_reconcile_end_to_end(on_test_maps, tmp_path, capsys):
 
     assert cli.main(["apply", path]) == 0  # nothing to do
     assert capsys.readouterr().out.splitlines() == ["0 added, 0 updated, 0 removed"]
+
+
+def test_metrics_of_applied_volumes_printed_and_written(on_test_maps, tmp_path, capsys, monkeypatch):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import textfile
+    monkeypatch.setattr(textfile, "pinned_maps", lambda: QuotaMaps(on_test_maps.pin_dir))
+    a = make_volume(tmp_path, "pv-a", {"one": 1000})
+    assert cli.main(["apply", volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Ki, inodes: 5}\n" % a)]) == 0
+    capsys.readouterr()
+    assert cli.main(["metrics"]) == 0
+    out, err = capsys.readouterr()
+    volume = 'volume="%s"' % a
+    for line in ("bpfquota_volume_used_bytes{%s} 1000" % volume, "bpfquota_volume_limit_bytes{%s} 1024" % volume,
+                 "bpfquota_volume_available_bytes{%s} 24" % volume, "bpfquota_volume_files{%s} 1" % volume,
+                 "bpfquota_volume_files_limit{%s} 5" % volume, 'bpfquota_volume_state{%s,state="enforcing"} 1' % volume):
+        assert "\n%s\n" % line in out
+    ages = [float(line.rsplit(" ", 1)[1]) for line in out.splitlines()
+            if line.startswith("bpfquota_volume_last_scan_age_seconds{%s}" % volume)]
+    assert len(ages) == 1 and 0 <= ages[0] < 60  # apply's first scan, just now
+    assert err == ""
+
+    (tmp_path / "node-exporter").mkdir()
+    assert cli.main(["metrics", "--write", str(tmp_path / "node-exporter")]) == 0
+    assert capsys.readouterr().out == "wrote %s\n" % (tmp_path / "node-exporter" / "bpfquota.prom")
+    written = (tmp_path / "node-exporter" / "bpfquota.prom").read_text()
+    assert written.split("bpfquota_volume_last_scan_age")[0] == out.split("bpfquota_volume_last_scan_age")[0]
 
 
 def test_apply_check_changes_nothing(on_test_maps, tmp_path, capsys):
