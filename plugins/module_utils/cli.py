@@ -197,7 +197,26 @@ def cmd_reconcile(args):
 
 def cmd_agent(args):
     enforcement.open_maps().close()  # not loaded: exit 4 with the fix, before the agent starts
-    return run_agent(interval=args.interval, scan_timeout=args.scan_timeout, budget=args.budget, once=args.once)
+    return run_agent(interval=args.interval, scan_timeout=args.scan_timeout, budget=args.budget, once=args.once,
+                     metrics_dir=args.metrics_dir or None, metrics_interval=args.metrics_interval)
+
+
+def positive_seconds(text):
+    """argparse type: a number of seconds above zero (one clear error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("%r is not a number of seconds above 0" % text)
+    return value
+
+
+def metrics_directory(text):
+    """argparse type: an absolute directory, or "" (no metrics)."""
+    if text and not os.path.isabs(text):
+        raise argparse.ArgumentTypeError("%r is not an absolute path (\"\" turns the metrics off)" % text)
+    return text
 
 
 def parser():
@@ -246,6 +265,11 @@ def parser():
     c = sub.add_parser("report", help="usage per volume, like xfs_quota report -h")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("metrics", help="usage, limits, refusals and state per volume as Prometheus metrics")
+    c.add_argument("--write", metavar="DIR", help="write them to DIR/%s (atomically) instead of printing them: "
+                   "DIR is node_exporter's textfile collector directory" % textfile.FILENAME)
+    c.set_defaults(func=cmd_metrics)
 
     c = sub.add_parser("reconcile", help="re-scan volumes to re-base their usage")
     c.add_argument("paths", nargs="*", help="only these volumes")

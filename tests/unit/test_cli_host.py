@@ -231,6 +231,36 @@ def test_build_of_an_up_to_date_object(bpfquota_object):
     assert proc.stdout == "up to date %s (sha256 %s)\n" % (bpfquota_object, digest.file_sha256(bpfquota_object))
 
 
+def test_metrics_when_not_loaded_say_so():
+    proc = bpfquota("metrics")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert "\nbpfquota_enforcer_loaded 0\n" in proc.stdout and "bpfquota_volume_" not in proc.stdout
+
+
+def test_metrics_written_into_a_missing_directory_is_bad_input(tmp_path):
+    proc = bpfquota("metrics", "--write", str(tmp_path / "node-exporter"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("bpfquota: metrics directory %s does not exist: install node_exporter"
+                                  % (tmp_path / "node-exporter"))
+    assert len(proc.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--metrics-interval", "-5"], "argument --metrics-interval: '-5' is not a number of seconds above 0"),
+    (["--metrics-interval", "0"], "argument --metrics-interval: '0' is not a number of seconds above 0"),
+    (["--metrics-interval", "soon"], "argument --metrics-interval: 'soon' is not a number of seconds above 0"),
+    (["--interval", "-1"], "argument --interval: '-1' is not a number of seconds above 0"),
+    (["--budget", "nan"], "argument --budget: 'nan' is not a number of seconds above 0"),
+    (["--scan-timeout", "inf"], "argument --scan-timeout: 'inf' is not a number of seconds above 0"),
+    (["--metrics-dir", "node-exporter"],
+     "argument --metrics-dir: 'node-exporter' is not an absolute path (\"\" turns the metrics off)"),
+])
+def test_agent_settings_that_make_no_sense_are_refused_first(args, error):
+    proc = bpfquota("agent", "--once", *args)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == "bpfquota agent: error: " + error
+
+
 def test_agent_when_not_loaded():
     proc = subprocess.run([sys.executable, BPFQUOTA, "agent", "--once"], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, timeout=60, check=False)
