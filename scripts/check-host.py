@@ -23,6 +23,7 @@ SYSTEM_COMMANDS = {
     "ssh-keygen": "the test-bed VMs' keys",
     "shellcheck": "ansible-test sanity (shell scripts)",
     "git": "ansible-test sanity and the VM workspace (the files git tracks)",
+    "promtool": "the metrics and alerting rules tests (tests/unit/test_prometheus.py)",
 }
 # command: what needs it (from scripts/requirements.txt, in the venv)
 VENV_COMMANDS = {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up this host for the test command and the main job, on a fresh Debian machine too:
-#  - Debian packages: build the BPF objects (clang, libbpf), run the QEMU test bed, shellcheck;
+#  - Debian packages: build the BPF objects (clang, libbpf), run the QEMU test bed, shellcheck,
+#    promtool (prometheus: the metrics and alerting rules tests);
 #  - the pinned Python tools of scripts/requirements.txt (ansible-core, ansible-lint, molecule,
 #    pytest) in a venv of their own, build/venv (BPFQUOTA_VENV), made anew when the pins change;
 #  - then scripts/check-host.py: every tool there the way the tests use it, the Python ones from
@@ -10,7 +11,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 packages=(clang llvm libbpf-dev libbpf1 bpftool gcc libc6-dev qemu-system-x86 qemu-utils debootstrap cpio
-          e2fsprogs openssh-client python3-yaml python3-venv shellcheck git)
+          e2fsprogs openssh-client python3-yaml python3-venv shellcheck git prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

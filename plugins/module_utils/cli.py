@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, bpfquota contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The host CLI `bpfquota`: check, build, load, unload, status, apply, report, reconcile, agent."""
+"""The host CLI `bpfquota`: check, build, load, unload, status, apply, report, metrics, reconcile, agent."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
@@ -15,7 +15,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils.enforcement import BpfquotaError
 from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import format_size
 
-# The commands import what only they need (the builder, the loader, the agent, the report): a
+# The commands import what only they need (the builder, the loader, the agent, the report, the metrics): a
 # no-op `bpfquota apply` is mostly the interpreter starting, so its imports are kept to the sync's.
 
 EXIT_OK = 0
@@ -173,10 +173,21 @@ def cmd_report(args):
     return EXIT_OK
 
 
+def cmd_metrics(args):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import textfile
+    text = textfile.host_metrics_text()
+    if args.write is None:
+        sys.stdout.write(text)
+    else:
+        say("wrote %s" % textfile.write_textfile(args.write, text))
+    return EXIT_OK
+
+
 def cmd_reconcile(args):
     with enforcement.exclusive():
         with enforcement.open_maps() as maps:
-            results = enforcement.reconcile_all(maps, args.timeout, set(args.paths) if args.paths else None)
+            results = enforcement.reconcile_all(maps, args.timeout, set(args.paths) if args.paths else None,
+                                                warn_on_stderr)
     failed = [r for r in results if not r.ok]
     for r in results:
         if r.ok:
@@ -189,7 +200,26 @@ def cmd_reconcile(args):
 def cmd_agent(args):
     from ansible_collections.bpfquota.nfs.plugins.module_utils.agent import run_agent
     enforcement.open_maps().close()  # not loaded: exit 4 with the fix, before the agent starts
-    return run_agent(interval=args.interval, scan_timeout=args.scan_timeout, budget=args.budget, once=args.once)
+    return run_agent(interval=args.interval, scan_timeout=args.scan_timeout, budget=args.budget, once=args.once,
+                     metrics_dir=args.metrics_dir or None, metrics_interval=args.metrics_interval)
+
+
+def positive_seconds(text):
+    """argparse type: a number of seconds above zero (one clear error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("%r is not a number of seconds above 0" % text)
+    return value
+
+
+def metrics_directory(text):
+    """argparse type: an absolute directory, or "" (no metrics)."""
+    if text and not os.path.isabs(text):
+        raise argparse.ArgumentTypeError("%r is not an absolute path (\"\" turns the metrics off)" % text)
+    return text
 
 
 def parser():
@@ -239,6 +269,11 @@ def parser():
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_report)
 
+    c = sub.add_parser("metrics", help="usage, limits, refusals and state per volume as Prometheus metrics")
+    c.add_argument("--write", metavar="DIR", help="write them to DIR/%s (atomically) instead of printing them: "
+                   "DIR is node_exporter's textfile collector directory" % layout.METRICS_FILENAME)
+    c.set_defaults(func=cmd_metrics)
+
     c = sub.add_parser("reconcile", help="re-scan volumes to re-base their usage")
     c.add_argument("paths", nargs="*", help="only these volumes")
     c.add_argument("--timeout", type=float, default=300.0, help="seconds per volume")
@@ -246,10 +281,14 @@ def parser():
 
     c = sub.add_parser("agent", help="periodic reconcile, mount watch, denial events to the log")
     # Scans cost the NFS server a stat per file: rare rounds, bounded in time (kernel accounting covers between).
-    c.add_argument("--interval", type=float, default=3600.0, help="seconds between reconcile rounds")
-    c.add_argument("--budget", type=float, default=600.0,
+    c.add_argument("--interval", type=positive_seconds, default=3600.0, help="seconds between reconcile rounds")
+    c.add_argument("--budget", type=positive_seconds, default=600.0,
                    help="seconds of scanning per round; volumes not reached go first next round")
-    c.add_argument("--scan-timeout", type=float, default=300.0, help="seconds per volume scan")
+    c.add_argument("--scan-timeout", type=positive_seconds, default=300.0, help="seconds per volume scan")
+    c.add_argument("--metrics-dir", type=metrics_directory, default=layout.METRICS_DIR,
+                   help="write the metrics to DIR/%s for node_exporter's textfile collector (default: %%(default)s; "
+                        "\"\": none); a directory that doesn't exist is logged and skipped" % layout.METRICS_FILENAME)
+    c.add_argument("--metrics-interval", type=positive_seconds, default=15.0, help="seconds between metrics writes")
     c.add_argument("--once", action="store_true", help="one round, then exit")
     c.set_defaults(func=cmd_agent)
     return p

@@ -22,7 +22,7 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import read
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import (
     StatMemo, VolumeError, listed_paths, load_volumes_file, validate_volumes)
 
-# loader, lsm, identity, saved and usage are imported in the functions that use them: with their
+# loader, lsm, identity, saved, scantimes and usage are imported in the functions that use them: with their
 # subprocess, tempfile, socket and the tree walker they are a fifth of the start-up of a no-op
 # `bpfquota apply`, most of whose time (under emulation) is the interpreter starting.
 
@@ -284,7 +284,7 @@ def apply_volumes(maps, volumes, check, scan_timeout, warn, scan_budget=None, ap
             maps.set_sync_stamp("%s %s" % (inputs.routes, inputs.volumes))
         targets = [(the_plan.ids[volume.path], volume.path) for volume in the_plan.added
                    if volume.path not in restored and volume.path in homes]
-        failed = [result for result in identity.scan_named(maps, targets, homes, scan_timeout, scan_budget)
+        failed = [result for result in scan_named(maps, targets, homes, scan_timeout, scan_budget, warn)
                   if not result.ok]
         warn_unscanned(failed, dict((v.path, v) for v in the_plan.added), warn)
         for volume in the_plan.added:
@@ -312,11 +312,23 @@ def warn_unscanned(failed, volumes, warn):
              % (len(failed) - MAX_SCAN_WARNINGS, failed[-1].path, failed[-1].reason, allowed))
 
 
-# --- reconcile (the report rows: report.py) -------------------------------------------------------
+# --- scans and reconcile (the report rows: report.py) ---------------------------------------------
 
-def reconcile_all(maps, timeout, only=None):
+def scan_named(maps, targets, homes, timeout, budget=None, warn=None):
+    """identity.scan_named, with the time of each success recorded (scantimes) for the metrics;
+    `warn(message)` hears when that record can't be written. The caller holds the lock."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import identity
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import scantimes
+    results = identity.scan_named(maps, targets, homes, timeout, budget)
+    problem = scantimes.record(results, [name for vol_id, name in maps.paths().items() if vol_id <= layout.MAX_VOLUMES])
+    if problem and warn:
+        warn(problem)
+    return results
+
+
+def reconcile_all(maps, timeout, only=None, warn=None):
     """Scan the volumes (or those whose paths are in `only`) again: usage.scan_volumes's results.
-    BpfquotaError USAGE when `only` names a path that is no volume."""
+    BpfquotaError USAGE when `only` names a path that is no volume; `warn` as for scan_named."""
     from ansible_collections.bpfquota.nfs.plugins.module_utils import identity
     from ansible_collections.bpfquota.nfs.plugins.module_utils import usage
     applied = quota.applied_volumes(maps)
@@ -326,7 +338,7 @@ def reconcile_all(maps, timeout, only=None):
                             USAGE)
     targets = [(vol_id, name) for name, (vol_id, dummy) in sorted(applied.items()) if only is None or name in only]
     homes = identity.homes_of([name for dummy, name in targets])
-    results = dict((result.vol_id, result) for result in identity.scan_named(
-        maps, [(vol_id, name) for vol_id, name in targets if name in homes], homes, timeout))
+    results = dict((result.vol_id, result) for result in scan_named(
+        maps, [(vol_id, name) for vol_id, name in targets if name in homes], homes, timeout, warn=warn))
     return [results.get(vol_id) or usage.ScanResult(vol_id, name, False, None, None, 0.0, NOT_MOUNTED_HERE)
             for vol_id, name in targets]

@@ -28,6 +28,8 @@ PATH_MAX = 4096
 PIN_ROOT = "/sys/fs/bpf/bpfquota"
 PIN_DIR = "%s/v%d" % (PIN_ROOT, ABI)
 LINK_DIR = PIN_DIR + "/links"
+METRICS_FILENAME = "bpfquota.prom"  # node_exporter's textfile collector reads *.prom ...
+METRICS_DIR = "/var/lib/prometheus/node-exporter"  # ... from this directory in Debian's prometheus-node-exporter
 
 MODES = {"enforce": 1, "audit": 2}  # a volume's mode: its name (the one users write) -> vol_cfg.mode
 MODE_NAMES = dict((v, k) for k, v in MODES.items())

@@ -104,10 +104,10 @@ class _BpfLinkInfo(ctypes.Structure):
 
 
 class _BpfProgInfo(ctypes.Structure):
-    """Leading fields of struct bpf_prog_info up to the name.
+    """Leading fields of struct bpf_prog_info up to the run statistics (kernel 5.1).
 
     The zero lengths and NULL pointers tell the kernel not to copy out
-    instructions or map ids.
+    instructions, map ids, symbols or line info.
     """
 
     _fields_ = [
@@ -123,6 +123,28 @@ class _BpfProgInfo(ctypes.Structure):
         ("nr_map_ids", ctypes.c_uint32),
         ("map_ids", ctypes.c_uint64),
         ("name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+        ("ifindex", ctypes.c_uint32),
+        ("gpl_compatible", ctypes.c_uint32),  # a 1-bit field and padding
+        ("netns_dev", ctypes.c_uint64),
+        ("netns_ino", ctypes.c_uint64),
+        ("nr_jited_ksyms", ctypes.c_uint32),
+        ("nr_jited_func_lens", ctypes.c_uint32),
+        ("jited_ksyms", ctypes.c_uint64),
+        ("jited_func_lens", ctypes.c_uint64),
+        ("btf_id", ctypes.c_uint32),
+        ("func_info_rec_size", ctypes.c_uint32),
+        ("func_info", ctypes.c_uint64),
+        ("nr_func_info", ctypes.c_uint32),
+        ("nr_line_info", ctypes.c_uint32),
+        ("line_info", ctypes.c_uint64),
+        ("jited_line_info", ctypes.c_uint64),
+        ("nr_jited_line_info", ctypes.c_uint32),
+        ("line_info_rec_size", ctypes.c_uint32),
+        ("jited_line_info_rec_size", ctypes.c_uint32),
+        ("nr_prog_tags", ctypes.c_uint32),
+        ("prog_tags", ctypes.c_uint64),
+        ("run_time_ns", ctypes.c_uint64),  # counted only while kernel.bpf_stats_enabled=1
+        ("run_cnt", ctypes.c_uint64),
     ]
 
 
@@ -790,13 +812,16 @@ def link_info(fd=None, link_id=None):
 
 
 def prog_info(fd=None, prog_id=None):
-    """dict(id, name, tag, type) of a program fd or id; tag is the hex program hash."""
+    """dict(id, name, tag, type, run_time_ns, run_cnt) of a program fd or id; tag is the hex
+    program hash; the run statistics stay 0 unless kernel.bpf_stats_enabled=1."""
     info = _info_by_fd_or_id(fd, prog_id, "bpf_prog_get_fd_by_id", _BpfProgInfo, "program")
     return {
         "id": info.id,
         "name": info.name.decode("utf-8", "replace"),
         "tag": bytes(info.tag).hex(),
         "type": info.type,
+        "run_time_ns": info.run_time_ns,
+        "run_cnt": info.run_cnt,
     }
 
 

@@ -40,6 +40,14 @@ def status(pin_dir=layout.PIN_DIR):
     link_dir = os.path.join(pin_dir, "links")
     if not is_loaded(pin_dir) or not pinned_links(link_dir):
         return {"loaded": False, "sha256": None, "programs": {}, "pin_dir": pin_dir}
+    programs = program_ids(link_dir)
+    with QuotaMaps(pin_dir) as maps:
+        sha = maps.config().obj_sha256.hex()
+    return {"loaded": True, "sha256": sha, "programs": programs, "pin_dir": pin_dir}
+
+
+def program_ids(link_dir=layout.LINK_DIR):
+    """{program name: prog id} of the pinned links (their pins are named after the programs)."""
     programs = {}
     for name in pinned_links(link_dir):
         fd = libbpf.obj_get(os.path.join(link_dir, name))
@@ -47,9 +55,7 @@ def status(pin_dir=layout.PIN_DIR):
             programs[name] = libbpf.link_info(fd)["prog_id"]
         finally:
             os.close(fd)
-    with QuotaMaps(pin_dir) as maps:
-        sha = maps.config().obj_sha256.hex()
-    return {"loaded": True, "sha256": sha, "programs": programs, "pin_dir": pin_dir}
+    return programs
 
 
 def ensure_nfs_types(module=NFS_MODULE):

@@ -14,10 +14,10 @@ __metaclass__ = type
 
 import json
 import os
-import tempfile
 import time
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
+from ansible_collections.bpfquota.nfs.plugins.module_utils.atomic import write_atomically
 
 STATE_PATH = "/var/lib/bpfquota/usage.json"
 FORMAT = "bpfquota-usage-v1"
@@ -48,21 +48,7 @@ def save(state, path=STATE_PATH):
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
-    fd, tmp = tempfile.mkstemp(prefix=".usage-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(state, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(path, json.dumps(state, sort_keys=True).encode("utf-8"))
 
 
 def load(path=STATE_PATH):

@@ -78,3 +78,12 @@ def private_saved_usage(monkeypatch, tmp_path):
     path = str(tmp_path / "saved-usage" / "usage.json")
     monkeypatch.setattr(saved, "STATE_PATH", path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def private_scan_times(monkeypatch, tmp_path):
+    """Scans record their times in a file of the test's own (not the host's)."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import scantimes
+    path = str(tmp_path / "saved-usage" / "scans.json")
+    monkeypatch.setattr(scantimes, "STATE_PATH", path)
+    return path

@@ -85,7 +85,7 @@ def test_help_lists_the_exit_codes():
     for line in ("0  success", "1  the operation failed", "2  bad input (arguments or volumes file)",
                  "3  this host can't enforce", "4  the enforcer is not loaded: run 'bpfquota load'"):
         assert line in proc.stdout
-    for command in ("check", "build", "load", "unload", "status", "apply", "report", "reconcile", "agent"):
+    for command in ("check", "build", "load", "unload", "status", "apply", "report", "metrics", "reconcile", "agent"):
         assert command in proc.stdout
 
 
@@ -231,6 +231,36 @@ def test_build_of_an_up_to_date_object(bpfquota_object):
     assert proc.stdout == "up to date %s (sha256 %s)\n" % (bpfquota_object, digest.file_sha256(bpfquota_object))
 
 
+def test_metrics_when_not_loaded_say_so():
+    proc = bpfquota("metrics")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert "\nbpfquota_enforcer_loaded 0\n" in proc.stdout and "bpfquota_volume_" not in proc.stdout
+
+
+def test_metrics_written_into_a_missing_directory_is_bad_input(tmp_path):
+    proc = bpfquota("metrics", "--write", str(tmp_path / "node-exporter"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("bpfquota: metrics directory %s does not exist: install node_exporter"
+                                  % (tmp_path / "node-exporter"))
+    assert len(proc.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--metrics-interval", "-5"], "argument --metrics-interval: '-5' is not a number of seconds above 0"),
+    (["--metrics-interval", "0"], "argument --metrics-interval: '0' is not a number of seconds above 0"),
+    (["--metrics-interval", "soon"], "argument --metrics-interval: 'soon' is not a number of seconds above 0"),
+    (["--interval", "-1"], "argument --interval: '-1' is not a number of seconds above 0"),
+    (["--budget", "nan"], "argument --budget: 'nan' is not a number of seconds above 0"),
+    (["--scan-timeout", "inf"], "argument --scan-timeout: 'inf' is not a number of seconds above 0"),
+    (["--metrics-dir", "node-exporter"],
+     "argument --metrics-dir: 'node-exporter' is not an absolute path (\"\" turns the metrics off)"),
+])
+def test_agent_settings_that_make_no_sense_are_refused_first(args, error):
+    proc = bpfquota("agent", "--once", *args)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == "bpfquota agent: error: " + error
+
+
 def test_agent_when_not_loaded():
     proc = subprocess.run([sys.executable, BPFQUOTA, "agent", "--once"], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, timeout=60, check=False)
@@ -333,6 +363,31 @@ def test_apply_report_and_reconcile_end_to_end(on_test_maps, tmp_path, capsys):
 
     assert cli.main(["apply", path]) == 0  # nothing to do
     assert capsys.readouterr().out.splitlines() == ["0 added, 0 updated, 0 removed"]
+
+
+def test_metrics_of_applied_volumes_printed_and_written(on_test_maps, tmp_path, capsys, monkeypatch):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import textfile
+    monkeypatch.setattr(textfile, "pinned_maps", lambda: QuotaMaps(on_test_maps.pin_dir))
+    a = make_volume(tmp_path, "pv-a", {"one": 1000})
+    assert cli.main(["apply", volumes_file(tmp_path, "volumes:\n  - {path: %s, limit: 1Ki, inodes: 5}\n" % a)]) == 0
+    capsys.readouterr()
+    assert cli.main(["metrics"]) == 0
+    out, err = capsys.readouterr()
+    volume = 'volume="%s"' % a
+    for line in ("bpfquota_volume_used_bytes{%s} 1000" % volume, "bpfquota_volume_limit_bytes{%s} 1024" % volume,
+                 "bpfquota_volume_available_bytes{%s} 24" % volume, "bpfquota_volume_files{%s} 1" % volume,
+                 "bpfquota_volume_files_limit{%s} 5" % volume, 'bpfquota_volume_state{%s,state="enforcing"} 1' % volume):
+        assert "\n%s\n" % line in out
+    ages = [float(line.rsplit(" ", 1)[1]) for line in out.splitlines()
+            if line.startswith("bpfquota_volume_last_scan_age_seconds{%s}" % volume)]
+    assert len(ages) == 1 and 0 <= ages[0] < 60  # apply's first scan, just now
+    assert err == ""
+
+    (tmp_path / "node-exporter").mkdir()
+    assert cli.main(["metrics", "--write", str(tmp_path / "node-exporter")]) == 0
+    assert capsys.readouterr().out == "wrote %s\n" % (tmp_path / "node-exporter" / "bpfquota.prom")
+    written = (tmp_path / "node-exporter" / "bpfquota.prom").read_text()
+    assert written.split("bpfquota_volume_last_scan_age")[0] == out.split("bpfquota_volume_last_scan_age")[0]
 
 
 def test_apply_check_changes_nothing(on_test_maps, tmp_path, capsys):

@@ -291,6 +291,42 @@ def test_link_prog_and_map_info(bpf_objects):
     assert raised.value.errno == errno.EINVAL
 
 
+@pytest.fixture
+def bpf_stats(request):
+    """kernel.bpf_stats_enabled set for the test (the kernel's one switch: restored afterwards)."""
+    path = "/proc/sys/kernel/bpf_stats_enabled"
+    with open(path) as f:
+        before = f.read().strip()
+
+    def switch(on):
+        with open(path, "w") as f:
+            f.write("1" if on else "0")
+
+    yield switch
+    switch(before != "0")
+
+
+@needs_root
+def test_program_run_statistics_count_while_the_kernel_counts(bpf_objects, command, pin_dir, bpf_stats):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.textfile import program_stats
+    links = os.path.join(pin_dir, "links")
+    os.mkdir(links)
+    with load_counter(bpf_objects["counter"]) as obj, obj.attach("count_exec") as link:
+        obj_pin(link.fd, os.path.join(links, "count_exec"))
+        prog_id = link_info(link.fd)["prog_id"]
+        bpf_stats(False)
+        before = prog_info(prog_id=prog_id)
+        run(command, times=3)
+        assert prog_info(prog_id=prog_id)["run_cnt"] == before["run_cnt"]  # not counted while off
+        bpf_stats(True)
+        run(command, times=3)
+        after = prog_info(prog_id=prog_id)
+        assert after["run_cnt"] >= before["run_cnt"] + 3  # every exec on the host runs it
+        assert after["run_time_ns"] > before["run_time_ns"]
+        stats = program_stats(links)
+        assert list(stats) == ["count_exec"] and stats["count_exec"]["run_cnt"] >= after["run_cnt"]
+
+
 @needs_root
 def test_verifier_rejection_reports_the_verifier_log(bpf_objects):
     with BpfObject.open(bpf_objects["unverifiable"]) as obj:
