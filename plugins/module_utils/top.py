@@ -421,8 +421,9 @@ def format_sample(result, clock=""):
         if entry["limit_bytes"]:
             used = "  used %s of %s" % (format_size(entry["used_bytes"] or 0), format_size(entry["limit_bytes"]))
         labels = ",".join("%s=%s" % kv for kv in sorted(entry["labels"].items()))
-        lines += ["", "%s  %s/s  refused %d%s%s" % (volume_name(entry), format_size(entry["bytes_per_second"]),
-                                                   entry["refusals"], used, "  " + labels if labels else "")]
+        heading = "%s  %s/s  refused %d%s" % (volume_name(entry), format_size(entry["bytes_per_second"]),
+                                              entry["refusals"], used)
+        lines += ["", heading + ("  " + labels if labels else "")]
         table = [WRITER_HEADER] + [(str(w["pid"]), str(w["uid"]), w["comm"], format_size(w["bytes_per_second"]) + "/s",
                                     str(w["writes"]), str(w["refusals"]), _cgroup_cell(w)) for w in entry["writers"]]
         widths = [max(len(row[column]) for row in table) for column in range(len(WRITER_HEADER))]
@@ -513,9 +514,11 @@ class Tracer:
 
     def counters(self):
         """{(vol_id, pid): Counter} since the start."""
-        return dict(((key.vol, key.pid), Counter(value.bytes, value.writes, value.refusals, value.uid, value.cgroup_id,
-                                                  value.comm.decode("utf-8", "replace")))
-                    for key, value in self.bpf["writers"].items())
+        counters = {}
+        for key, value in self.bpf["writers"].items():
+            counters[(key.vol, key.pid)] = Counter(value.bytes, value.writes, value.refusals, value.uid,
+                                                   value.cgroup_id, value.comm.decode("utf-8", "replace"))
+        return counters
 
     def close(self):
         self.bpf.cleanup()
@@ -607,7 +610,7 @@ def quit_keys(stdin):
     """quit_within(seconds): waits that long, True as soon as q is pressed. The terminal is in
     cbreak mode meanwhile, so q needs no Enter; without a terminal it only sleeps."""
     if not stdin.isatty():
-        yield lambda seconds: time.sleep(seconds)
+        yield time.sleep
         return
     import select
     import termios

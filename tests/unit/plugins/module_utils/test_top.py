@@ -159,7 +159,7 @@ def test_missing_headers_alone():
     checked = []
     with pytest.raises(enforcement.BpfquotaError) as info:
         top.require_tools("6.1.0-50-amd64", import_module=lambda name: object(),
-                          isdir=lambda path: checked.append(path))
+                          isdir=checked.append)
     assert checked == ["/lib/modules/6.1.0-50-amd64/build"]
     assert "linux-headers-6.1.0-50-amd64 missing" in str(info.value) and "python3-bpfcc" not in str(info.value)
 
