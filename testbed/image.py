@@ -49,6 +49,10 @@ PACKAGES = (
     "nfs-common",
     "libbpf1",
     "bpftool",
+    # bpfquota top (tests/vm/test_top.py): BCC compiles against the running kernel's headers;
+    # linux-headers-amd64 comes from the same archive as linux-image-amd64, so their versions match.
+    "python3-bpfcc",
+    "linux-headers-amd64",
     "e2fsprogs",
     "iproute2",
     "procps",

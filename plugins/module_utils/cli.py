@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, bpfquota contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The host CLI `bpfquota`: check, build, load, unload, status, apply, report, metrics, reconcile, agent."""
+"""The host CLI `bpfquota`: check, build, load, unload, status, apply, report, metrics, reconcile, agent, top."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
@@ -23,6 +23,7 @@ EXIT_ERROR = 1        # the operation failed (kernel refused, scan failed, ...)
 EXIT_USAGE = 2        # bad input: arguments, volumes file; nothing was changed
 EXIT_NOT_READY = 3    # this host can't enforce (see `bpfquota check`)
 EXIT_NOT_LOADED = 4   # the enforcer isn't loaded: run `bpfquota load`
+EXIT_MISSING_TOOL = 5  # top: BCC or the running kernel's headers are missing
 
 EXIT_CODES_HELP = """exit codes:
   0  success
@@ -30,10 +31,12 @@ EXIT_CODES_HELP = """exit codes:
   2  bad input (arguments or volumes file); nothing was changed
   3  this host can't enforce: BPF LSM not ready (see 'bpfquota check')
   4  the enforcer is not loaded: run 'bpfquota load'
+  5  top only: BCC (python3-bpfcc) or the running kernel's headers are missing
 """
 
 EXIT_CODES = {enforcement.USAGE: EXIT_USAGE, enforcement.NOT_READY: EXIT_NOT_READY,
-              enforcement.NOT_LOADED: EXIT_NOT_LOADED, enforcement.FAILED: EXIT_ERROR}
+              enforcement.NOT_LOADED: EXIT_NOT_LOADED, enforcement.FAILED: EXIT_ERROR,
+              enforcement.MISSING_TOOL: EXIT_MISSING_TOOL}
 
 
 def _archive_of(path):
@@ -222,6 +225,22 @@ def metrics_directory(text):
     return text
 
 
+def cmd_top(args):
+    # Imported here: `top` compiles with BCC; no other command should pay for loading it.
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import top
+    if args.json and not args.once:
+        raise BpfquotaError("--json needs --once (the live view redraws a screen)", enforcement.USAGE)
+    try:
+        if not args.once:
+            top.run_live(args.interval, enforcement.open_maps, sys.stdout, sys.stdin)
+            return EXIT_OK
+        result = top.run_once(args.interval, enforcement.open_maps)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    say(top.sample_json(result) if args.json else top.format_sample(result))
+    return EXIT_OK
+
+
 def parser():
     p = argparse.ArgumentParser(prog="bpfquota", description="Per-directory write quotas on NFS clients, "
                                 "enforced by a BPF LSM program.", epilog=EXIT_CODES_HELP,
@@ -291,6 +310,12 @@ def parser():
     c.add_argument("--metrics-interval", type=positive_seconds, default=15.0, help="seconds between metrics writes")
     c.add_argument("--once", action="store_true", help="one round, then exit")
     c.set_defaults(func=cmd_agent)
+
+    c = sub.add_parser("top", help="who is writing into each volume now: processes, bytes/s, refusals (needs BCC)")
+    c.add_argument("--interval", type=positive_seconds, default=2.0, help="seconds between refreshes (default: %(default)s)")
+    c.add_argument("--once", action="store_true", help="one sample over --interval seconds, then exit")
+    c.add_argument("--json", action="store_true", help="with --once: the sample as JSON")
+    c.set_defaults(func=cmd_top)
     return p
 
 

@@ -33,10 +33,11 @@ USAGE = "usage"            # bad input (arguments, volumes); nothing was changed
 NOT_READY = "not_ready"    # this host can't enforce (BPF LSM, libbpf, the kernel refuses the programs)
 NOT_LOADED = "not_loaded"  # the enforcer isn't loaded
 FAILED = "failed"          # the operation failed
+MISSING_TOOL = "missing_tool"  # a command's own dependency is missing (bpfquota top: BCC, kernel headers)
 
 
 class BpfquotaError(Exception):
-    """A failure the message explains with its fix; `kind` is USAGE, NOT_READY, NOT_LOADED or FAILED,
+    """A failure the message explains with its fix; `kind` is USAGE, NOT_READY, NOT_LOADED, FAILED or MISSING_TOOL,
     `problems` every problem of the input when there were several to name (the message has one per line)."""
 
     def __init__(self, message, kind=FAILED, problems=None):

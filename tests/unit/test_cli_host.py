@@ -83,9 +83,10 @@ def test_help_lists_the_exit_codes():
     proc = bpfquota("--help")
     assert proc.returncode == 0
     for line in ("0  success", "1  the operation failed", "2  bad input (arguments or volumes file)",
-                 "3  this host can't enforce", "4  the enforcer is not loaded: run 'bpfquota load'"):
+                 "3  this host can't enforce", "4  the enforcer is not loaded: run 'bpfquota load'",
+                 "5  top only: BCC (python3-bpfcc) or the running kernel's headers are missing"):
         assert line in proc.stdout
-    for command in ("check", "build", "load", "unload", "status", "apply", "report", "metrics", "reconcile", "agent"):
+    for command in ("check", "build", "load", "unload", "status", "apply", "report", "metrics", "reconcile", "agent", "top"):
         assert command in proc.stdout
 
 
@@ -168,6 +169,21 @@ def test_commands_that_need_the_maps_when_not_loaded(args):
     proc = bpfquota(*args)
     assert proc.returncode == 4
     assert proc.stderr.strip() == "bpfquota: " + NOT_LOADED
+
+
+def test_top_without_bcc_names_the_packages_to_install(tmp_path):
+    # A bcc that fails to import, whether or not this host has the real one.
+    (tmp_path / "bcc").mkdir()
+    (tmp_path / "bcc" / "__init__.py").write_text("raise ImportError('No module named bcc')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    proc = subprocess.run([sys.executable, BPFQUOTA, "top", "--once"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=120, check=False)
+    assert (proc.returncode, proc.stdout) == (cli.EXIT_MISSING_TOOL, "")
+    assert proc.stderr.startswith("bpfquota: bpfquota top compiles its tracing program with BCC"), proc.stderr
+    assert "apt-get install python3-bpfcc" in proc.stderr and "Traceback" not in proc.stderr
+    headers = "linux-headers-" + os.uname()[2]
+    assert (headers in proc.stderr) == (not os.path.isdir("/lib/modules/%s/build" % os.uname()[2]))
+    assert len(proc.stderr.splitlines()) == 1
 
 
 def test_status_when_not_loaded():
