@@ -138,4 +138,4 @@ def test_the_payload_holds_only_what_it_uses():
     """The report rows are read by report.py, not by the service (enforcement.py), which would bring
     loading, readiness and the saved usage along."""
     assert payload(os.path.join(PLUGINS, "modules", "quota_info.py")) == [
-        "digest", "layout", "libbpf", "maps", "mountinfo", "quota", "report", "sizes", "usage", "volumes", "walk"]
+        "digest", "durations", "layout", "libbpf", "maps", "mountinfo", "quota", "report", "sizes", "usage", "volumes", "walk"]
