@@ -430,9 +430,6 @@ def _check_soft(label, raw, limit_bytes, limits, problems):
     except SizeError as error:
         problems.append("%s: soft: %s" % (label, error))
         return None
-    if not soft:
-        problems.append("%s: soft must be above 0: %s, or leave soft out for no soft limit" % (label, fix))
-        return None
     if limit_bytes is not None and soft > limit_bytes:
         problems.append("%s: soft (%d bytes) is above the limit (%d bytes): the soft limit must be at most the limit; "
                         "lower soft or raise limit" % (label, soft, limit_bytes))

@@ -83,7 +83,8 @@ def test_every_bad_soft_value_is_named_at_once():
     assert problems(soft="0%") == [
         "volumes[0] (/v): soft a string ('0%') is not a percentage above 0 and at most 100 (of a limit of 16777216 "
         "bytes): write a size such as 'soft: 40Gi' or a share of the limit such as 'soft: 80%'"]
-    assert problems(soft=0)[0].startswith("volumes[0] (/v): soft must be above 0")
+    assert problems(soft=0) == ["volumes[0] (/v): soft: invalid size 0: a size must be greater than zero: give a "
+                                "positive size such as 50Gi"]
 
 
 def test_soft_changes_are_updates_and_the_document_shows_them():
