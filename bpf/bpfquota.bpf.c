@@ -215,6 +215,11 @@ static __always_inline __s64 max64(__s64 a, __s64 b)
 	return a > b ? a : b;
 }
 
+static __always_inline __s64 min64(__s64 a, __s64 b)
+{
+	return a < b ? a : b;
+}
+
 static __always_inline bool is_reg(struct inode *inode)
 {
 	return (inode->i_mode & S_IFMT) == S_IFREG;
@@ -580,6 +585,26 @@ static __always_inline bool usage_unknown(struct bq_vol_cfg *cfg)
 	return (cfg->flags & (BQ_VOL_USAGE_UNKNOWN | BQ_VOL_ALLOW_UNKNOWN)) == BQ_VOL_USAGE_UNKNOWN;
 }
 
+/* The byte limit in force: the soft limit once its grace ran out (the agent sets the flag), else the limit. */
+static __always_inline __s64 byte_limit(struct bq_vol_cfg *cfg)
+{
+	__s64 limit = clamp_size((__s64)cfg->limit_bytes);
+
+	if ((cfg->flags & BQ_VOL_SOFT_EXPIRED) && cfg->soft_bytes)
+		limit = min64(limit, clamp_size((__s64)cfg->soft_bytes));
+	return limit;
+}
+
+/* The file limit in force (0: none), likewise. */
+static __always_inline __u64 file_limit(struct bq_vol_cfg *cfg)
+{
+	__u64 limit = cfg->limit_files, soft = cfg->soft_files;
+
+	if ((cfg->flags & BQ_VOL_FILES_SOFT_EXPIRED) && soft && (!limit || soft < limit))
+		limit = soft;
+	return limit;
+}
+
 /*
  * 0 to allow, -EDQUOT to refuse. A volume at or over its limit refuses
  * growth; an operation known to add `extra_bytes` is refused when it would
@@ -589,15 +614,16 @@ static __always_inline int verdict(struct vol_ctx *v, __u32 op, __s64 extra_byte
 {
 	struct bq_vol_cfg *cfg = v->cfg;
 	struct bq_vol_stats *vs = v->vs;
-	__s64 limit = clamp_size((__s64)cfg->limit_bytes);
+	__s64 limit = byte_limit(cfg);
+	__u64 limit_files = file_limit(cfg);
 	__s64 used = clamp_size(vs->reserved_bytes) + clamp_delta(cfg->base_bytes) + clamp_delta(vs->delta_bytes[0]) +
 		     clamp_delta(vs->delta_bytes[1]);
 	bool over = used >= limit || (extra_bytes > 0 && used + clamp_size(extra_bytes) > limit) ||
 		    (usage_unknown(cfg) && (extra_bytes > 0 || extra_files > 0));
 
-	if (!over && cfg->limit_files && extra_files > 0) {
+	if (!over && limit_files && extra_files > 0) {
 		__s64 files = cfg->base_files + vs->delta_files[0] + vs->delta_files[1];
-		over = files + extra_files > (__s64)cfg->limit_files;
+		over = files + extra_files > (__s64)limit_files;
 	}
 	return count_verdict(v, op, over, -EDQUOT);
 }
@@ -652,7 +678,7 @@ static __always_inline int admit_growth(struct vol_ctx *v, struct inode *inode, 
 	struct bq_inode *st = v->st;
 	struct bq_vol_stats *vs = v->vs;
 	__s64 size = clamp_size(inode->i_size);
-	__s64 limit = clamp_size((__s64)v->cfg->limit_bytes);
+	__s64 limit = byte_limit(v->cfg);
 	__s64 base = clamp_delta(v->cfg->base_bytes);
 	bool enforce = v->cfg->mode == BQ_MODE_ENFORCE;
 	bool over = false, foreign = false;

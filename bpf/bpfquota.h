@@ -10,7 +10,7 @@
 #ifndef BPFQUOTA_H
 #define BPFQUOTA_H
 
-#define BPFQUOTA_ABI 3
+#define BPFQUOTA_ABI 4
 
 /* Volume ids are 1..MAX_VOLUMES; 0 means "not in any volume". */
 #define MAX_VOLUMES 65536
@@ -78,12 +78,17 @@ struct bq_vol_cfg {
 	__u32 epoch;    /* scan epoch: kernel accounts into delta[epoch & 1] */
 	__u32 scanning; /* 1 while a scan runs: the kernel records bq_dirty entries */
 	__u32 flags;    /* BQ_VOL_* */
+	__u64 soft_bytes;    /* soft limits (0: none): while BQ_VOL_SOFT_EXPIRED (..._FILES_) is set, ... */
+	__u64 soft_files;    /* ... they refuse growth as the limits do */
+	__u64 grace_seconds; /* how long usage may stay over them (user space only: the agent keeps the clocks) */
 };
 
 #define BQ_VOL_USAGE_UNKNOWN 1 /* no scan and no saved usage yet: the base means nothing, growth is refused ... */
 #define BQ_VOL_ALLOW_UNKNOWN 2 /* ... unless the operator chose availability: unknown usage counts from zero */
 #define BQ_VOL_RESTORED 4      /* the base is saved usage, restored at boot; a scan clears it (user space only) */
 #define BQ_VOL_NOT_MOUNTED 8   /* a source volume no NFS mount of the host reaches (user space only) */
+#define BQ_VOL_SOFT_EXPIRED 16       /* grace over soft_bytes ran out: soft_bytes is the byte limit (set by the agent) */
+#define BQ_VOL_FILES_SOFT_EXPIRED 32 /* grace over soft_files ran out: soft_files is the file limit */
 
 /* vol_stats: ARRAY[VOLUME_SLOTS], written by the kernel with atomic adds.
  * (Not per-CPU: 65 536 volumes x CPUs would cost megabytes per CPU.) */

@@ -12,10 +12,11 @@ version_added: 0.1.0
 description:
   - Turns PersistentVolume objects, as M(kubernetes.core.k8s_info) returns them in C(resources), into
     volume entries addressed by their NFS export, one per PV that is Bound and opted in.
-  - "Each entry is C({source, limit, inodes?, mode?, labels}): C(source) is C(server:/export/path), the
+  - "Each entry is C({source, limit, inodes?, mode?, soft?, inodes_soft?, grace?, labels}): C(source) is C(server:/export/path), the
     export kubelet mounts for the PV; C(limit) is the PV's C(spec.capacity.storage) in bytes (rounded up
     to a whole byte, as Kubernetes rounds); C(labels) is C({pv, namespace, claim}) from the PV's name and
-    its C(spec.claimRef); C(inodes) and C(mode) only when the PV's annotations set them."
+    its C(spec.claimRef); C(inodes), C(mode), C(soft), C(inodes_soft) and C(grace) only when the PV's
+    annotations set them."
   - "csi-driver-nfs PVs (C(spec.csi.driver) one of O(csi_drivers)): the source is built as the driver's
     C(NodePublishVolume) builds it from C(spec.csi.volumeAttributes): C(server), C(share) and C(subdir),
     keys in any letter case, with C(${pvc.metadata.name}), C(${pvc.metadata.namespace}) and
@@ -32,7 +33,10 @@ description:
     its class (for PVs whose size is meant to be advisory)."
   - "More annotations: C(bpfquota.nfs/limit) (a quantity such as C(\"20Gi\")) replaces the capacity as
     the limit; C(bpfquota.nfs/inodes) (such as C(\"100000\")) sets a file-count limit;
-    C(bpfquota.nfs/mode) is C(\"enforce\") or C(\"audit\"). Another key under C(bpfquota.nfs/) is an
+    C(bpfquota.nfs/mode) is C(\"enforce\") or C(\"audit\"); C(bpfquota.nfs/soft) (a quantity, or a
+    percentage of the limit such as C(\"80%\")) and C(bpfquota.nfs/inodes-soft) (a count or a percentage)
+    set soft limits, C(bpfquota.nfs/grace) (C(\"7d\"), C(\"12h\"), seconds) how long usage may stay over
+    them (see M(bpfquota.nfs.quota)). Another key under C(bpfquota.nfs/) is an
     error, so a misspelt opt-out is never ignored."
   - Every problem (a PV that isn't a mapping, an opted-in PV without a server, share, path, capacity or
     claim, a capacity that isn't a Kubernetes quantity, an unknown annotation or value, two PVs with the
@@ -89,6 +93,8 @@ EXAMPLES = r"""
 #       bpfquota.nfs/limit: "20Gi"     # instead of spec.capacity.storage
 #       bpfquota.nfs/inodes: "100000"  # at most that many files
 #       bpfquota.nfs/mode: "audit"     # count what would be refused, refuse nothing
+#       bpfquota.nfs/soft: "80%"       # over 80 % of the limit: a warning, then refusals after the grace
+#       bpfquota.nfs/grace: "3d"       # instead of the default 7 days
 - name: Only the PVs annotated bpfquota.nfs/quota "true"
   ansible.builtin.debug:
     msg: "{{ pv_info.resources | bpfquota.nfs.pv_volumes }}"
@@ -99,8 +105,8 @@ _value:
   description:
     - One volume entry per Bound, opted-in NFS PV, sorted by C(source).
     - "For example C({source: \"10.0.0.5:/srv/nfs/default-data-web-0-pvc-2c1a\", limit: 10737418240,
-      labels: {pv: pvc-2c1a, namespace: default, claim: data-web-0}}), with C(inodes) and C(mode) when
-      the PV's annotations set them."
+      labels: {pv: pvc-2c1a, namespace: default, claim: data-web-0}}), with C(inodes), C(mode), C(soft),
+      C(inodes_soft) and C(grace) when the PV's annotations set them."
   type: list
   elements: dict
 """

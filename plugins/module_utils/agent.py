@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, bpfquota contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The agent: periodic reconcile, NFS mounts placed as they appear (any mount namespace), denial events to the
-log, metrics for node_exporter's textfile collector."""
+"""The agent: periodic reconcile, NFS mounts placed as they appear (any mount namespace), grace periods
+over soft limits, warnings and refusal summaries to the journal, metrics for node_exporter's textfile
+collector."""
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
@@ -13,15 +14,17 @@ import sys
 import time
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import enforcement, identity, layout, libbpf, quota, saved, textfile
-from ansible_collections.bpfquota.nfs.plugins.module_utils.events import EventReader, describe
+from ansible_collections.bpfquota.nfs.plugins.module_utils.events import EventReader
 from ansible_collections.bpfquota.nfs.plugins.module_utils.maps import QuotaMaps
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import MOUNTINFO
 from ansible_collections.bpfquota.nfs.plugins.module_utils.usage import NOT_SCANNED
+from ansible_collections.bpfquota.nfs.plugins.module_utils.watch import Watch
 from ansible_collections.bpfquota.nfs.plugins.module_utils.walk import WalkError, WalkTimeout, run_with_timeout
 
 ROUTES_TIMEOUT = 30.0  # stat() of a route under a dead NFS server must not stall the agent
 PLACE_GAP = 0.25  # seconds between placements the kernel asks for: one that can't place keeps asking
 TICK = 60.0  # seconds between saves of the usage and retries of the scans of volumes whose usage is unknown
+SUMMARY_INTERVAL = 60.0  # seconds between a volume's refusal summaries: at most one per volume per interval
 
 
 def log(message):
@@ -163,15 +166,28 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(0)  # runs the finally blocks: the usage is saved, a scan in progress is ended
 
 
-def run_agent(interval, scan_timeout, budget, once=False, lock=None, metrics_dir=None, metrics_interval=15.0):
+def check(watch, maps, lock, errors):
+    """The watch's pass; a failure to read or write the maps is counted under "watch" and logged."""
+    try:
+        for name in watch.check(maps, lock, errors=errors):
+            log("%s: grace flag changed" % name)
+    except (libbpf.LibbpfError, OSError) as e:
+        _count(errors, "watch")
+        log("soft limits not checked: %s" % e)
+
+
+def run_agent(interval, scan_timeout, budget, once=False, lock=None, metrics_dir=None, metrics_interval=15.0,
+              warn_percent=(80.0, 95.0), summary_interval=SUMMARY_INTERVAL):
     """Runs until killed (or one round with once=True). `lock` serializes map writes with the CLI.
     Every TICK seconds (and after each round, and when stopped) the usage is saved, and volumes whose
     usage is unknown are scanned again. Every `metrics_interval` seconds (and after a round) the
-    metrics are written into `metrics_dir` (None: never); like the other timers this one only sets
-    how long the loop waits for events, so mounts are placed as promptly as without it."""
+    grace clocks are checked and the warnings said (usage past `warn_percent` of the limit, soft
+    limits, refusals summarized every `summary_interval` seconds), then the metrics are written into
+    `metrics_dir` (None: never); like the other timers these only set how long the loop waits for
+    events, so mounts are placed as promptly as without them."""
     lock = lock or enforcement.exclusive
     maps = QuotaMaps()
-    paths = maps.paths()
+    watch = Watch(warn_percent, summary_interval, log)
     unplaced = {}
     homes = {}
     asked = []  # the kernel met an NFS fsid or mount root not placed (its growth is refused meanwhile)
@@ -183,7 +199,7 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None, metrics_dir
         if event.op == layout.OP_PLACE:
             asked.append(event)
         else:
-            log(describe(event, paths))
+            watch.refused(event)
 
     reader = EventReader(on_event)
     poller = select.poll()
@@ -202,8 +218,6 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None, metrics_dir
                 with lock():
                     refresh_routes(maps, min(ROUTES_TIMEOUT, scan_timeout), unplaced, homes, errors)
                     next_volume = reconcile_round(maps, scan_timeout, budget, next_volume, homes, errors)
-                    paths.clear()
-                    paths.update(maps.paths())
                 save_usage(maps, errors=errors)
                 round_done(health)
                 next_round = time.monotonic() + interval
@@ -211,6 +225,7 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None, metrics_dir
                 next_metrics = time.monotonic()  # the round's results, now
                 if once:
                     reader.consume()
+                    check(watch, maps, lock, errors)
                     if metrics_dir:
                         write_metrics(maps, metrics_dir, health)
                     return 0
@@ -226,10 +241,12 @@ def run_agent(interval, scan_timeout, budget, once=False, lock=None, metrics_dir
                     if arrived:
                         retry_unknown(maps, scan_timeout, budget, homes, arrived, errors)
                 next_place = time.monotonic() + PLACE_GAP
-            if metrics_dir and time.monotonic() >= next_metrics:
-                metrics_problem = write_metrics(maps, metrics_dir, health, metrics_problem)
+            if time.monotonic() >= next_metrics:
+                check(watch, maps, lock, errors)  # before the metrics, so they show the flags it set
+                if metrics_dir:
+                    metrics_problem = write_metrics(maps, metrics_dir, health, metrics_problem)
                 next_metrics = time.monotonic() + metrics_interval
-            wake = min([next_round, next_tick] + ([next_place] if asked else []) + ([next_metrics] if metrics_dir else []))
+            wake = min([next_round, next_tick, next_metrics] + ([next_place] if asked else []))
             timeout_ms = max(0, int((wake - time.monotonic()) * 1000))
             for fd, dummy in poller.poll(timeout_ms):
                 if fd == mountinfo.fileno():

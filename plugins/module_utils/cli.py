@@ -204,7 +204,17 @@ def cmd_agent(args):
     from ansible_collections.bpfquota.nfs.plugins.module_utils.agent import run_agent
     enforcement.open_maps().close()  # not loaded: exit 4 with the fix, before the agent starts
     return run_agent(interval=args.interval, scan_timeout=args.scan_timeout, budget=args.budget, once=args.once,
-                     metrics_dir=args.metrics_dir or None, metrics_interval=args.metrics_interval)
+                     metrics_dir=args.metrics_dir or None, metrics_interval=args.metrics_interval,
+                     warn_percent=args.warn_percent, summary_interval=args.summary_interval)
+
+
+def warn_percents(text):
+    """argparse type: percentages of the limit, "80,95" ("" for none)."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils.notices import parse_percents
+    try:
+        return parse_percents(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
 
 
 def positive_seconds(text):
@@ -298,7 +308,7 @@ def parser():
     c.add_argument("--timeout", type=float, default=300.0, help="seconds per volume")
     c.set_defaults(func=cmd_reconcile)
 
-    c = sub.add_parser("agent", help="periodic reconcile, mount watch, denial events to the log")
+    c = sub.add_parser("agent", help="periodic reconcile, mount watch, grace periods, warnings to the journal")
     # Scans cost the NFS server a stat per file: rare rounds, bounded in time (kernel accounting covers between).
     c.add_argument("--interval", type=positive_seconds, default=3600.0, help="seconds between reconcile rounds")
     c.add_argument("--budget", type=positive_seconds, default=600.0,
@@ -307,7 +317,12 @@ def parser():
     c.add_argument("--metrics-dir", type=metrics_directory, default=layout.METRICS_DIR,
                    help="write the metrics to DIR/%s for node_exporter's textfile collector (default: %%(default)s; "
                         "\"\": none); a directory that doesn't exist is logged and skipped" % layout.METRICS_FILENAME)
-    c.add_argument("--metrics-interval", type=positive_seconds, default=15.0, help="seconds between metrics writes")
+    c.add_argument("--metrics-interval", type=positive_seconds, default=15.0,
+                   help="seconds between metrics writes and checks of the grace periods and warnings")
+    c.add_argument("--warn-percent", type=warn_percents, default=(80.0, 95.0), metavar="P[,P...]",
+                   help="warn (journal) when usage crosses these percentages of the limit (default: 80,95; \"\": none)")
+    c.add_argument("--summary-interval", type=positive_seconds, default=60.0,
+                   help="seconds between a volume's summaries of refused operations (default: %(default)s)")
     c.add_argument("--once", action="store_true", help="one round, then exit")
     c.set_defaults(func=cmd_agent)
 

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import time
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
@@ -288,11 +289,32 @@ def apply_volumes(maps, volumes, check, scan_timeout, warn, scan_budget=None, ap
         failed = [result for result in scan_named(maps, targets, homes, scan_timeout, scan_budget, warn)
                   if not result.ok]
         warn_unscanned(failed, dict((v.path, v) for v in the_plan.added), warn)
+        restore_grace(maps, dict((v.path, the_plan.ids[v.path]) for v in the_plan.added
+                                 if v.soft_bytes or v.soft_files), warn)
         for volume in the_plan.added:
             if volume.path not in homes:
                 warn("%s: no NFS mount of this host reaches it yet: it is enforced from the moment one does, its "
                      "usage scanned then by the agent; %s" % (volume.path, unscanned_effect(volume)))
     return the_plan
+
+
+def restore_grace(maps, ids, warn, now=None, path=None):
+    """Set the grace flags of new volumes ({name: volume id}) with soft limits from the agent's
+    clocks: after a reboot a volume whose grace had expired refuses growth from the moment it is
+    applied, not from the agent's first pass. Clocks that can't be read count as expired (fail
+    closed). Nothing is written to the clocks: the agent keeps them."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import grace
+    if not ids:
+        return
+    clocks, problem = grace.load(path)
+    if problem:
+        warn("grace clocks lost (%s): new volumes over their soft limit refuse growth above it until they are "
+             "under it" % problem)
+    applied = dict((name, entry) for name, entry in quota.applied_volumes(maps).items() if name in ids)
+    vol_ids = [vol_id for vol_id, dummy in applied.values()]
+    usages = grace.usages(applied, maps.vol_cfgs(vol_ids), maps.vol_stats_of(vol_ids))
+    dummy, flags, dummy = grace.evaluate(usages, clocks, time.time() if now is None else now, lost=problem is not None)
+    grace.sync_flags(maps, ids, flags)
 
 
 def unscanned_effect(volume):

@@ -36,15 +36,6 @@ def printable(text):
     return "".join(c if c.isprintable() else "\\x%02x" % ord(c) for c in text)
 
 
-def describe(event, paths):
-    """One log line for a denial event."""
-    verdict = {-122: "refused (EDQUOT)", -18: "refused (EXDEV)", -95: "refused (EOPNOTSUPP)",
-               0: "would be refused (audit)"}
-    return "%s %s in %s by pid %d uid %d (%s)" % (
-        layout.op_name(event.op), verdict.get(event.ret, "refused (%d)" % event.ret),
-        paths.get(event.vol_id, "volume %d" % event.vol_id), event.pid, event.uid, printable(event.comm))
-
-
 class EventReader:
     """Calls on_event(Event) for each record; readable when epoll_fd() is."""
 

@@ -8,7 +8,7 @@ __metaclass__ = type
 import collections
 import struct
 
-ABI = 3
+ABI = 4
 MAX_VOLUMES = 65536
 PROBE_VOLUME = MAX_VOLUMES + 1
 VOLUME_SLOTS = MAX_VOLUMES + 2
@@ -40,6 +40,8 @@ USAGE_UNKNOWN = 1  # no scan and no saved usage yet: growth is refused ...
 ALLOW_UNKNOWN = 2  # ... unless the volume's unknown_usage is "allow": it counts from zero
 RESTORED = 4       # the base is saved usage restored by apply; the next successful scan clears it
 NOT_MOUNTED = 8    # a source volume no NFS mount of this host reaches (user space only: report shows it)
+SOFT_EXPIRED = 16        # the grace over soft_bytes ran out: growth that leaves usage above it is refused ...
+FILES_SOFT_EXPIRED = 32  # ... and over soft_files (both set and cleared by the agent, never by a sync)
 UNKNOWN_USAGE = {"refuse": 0, "allow": ALLOW_UNKNOWN}  # a volume's unknown_usage setting -> its flag
 
 OPS = ("write", "mmap", "truncate", "create", "mkdir", "mknod", "symlink", "link", "rename")
@@ -48,7 +50,7 @@ KEY = struct.Struct("=QQ")
 FSID = struct.Struct("=QQ")
 U32 = struct.Struct("=I")
 U64 = struct.Struct("=Q")
-VOL_CFG = struct.Struct("=QQqqIIII")
+VOL_CFG = struct.Struct("=QQqqIIIIQQQ")
 VOL_STATS = struct.Struct("=2q2qQQQQ%dQq" % len(OPS))
 DIRTY = struct.Struct("=IIqq")
 CONFIG = struct.Struct("=QII32s")
@@ -56,8 +58,9 @@ VOL_META = struct.Struct("=%ds" % PATH_MAX)
 EVENT = struct.Struct("=QIIIIiI16s")
 CREATING = struct.Struct("=IIII")  # kernel-only; mirrored so the layout test covers it
 
-VolCfg = collections.namedtuple("VolCfg", "limit_bytes limit_files base_bytes base_files mode epoch scanning flags")
-VolCfg.__new__.__defaults__ = (0,)  # flags
+VolCfg = collections.namedtuple(
+    "VolCfg", "limit_bytes limit_files base_bytes base_files mode epoch scanning flags soft_bytes soft_files grace_seconds")
+VolCfg.__new__.__defaults__ = (0, 0, 0, 0)  # flags, soft_bytes, soft_files, grace_seconds
 VolStats = collections.namedtuple(
     "VolStats", "delta_bytes delta_files dirty_overflow stale last_event_ns checks denied reserved_bytes")
 Dirty = collections.namedtuple("Dirty", "vol_id epoch size_before files_before")
@@ -72,7 +75,7 @@ def pack_key(fs, ino):
 
 def pack_vol_cfg(cfg):
     return VOL_CFG.pack(cfg.limit_bytes, cfg.limit_files, cfg.base_bytes, cfg.base_files,
-                        cfg.mode, cfg.epoch, cfg.scanning, cfg.flags)
+                        cfg.mode, cfg.epoch, cfg.scanning, cfg.flags, cfg.soft_bytes, cfg.soft_files, cfg.grace_seconds)
 
 
 def unpack_vol_cfg(data):

@@ -20,8 +20,8 @@ from ansible_collections.bpfquota.nfs.plugins.module_utils.report import STATES
 # (metric label, key in a volume's labels), in the order series carry them
 VOLUME_LABELS = (("persistentvolume", "pv"), ("namespace", "namespace"), ("persistentvolumeclaim", "claim"))
 # report.STATES as label values: no spaces, so they are easy to write in PromQL
-STATE_VALUES = {"enforcing": "enforcing", "auditing": "auditing", "usage unknown": "usage_unknown",
-                "not mounted here": "not_mounted"}
+STATE_VALUES = {"enforcing": "enforcing", "auditing": "auditing", "over soft limit": "over_soft_limit",
+                "grace expired": "grace_expired", "usage unknown": "usage_unknown", "not mounted here": "not_mounted"}
 
 Family = collections.namedtuple("Family", "type help")
 FAMILIES = {
@@ -33,7 +33,8 @@ FAMILIES = {
     "bpfquota_volume_refused_operations_total": Family(
         "counter", "Operations refused for the volume's limits, by operation (audit mode: those that would have been)."),
     "bpfquota_volume_state": Family(
-        "gauge", "1 for what the volume does on this host: enforcing, auditing, usage_unknown (growth refused until "
+        "gauge", "1 for what the volume does on this host: enforcing, auditing, over_soft_limit (enforcing, grace "
+                 "running), grace_expired (growth above the soft limit refused), usage_unknown (growth refused until "
                  "a scan), not_mounted (no NFS mount of this host reaches it); 0 for the others."),
     "bpfquota_volume_last_scan_age_seconds": Family(
         "gauge", "Seconds since the volume's usage was last scanned successfully (absent: never on this host)."),
@@ -42,6 +43,11 @@ FAMILIES = {
     "bpfquota_volume_grace_remaining_seconds": Family(
         "gauge", "Seconds of grace left over the soft limit before growth is refused (the whole grace period while "
                  "under the soft limit, 0 once expired)."),
+    "bpfquota_volume_files_soft_limit": Family("gauge", "The volume's soft file-count limit (only volumes that have one)."),
+    "bpfquota_volume_over_files_soft_limit": Family("gauge", "1 while the volume holds more files than its soft file limit."),
+    "bpfquota_volume_files_grace_remaining_seconds": Family(
+        "gauge", "Seconds of grace left over the soft file limit before creates are refused (the whole grace period "
+                 "while under it, 0 once expired)."),
     "bpfquota_enforcer_loaded": Family("gauge", "1 when the enforcer's programs are loaded and attached, else 0."),
     "bpfquota_program_stats_enabled": Family(
         "gauge", "1 when the kernel counts BPF program run time (sysctl kernel.bpf_stats_enabled=1), else 0."),
@@ -54,9 +60,10 @@ FAMILIES = {
     "bpfquota_agent_rounds_total": Family("counter", "Reconcile rounds the agent finished since it started."),
     "bpfquota_agent_errors_total": Family(
         "counter", "Errors of the agent since it started, by kind: routes (mounts not followed), scan (a volume's scan "
-                   "failed), save (usage not saved), metrics (this file not written)."),
+                   "failed), save (usage or grace clocks not saved), metrics (this file not written), watch (soft limits not "
+                   "checked)."),
 }
-AGENT_ERROR_KINDS = ("metrics", "routes", "save", "scan")
+AGENT_ERROR_KINDS = ("metrics", "routes", "save", "scan", "watch")
 
 
 def render(rows, host, now):
@@ -98,15 +105,20 @@ def volume_samples(row, now):
 
 
 def soft_samples(row, base, now):
-    """The soft-limit series, only for a row that carries a soft limit."""
-    if row.get("soft_bytes") is None:
-        return []
-    out = [("bpfquota_volume_soft_limit_bytes", base, row["soft_bytes"]),
-           ("bpfquota_volume_over_soft_limit", base, int(row["used_bytes"] > row["soft_bytes"]))]
-    if row.get("grace_expires") is not None:
-        out.append(("bpfquota_volume_grace_remaining_seconds", base, max(row["grace_expires"] - now, 0)))
-    elif row.get("grace_seconds") is not None:
-        out.append(("bpfquota_volume_grace_remaining_seconds", base, row["grace_seconds"]))  # the clock isn't running
+    """The soft-limit series, only for a row that carries a soft limit (bytes, files or both)."""
+    out = []
+    for prefix, soft_key, used_key, expires_key, limit_name in (
+            ("bpfquota_volume_", "soft_bytes", "used_bytes", "grace_expires", "soft_limit_bytes"),
+            ("bpfquota_volume_files_", "soft_files", "files", "files_grace_expires", "soft_limit")):
+        if row.get(soft_key) is None:
+            continue
+        out.append((prefix + limit_name, base, row[soft_key]))
+        out.append((prefix.replace("files_", "") + "over_" + ("files_" if "files" in prefix else "") + "soft_limit",
+                    base, int(row[used_key] > row[soft_key])))
+        if row.get(expires_key) is not None:
+            out.append((prefix + "grace_remaining_seconds", base, max(row[expires_key] - now, 0)))
+        elif row.get("grace_seconds") is not None:
+            out.append((prefix + "grace_remaining_seconds", base, row["grace_seconds"]))  # the clock isn't running
     return out
 
 

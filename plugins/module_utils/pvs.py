@@ -14,7 +14,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ipaddress
+import re
 
+from ansible_collections.bpfquota.nfs.plugins.module_utils.durations import DurationError, parse_duration
 from ansible_collections.bpfquota.nfs.plugins.module_utils.layout import MAX_LIMIT, MODES
 from ansible_collections.bpfquota.nfs.plugins.module_utils.quantity import QuantityError, quantity_bytes
 from ansible_collections.bpfquota.nfs.plugins.module_utils.volumes import VolumeError
@@ -27,7 +29,12 @@ QUOTA_ANNOTATION = ANNOTATION_PREFIX + "quota"    # "true" opts a PV in, "false"
 LIMIT_ANNOTATION = ANNOTATION_PREFIX + "limit"    # a quantity used instead of spec.capacity.storage
 INODES_ANNOTATION = ANNOTATION_PREFIX + "inodes"  # a file-count limit
 MODE_ANNOTATION = ANNOTATION_PREFIX + "mode"      # enforce | audit
-ANNOTATIONS = (QUOTA_ANNOTATION, LIMIT_ANNOTATION, INODES_ANNOTATION, MODE_ANNOTATION)
+SOFT_ANNOTATION = ANNOTATION_PREFIX + "soft"      # a soft limit: a quantity, or a percentage of the limit
+INODES_SOFT_ANNOTATION = ANNOTATION_PREFIX + "inodes-soft"  # a soft file-count limit: a count or a percentage
+GRACE_ANNOTATION = ANNOTATION_PREFIX + "grace"    # how long usage may stay over a soft limit: "7d", "12h", seconds
+ANNOTATIONS = (QUOTA_ANNOTATION, LIMIT_ANNOTATION, INODES_ANNOTATION, MODE_ANNOTATION, SOFT_ANNOTATION,
+               INODES_SOFT_ANNOTATION, GRACE_ANNOTATION)
+PERCENT = re.compile(r"^\d+(\.\d+)?%$")
 
 # csi-driver-nfs's subdir placeholders and the volume attributes that replace them (pkg/nfs/nfs.go).
 SUBDIR_PLACEHOLDERS = (
@@ -117,6 +124,10 @@ def _entry(index, pv, classes, drivers, problems):
     else:
         limit = _capacity(label, _get(spec, "capacity", "storage"), problems)
     labels = _labels(label, pv, problems)
+    soft = settings.get("soft")
+    if isinstance(soft, int) and isinstance(limit, int) and soft > limit:
+        problems.append("%s: annotation %s (%d bytes) is above the limit (%d bytes): lower it, or raise %s"
+                        % (label, SOFT_ANNOTATION, soft, limit, LIMIT_ANNOTATION))
     if len(problems) > count_before:
         return None
     return _volume(source, limit, settings, labels)
@@ -128,6 +139,9 @@ def _volume(source, limit, settings, labels):
         entry["inodes"] = settings["inodes"]
     if "mode" in settings:
         entry["mode"] = settings["mode"]  # absent: the quota module's default mode (bpfquota_mode)
+    for key in ("soft", "inodes_soft", "grace"):
+        if key in settings:
+            entry[key] = settings[key]  # absent: the role's defaults (bpfquota_soft, ...)
     entry["labels"] = labels
     return entry
 
@@ -145,7 +159,7 @@ def _volume_kind(spec, drivers):
 # --- annotations -------------------------------------------------------------------------------
 
 def _annotations(label, annotations, problems):
-    """{quota?, limit?, inodes?, mode?} from the PV's bpfquota.nfs/ annotations; a problem for each
+    """{quota?, limit?, inodes?, mode?, soft?, inodes_soft?, grace?} from the PV's bpfquota.nfs/ annotations; a problem for each
     unknown key under the prefix (a misspelt opt-out must not pass unseen) and each bad value."""
     settings = {}
     for key in sorted(annotations):
@@ -181,6 +195,25 @@ def _annotation(where, key, value, settings, problems):
         else:
             problems.append("%s is %r: write a positive whole number of files such as \"100000\", or remove "
                             "it for no file-count limit" % (where, value))
+    elif key == SOFT_ANNOTATION:
+        if PERCENT.match(value) and 0 < float(value[:-1]) <= 100:
+            settings["soft"] = value
+        else:
+            try:
+                settings["soft"] = quantity_bytes(value)
+            except QuantityError as e:
+                problems.append("%s: %s (or write a percentage of the limit such as \"80%%\")" % (where, e))
+    elif key == INODES_SOFT_ANNOTATION:
+        if (value.isdigit() and 0 < int(value) <= MAX_LIMIT) or (PERCENT.match(value) and 0 < float(value[:-1]) <= 100):
+            settings["inodes_soft"] = int(value) if value.isdigit() else value
+        else:
+            problems.append("%s is %r: write a positive whole number of files such as \"90000\" or a percentage of "
+                            "the inodes limit such as \"90%%\"" % (where, value))
+    elif key == GRACE_ANNOTATION:
+        try:
+            settings["grace"] = parse_duration(value)
+        except DurationError as e:
+            problems.append("%s: %s" % (where, e))
     elif value in MODES:
         settings["mode"] = value
     else:
@@ -189,7 +222,8 @@ def _annotation(where, key, value, settings, problems):
 
 
 def _example(key):
-    return {QUOTA_ANNOTATION: "false", LIMIT_ANNOTATION: "20Gi", INODES_ANNOTATION: "100000"}.get(key, "audit")
+    return {QUOTA_ANNOTATION: "false", LIMIT_ANNOTATION: "20Gi", INODES_ANNOTATION: "100000", SOFT_ANNOTATION: "16Gi",
+            INODES_SOFT_ANNOTATION: "90000", GRACE_ANNOTATION: "7d"}.get(key, "audit")
 
 
 # --- sources: the export kubelet mounts ----------------------------------------------------------

@@ -70,7 +70,7 @@ def applied_volumes(maps):
             path = paths[vol_id]
             unknown_usage = "allow" if cfg.flags & layout.ALLOW_UNKNOWN else "refuse"
             out[path] = (vol_id, Volume(path, cfg.limit_bytes, cfg.limit_files, layout.MODE_NAMES[cfg.mode], unknown_usage,
-                                        labels.get(vol_id, ())))
+                                        labels.get(vol_id, ()), cfg.soft_bytes, cfg.soft_files, cfg.grace_seconds))
     return out
 
 
@@ -176,12 +176,19 @@ def sync_keys(maps, want, groups=None, watch=None):
 
 
 def vol_cfg_for(volume, old=None):
-    """The slot's config: limits, mode and unknown_usage from `volume`, scan state kept from `old`
-    (none: a new volume, its usage unknown)."""
+    """The slot's config: limits, soft limits, grace, mode and unknown_usage from `volume`, scan state
+    and grace flags kept from `old` (none: a new volume, its usage unknown). The agent owns the
+    grace flags: a sync only drops the flag of a soft limit that is gone, so a limit change never
+    lets an expired volume grow before the agent looks again."""
     base = old or layout.VolCfg(0, 0, 0, 0, 0, 0, 0, layout.USAGE_UNKNOWN)
     flags = (base.flags & ~layout.ALLOW_UNKNOWN) | layout.UNKNOWN_USAGE[volume.unknown_usage]
+    if not volume.soft_bytes:
+        flags &= ~layout.SOFT_EXPIRED
+    if not volume.soft_files:
+        flags &= ~layout.FILES_SOFT_EXPIRED
     return base._replace(limit_bytes=volume.limit_bytes, limit_files=volume.limit_files,
-                         mode=layout.MODES[volume.mode], flags=flags)
+                         mode=layout.MODES[volume.mode], flags=flags, soft_bytes=volume.soft_bytes,
+                         soft_files=volume.soft_files, grace_seconds=volume.grace_seconds)
 
 
 def restored_cfg(cfg, saved):

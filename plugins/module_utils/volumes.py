@@ -16,11 +16,14 @@ import stat as stat_module
 from collections import namedtuple
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils.layout import MAX_LIMIT, MAX_VOLUMES, MODES, UNKNOWN_USAGE
+from ansible_collections.bpfquota.nfs.plugins.module_utils.durations import DurationError, parse_duration
 from ansible_collections.bpfquota.nfs.plugins.module_utils.sizes import SizeError, parse_size
 
-VOLUME_KEYS = ("path", "source", "limit", "inodes", "mode", "unknown_usage", "labels")
-FILE_KEYS = ("volumes", "mode", "unknown_usage")
+VOLUME_KEYS = ("path", "source", "limit", "inodes", "soft", "inodes_soft", "grace", "mode", "unknown_usage", "labels")
+DEFAULT_KEYS = ("mode", "unknown_usage", "soft", "inodes_soft", "grace")  # top-level defaults of a volumes file
+FILE_KEYS = ("volumes",) + DEFAULT_KEYS
 DEFAULT_UNKNOWN_USAGE = "refuse"  # of UNKNOWN_USAGE: what a volume does while its usage is unknown (not scanned, nothing saved)
+DEFAULT_GRACE = 7 * 86400  # XFS's default grace period: how long a volume may stay over its soft limit
 
 _MODE_HELP = "enforce refuses writes over the limit, audit allows them but counts them"
 _UNKNOWN_USAGE_HELP = ("refuse refuses growth until the volume's first scan succeeds, allow counts its usage "
@@ -29,12 +32,14 @@ _UNKNOWN_USAGE_HELP = ("refuse refuses growth until the volume's first scan succ
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")  # Prometheus label names: report and metrics carry them
 MAX_META = 4095  # the volume's name and labels, as vol_meta holds them (PATH_MAX bytes with the NUL)
 
-Volume = namedtuple("Volume", ["path", "limit_bytes", "limit_files", "mode", "unknown_usage", "labels"])
-Volume.__new__.__defaults__ = (DEFAULT_UNKNOWN_USAGE, ())
+Volume = namedtuple("Volume", ["path", "limit_bytes", "limit_files", "mode", "unknown_usage", "labels",
+                               "soft_bytes", "soft_files", "grace_seconds"])
+Volume.__new__.__defaults__ = (DEFAULT_UNKNOWN_USAGE, (), 0, 0, 0)
 Volume.__doc__ = ("One volume: path is its name, the directory's absolute path or, for a volume addressed by the "
                   "export, 'server:/export/path' (is_source tells); limit_files 0 means no file-count limit; mode "
                   "is 'enforce' or 'audit'; unknown_usage is 'refuse' or 'allow'; labels a sorted tuple of "
-                  "(name, value) string pairs.")
+                  "(name, value) string pairs; soft_bytes and soft_files the soft limits (0: none), "
+                  "grace_seconds how long usage may stay over them (0 when neither is set).")
 
 
 def is_source(name):
@@ -116,11 +121,15 @@ def _check_entry(index, entry, default_mode, resolver, limits, problems):
     mode = _check_mode(label, entry.get("mode"), default_mode, problems)
     unknown_usage = _check_unknown_usage(label, entry.get("unknown_usage"), problems)
     labels = _check_labels(label, entry.get("labels"), problems)
+    soft_bytes = _check_soft(label, entry.get("soft"), limit_bytes, limits, problems)
+    soft_files = _check_inodes_soft(label, entry.get("inodes_soft"), limit_files, problems)
+    grace = _check_grace(label, entry.get("grace"), problems)
+    grace = grace if soft_bytes or soft_files else 0  # canonical: a grace without a soft limit means nothing
     if len(problems) == count_before and len(volume_meta_text(name, labels).encode("utf-8", "surrogateescape")) > MAX_META:
         problems.append("%s: the name and labels take more than %d bytes: shorten the labels" % (label, MAX_META))
     if len(problems) > count_before:
         return None, where
-    return Volume(name, limit_bytes, limit_files, mode, unknown_usage, labels), where
+    return Volume(name, limit_bytes, limit_files, mode, unknown_usage, labels, soft_bytes, soft_files, grace), where
 
 
 def _label(index, raw_path):
@@ -392,6 +401,76 @@ def _check_inodes(label, raw_inodes, problems):
     return count
 
 
+def _percent_of(raw, whole):
+    """`whole` * the percentage `raw` ("80%") rounded down; None when raw isn't one (or not 0 < p <= 100)."""
+    if not isinstance(raw, str) or not raw.strip().endswith("%"):
+        return None
+    number = raw.strip()[:-1].strip()
+    if not re.match(r"^\d+(\.\d+)?$", number) or not 0 < float(number) <= 100:
+        return None
+    return int(whole * float(number) / 100)
+
+
+def _check_soft(label, raw, limit_bytes, limits, problems):
+    """The soft byte limit (0: none): a size, or a percentage of the limit, at most the limit."""
+    if raw is None:
+        return 0
+    fix = "write a size such as 'soft: 40Gi' or a share of the limit such as 'soft: 80%'"
+    if isinstance(raw, str) and raw.strip().endswith("%"):
+        if limit_bytes is None:
+            return 0  # the limit's own problem is reported
+        soft = _percent_of(raw, limit_bytes)
+        if not soft:
+            problems.append("%s: soft %s is not a percentage above 0 and at most 100 (of a limit of %d bytes): %s"
+                            % (label, _type_name(raw), limit_bytes, fix))
+            return None
+        return soft
+    try:
+        soft = parse_size(raw)
+    except SizeError as error:
+        problems.append("%s: soft: %s" % (label, error))
+        return None
+    if limit_bytes is not None and soft > limit_bytes:
+        problems.append("%s: soft (%d bytes) is above the limit (%d bytes): the soft limit must be at most the limit; "
+                        "lower soft or raise limit" % (label, soft, limit_bytes))
+        return None
+    return soft
+
+
+def _check_inodes_soft(label, raw, limit_files, problems):
+    """The soft file-count limit (0: none): a count, or a percentage of inodes, at most inodes."""
+    if raw is None:
+        return 0
+    if isinstance(raw, str) and raw.strip().endswith("%"):
+        if not limit_files:
+            return 0  # a share of no file-count limit: none (a default for every volume may say "90%")
+        soft = _percent_of(raw, limit_files)
+        if soft:
+            return soft
+    else:
+        soft = _check_inodes(label, raw, [])
+        if soft and (not limit_files or soft <= limit_files):
+            return soft
+        if soft:
+            problems.append("%s: inodes_soft (%d) is above inodes (%d): the soft limit must be at most the limit; "
+                            "lower inodes_soft or raise inodes" % (label, soft, limit_files))
+            return None
+    problems.append("%s: inodes_soft must be a positive whole number of files or a percentage of inodes, not %s: "
+                    "write e.g. 'inodes_soft: 90000' or 'inodes_soft: 90%%', or leave it out" % (label, _type_name(raw)))
+    return None
+
+
+def _check_grace(label, raw, problems):
+    """The grace period in seconds; DEFAULT_GRACE when not given."""
+    if raw is None:
+        return DEFAULT_GRACE
+    try:
+        return parse_duration(raw)
+    except DurationError as error:
+        problems.append("%s: grace %s" % (label, error))
+        return None
+
+
 def _check_mode(label, raw_mode, default_mode, problems):
     if raw_mode is None:
         return default_mode  # a bad default is reported once, not for every entry
@@ -597,7 +676,7 @@ def _document_parts(path, document):
                         % (path, ", ".join(UNKNOWN_USAGE), _type_name(default_unknown_usage), _UNKNOWN_USAGE_HELP))
     if problems:
         raise VolumeError(problems)
-    defaults = dict((key, document[key]) for key in ("mode", "unknown_usage") if document.get(key) is not None)
+    defaults = dict((key, document[key]) for key in DEFAULT_KEYS if document.get(key) is not None)
     return entries, defaults
 
 
@@ -617,6 +696,12 @@ def volumes_to_document(volumes):
         entry = {"source" if is_source(volume.path) else "path": volume.path, "limit": volume.limit_bytes}
         if volume.limit_files:
             entry["inodes"] = volume.limit_files
+        if volume.soft_bytes:
+            entry["soft"] = volume.soft_bytes
+        if volume.soft_files:
+            entry["inodes_soft"] = volume.soft_files
+        if volume.grace_seconds:
+            entry["grace"] = volume.grace_seconds
         entry["mode"] = volume.mode
         if volume.unknown_usage != DEFAULT_UNKNOWN_USAGE:
             entry["unknown_usage"] = volume.unknown_usage
@@ -631,12 +716,15 @@ VOLUMES_FILE_HEADER = (
     "# bpfquota apply reads it (at boot: bpfquota-apply.service); the module's next run rewrites it.\n")
 
 
-def volumes_file_text(entries, mode, unknown_usage):
-    """A volumes file (YAML, load_volumes_file's format) of raw entries and their defaults: keys
-    with a value, in VOLUME_KEYS order; strings double-quoted (JSON's escapes are YAML's), so the
-    text is the same on every host and reads back without PyYAML's help to write it."""
+def volumes_file_text(entries, mode, unknown_usage, defaults=None):
+    """A volumes file (YAML, load_volumes_file's format) of raw entries and their defaults (mode,
+    unknown_usage, and `defaults`: {soft, inodes_soft, grace} with a value): keys with a value, in
+    VOLUME_KEYS order; strings double-quoted (JSON's escapes are YAML's), so the text is the same
+    on every host and reads back without PyYAML's help to write it."""
     lines = [VOLUMES_FILE_HEADER.rstrip("\n"), "mode: %s" % _yaml_scalar(mode),
              "unknown_usage: %s" % _yaml_scalar(unknown_usage)]
+    lines += ["%s: %s" % (key, _yaml_scalar(defaults[key])) for key in DEFAULT_KEYS[2:]
+              if (defaults or {}).get(key) is not None]
     if not entries:
         lines.append("volumes: []")
     else:

@@ -71,6 +71,29 @@ options:
         description: The most files (inodes) the volume may hold. No file-count limit when omitted.
         type: int
         version_added: 0.1.0
+      soft:
+        description:
+          - The soft limit, as a size like O(volumes[].limit) or a percentage of it (V(80%)); at most the limit.
+          - Over it growth is allowed, the agent warns and a grace clock starts; once O(volumes[].grace) has run
+            out while still over it, growth is refused (C(EDQUOT)) as at the limit until usage drops to the soft
+            limit, which resets the clock (XFS semantics). The clock survives agent restarts and reboots.
+          - Defaults to O(soft); no soft limit when neither is set.
+        type: raw
+        version_added: 0.1.0
+      inodes_soft:
+        description:
+          - The soft file-count limit, as a number of files or a percentage of O(volumes[].inodes); at most
+            O(volumes[].inodes). Works like O(volumes[].soft), with a clock of its own.
+          - Defaults to O(inodes_soft); a percentage of a volume without O(volumes[].inodes) means none.
+        type: raw
+        version_added: 0.1.0
+      grace:
+        description:
+          - How long usage may stay over a soft limit, in seconds or as V(7d), V(12h), V(30m), V(45s), or
+            combined as V(1d12h). Means nothing without a soft limit.
+          - Defaults to O(grace).
+        type: raw
+        version_added: 0.1.0
       mode:
         description:
           - V(enforce) refuses writes over the limit; V(audit) allows them but counts them as denials.
@@ -134,6 +157,19 @@ options:
     type: str
     choices: [refuse, allow]
     default: refuse
+    version_added: 0.1.0
+  soft:
+    description: The O(volumes[].soft) of entries that don't set their own, such as V(80%); none when omitted.
+    type: raw
+    version_added: 0.1.0
+  inodes_soft:
+    description: The O(volumes[].inodes_soft) of entries that don't set their own, such as V(90%); none when omitted.
+    type: raw
+    version_added: 0.1.0
+  grace:
+    description: The O(volumes[].grace) of entries that don't set their own.
+    type: raw
+    default: 7d
     version_added: 0.1.0
   scan_timeout:
     description:
@@ -222,7 +258,7 @@ added:
   elements: str
   sample: ["/mnt/nfs/pv-a"]
 updated:
-  description: Paths (or sources) of the volumes whose limit, file limit, mode or labels changed, sorted.
+  description: Paths (or sources) of the volumes whose limits, soft limits, grace, mode or labels changed, sorted.
   returned: always
   type: list
   elements: str
@@ -281,11 +317,19 @@ def call_or_fail(module, function, *args, **kwargs):
 
 
 def load_entries(module):
-    """The raw entries of O(volumes) or O(src) (state=present), with O(unknown_usage) where they set none."""
+    """The raw entries of O(volumes) or O(src) (state=present), with O(unknown_usage), O(soft), O(inodes_soft) and
+    O(grace) where they set none."""
     entries = module.params["volumes"]
     if module.params["src"] is not None:
         entries = call_or_fail(module, enforcement.load_entries, module.params["src"])
-    return [with_defaults(entry, {"unknown_usage": module.params["unknown_usage"]}) for entry in entries]
+    return [with_defaults(entry, entry_defaults(module)) for entry in entries]
+
+
+def entry_defaults(module):
+    """The options entries inherit when they don't set their own."""
+    defaults = dict((key, module.params[key]) for key in ("soft", "inodes_soft", "grace") if module.params[key] is not None)
+    defaults["unknown_usage"] = module.params["unknown_usage"]
+    return defaults
 
 
 def unchanged_result(module, entries):
@@ -386,7 +430,8 @@ def read_text_or_none(path):
 def keep_file(module, result):
     """O(dest): written (unless check mode) when it differs from O(volumes); the result updated."""
     dest = module.params["dest"]
-    after = volumes_file_text(module.params["volumes"], module.params["mode"], module.params["unknown_usage"])
+    after = volumes_file_text(module.params["volumes"], module.params["mode"], module.params["unknown_usage"],
+                              dict((key, module.params[key]) for key in ("soft", "inodes_soft", "grace")))
     before = read_text_or_none(dest)
     changed = before != after or (os.stat(dest).st_mode & 0o7777) != 0o644
     if changed and not module.check_mode:
@@ -416,12 +461,18 @@ def main():
                 mode=dict(type="str", choices=list(layout.MODES)),
                 unknown_usage=dict(type="str", choices=list(layout.UNKNOWN_USAGE)),
                 labels=dict(type="dict"),
+                soft=dict(type="raw"),
+                inodes_soft=dict(type="raw"),
+                grace=dict(type="raw"),
             ), mutually_exclusive=[("path", "source")], required_one_of=[("path", "source")]),
             src=dict(type="path"),
             dest=dict(type="path"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             mode=dict(type="str", choices=list(layout.MODES), default="enforce"),
             unknown_usage=dict(type="str", choices=list(layout.UNKNOWN_USAGE), default="refuse"),
+            soft=dict(type="raw"),
+            inodes_soft=dict(type="raw"),
+            grace=dict(type="raw", default="7d"),
             scan_timeout=dict(type="float", default=60.0),
         ),
         mutually_exclusive=[("volumes", "src")],

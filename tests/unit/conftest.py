@@ -87,3 +87,12 @@ def private_scan_times(monkeypatch, tmp_path):
     path = str(tmp_path / "saved-usage" / "scans.json")
     monkeypatch.setattr(scantimes, "STATE_PATH", path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def private_grace_clocks(monkeypatch, tmp_path):
+    """The agent keeps its grace clocks in a file of the test's own (not the host's)."""
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import grace
+    path = str(tmp_path / "saved-usage" / "grace.json")
+    monkeypatch.setattr(grace, "STATE_PATH", path)
+    return path

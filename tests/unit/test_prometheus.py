@@ -36,7 +36,8 @@ def every_metric():
     rows = [
         dict(path="10.0.0.5:/exports/shop/db", used_bytes=900, limit_bytes=1000, files=3, limit_files=10,
              state="enforcing", labels={"pv": "pv-db", "namespace": "shop", "claim": "db"}, denials_by_op=ops,
-             scanned_at=100.5, soft_bytes=800, grace_seconds=604800, grace_expires=4000),
+             scanned_at=100.5, soft_bytes=800, grace_seconds=604800, grace_expires=4000, soft_files=2,
+             files_grace_expires=None),
         dict(path='/mnt/nfs/odd "name"\\\n', used_bytes=0, limit_bytes=1 << 40, files=0, limit_files=0,
              state="not mounted here", labels={}, denials_by_op=ops),
     ]

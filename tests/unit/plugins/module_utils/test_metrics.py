@@ -37,7 +37,7 @@ def test_two_volumes_and_a_host_render_exactly():
     assert metrics.render(rows, host, now=1090.5) == "\n".join(
         family("bpfquota_agent_errors_total", 'bpfquota_agent_errors_total{kind="metrics"} 0',
                'bpfquota_agent_errors_total{kind="routes"} 0', 'bpfquota_agent_errors_total{kind="save"} 0',
-               'bpfquota_agent_errors_total{kind="scan"} 1')
+               'bpfquota_agent_errors_total{kind="scan"} 1', 'bpfquota_agent_errors_total{kind="watch"} 0')
         + family("bpfquota_agent_last_round_timestamp_seconds", "bpfquota_agent_last_round_timestamp_seconds 1060")
         + family("bpfquota_agent_rounds_total", "bpfquota_agent_rounds_total 2")
         + family("bpfquota_enforcer_loaded", "bpfquota_enforcer_loaded 1")
@@ -59,11 +59,15 @@ def test_two_volumes_and_a_host_render_exactly():
         + family("bpfquota_volume_state",
                  'bpfquota_volume_state{%s,state="auditing"} 1' % web,
                  'bpfquota_volume_state{%s,state="enforcing"} 0' % web,
+                 'bpfquota_volume_state{%s,state="grace_expired"} 0' % web,
                  'bpfquota_volume_state{%s,state="not_mounted"} 0' % web,
+                 'bpfquota_volume_state{%s,state="over_soft_limit"} 0' % web,
                  'bpfquota_volume_state{%s,state="usage_unknown"} 0' % web,
                  'bpfquota_volume_state{%s,state="auditing"} 0' % db,
                  'bpfquota_volume_state{%s,state="enforcing"} 1' % db,
+                 'bpfquota_volume_state{%s,state="grace_expired"} 0' % db,
                  'bpfquota_volume_state{%s,state="not_mounted"} 0' % db,
+                 'bpfquota_volume_state{%s,state="over_soft_limit"} 0' % db,
                  'bpfquota_volume_state{%s,state="usage_unknown"} 0' % db)
         + family("bpfquota_volume_used_bytes", "bpfquota_volume_used_bytes{%s} 9000" % web,
                  "bpfquota_volume_used_bytes{%s} 1000" % db)) + "\n"

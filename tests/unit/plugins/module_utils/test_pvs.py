@@ -136,6 +136,13 @@ def test_mode_annotation_gives_the_mode_and_no_annotation_no_mode():
     assert "inodes" not in one(CSI[0])[0]
 
 
+def test_soft_limit_annotations_give_the_entry_its_soft_limits_and_grace():
+    entry = one(with_annotations(CSI[0], soft="80%", **{"inodes-soft": "900", "grace": "3d"}))[0]
+    assert (entry["soft"], entry["inodes_soft"], entry["grace"]) == ("80%", 900, 3 * 86400)
+    assert one(with_annotations(CSI[0], soft="1Gi", **{"inodes-soft": "90%"}))[0]["soft"] == GI
+    assert not set(one(CSI[0])[0]) & {"soft", "inodes_soft", "grace"}  # the role's defaults apply
+
+
 def test_limit_annotation_replaces_an_unparsable_or_missing_capacity():
     pv = with_annotations(CSI[0], limit="20Gi")
     pv["spec"]["capacity"] = {"storage": "lots"}
@@ -153,6 +160,11 @@ def test_limit_annotation_replaces_an_unparsable_or_missing_capacity():
     ({"limit": "0"}, "annotation bpfquota.nfs/limit: '0' is not a positive number of bytes"),
     ({"inodes": "1e5"}, "annotation bpfquota.nfs/inodes is '1e5': write a positive whole number"),
     ({"inodes": "0"}, "annotation bpfquota.nfs/inodes is '0'"),
+    ({"soft": "lots"}, "annotation bpfquota.nfs/soft: 'lots' .* \\(or write a percentage of the limit"),
+    ({"soft": "0%"}, "annotation bpfquota.nfs/soft: '0%'"),
+    ({"soft": "1Ti"}, "annotation bpfquota.nfs/soft \\(1099511627776 bytes\\) is above the limit .*: lower it"),
+    ({"inodes-soft": "-1"}, "annotation bpfquota.nfs/inodes-soft is '-1': write a positive whole number"),
+    ({"grace": "a week"}, "annotation bpfquota.nfs/grace: 'a week' is not a duration: give whole seconds"),
     ({"enforce": "false"}, "annotation bpfquota.nfs/enforce is not one bpfquota knows: use bpfquota.nfs/quota"),
     ({"qouta": "false"}, "annotation bpfquota.nfs/qouta is not one bpfquota knows"),
 ])

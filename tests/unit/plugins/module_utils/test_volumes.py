@@ -125,9 +125,9 @@ def test_entry_must_be_a_mapping(entry, message):
 
 def test_unknown_keys_are_named_with_the_allowed_ones(dirs):
     assert problems_of([{"path": dirs["a"], "limit": "1Gi", "limits": "2Gi", "quota": 1}]) == [
-        "volumes[0] (%s): unknown key 'limits' (did you mean 'limit'?): allowed keys are path, source, limit, inodes, mode, unknown_usage, labels"
+        "volumes[0] (%s): unknown key 'limits' (did you mean 'limit'?): allowed keys are path, source, limit, inodes, soft, inodes_soft, grace, mode, unknown_usage, labels"
         % dirs["a"],
-        "volumes[0] (%s): unknown key 'quota': allowed keys are path, source, limit, inodes, mode, unknown_usage, labels" % dirs["a"],
+        "volumes[0] (%s): unknown key 'quota': allowed keys are path, source, limit, inodes, soft, inodes_soft, grace, mode, unknown_usage, labels" % dirs["a"],
     ]
 
 
@@ -400,7 +400,7 @@ def test_every_problem_is_listed_together(dirs, tmp_path):
         "volumes: 6 entries, but one host supports at most 5 volumes: remove 1 of them",
         "volumes[1]: each entry must be a mapping, not a string ('oops'): write it as '- path: /mnt/nfs/pv-a' "
         "with 'limit: 50Gi' on the next line",
-        "volumes[2] (%s): unknown key 'size': allowed keys are path, source, limit, inodes, mode, unknown_usage, labels" % missing,
+        "volumes[2] (%s): unknown key 'size': allowed keys are path, source, limit, inodes, soft, inodes_soft, grace, mode, unknown_usage, labels" % missing,
         "volumes[2] (%s): path does not exist: create the directory first or fix the path" % missing,
         "volumes[2] (%s): limit: invalid size '-1': a size cannot be negative: give a positive size such as 50Gi"
         % missing,
@@ -554,7 +554,7 @@ def test_load_without_pyyaml(tmp_path, monkeypatch):
                                "entry as '- path: ...' ('volumes: []' for no volumes)"),
     ("volumes: []\nmode: warn\n", "unknown top-level mode 'warn': choose one of enforce, audit (enforce refuses "
                                   "writes over the limit, audit allows them but counts them)"),
-    ("volumes: []\nversion: 1\n", "unknown top-level key 'version': allowed keys are volumes, mode, unknown_usage"),
+    ("volumes: []\nversion: 1\n", "unknown top-level key 'version': allowed keys are volumes, mode, unknown_usage, soft, inodes_soft, grace"),
 ])
 def test_load_wrong_shape(tmp_path, text, message):
     path = write(tmp_path, "v.yml", text)
@@ -564,7 +564,7 @@ def test_load_wrong_shape(tmp_path, text, message):
 def test_load_lists_every_shape_problem(tmp_path):
     path = write(tmp_path, "v.yml", "volume:\n  - path: /a\nmode: deny\n")
     assert load_problems(path) == [
-        "%s: unknown top-level key 'volume' (did you mean 'volumes'?): allowed keys are volumes, mode, unknown_usage" % path,
+        "%s: unknown top-level key 'volume' (did you mean 'volumes'?): allowed keys are volumes, mode, unknown_usage, soft, inodes_soft, grace" % path,
         "%s: no 'volumes' key: add a top-level 'volumes:' list ('volumes: []' for no volumes)" % path,
         "%s: unknown top-level mode 'deny': choose one of enforce, audit (enforce refuses writes over the limit, "
         "audit allows them but counts them)" % path]

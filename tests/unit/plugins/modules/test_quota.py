@@ -395,6 +395,7 @@ def test_dest_keeps_the_volumes_in_a_file_that_applies_the_same(run_module, fake
         "# bpfquota apply reads it (at boot: bpfquota-apply.service); the module's next run rewrites it.\n"
         "mode: \"enforce\"\n"
         "unknown_usage: \"refuse\"\n"
+        "grace: \"7d\"\n"
         "volumes:\n"
         "  - path: \"%s\"\n"
         "    limit: \"8Mi\"\n"
@@ -438,7 +439,7 @@ def test_dest_alone_differing_is_a_change(run_module, fake_maps, mounts, vols, t
 def test_dest_of_no_volumes(run_module, fake_maps, mounts, vols, tmp_path):
     dest = tmp_path / "volumes.yaml"
     result = run_module(quota, {"volumes": [], "dest": str(dest), "mode": "audit"})
-    assert result["changed"] is True and dest.read_text().endswith('mode: "audit"\nunknown_usage: "refuse"\nvolumes: []\n')
+    assert result["changed"] is True and dest.read_text().endswith('mode: "audit"\nunknown_usage: "refuse"\ngrace: "7d"\nvolumes: []\n')
     assert run_module(quota, {"src": str(dest)})["changed"] is False
 
 
@@ -475,3 +476,36 @@ def test_a_re_run_that_reuses_the_keys_keeps_the_placed_nfs_mount_roots(run_modu
     assert (result["changed"], result["updated"], result["routes_changed"]) == (True, [vols["a"]], False)
     again = run_module(quota, {"volumes": [{"path": vols["a"], "limit": "2Gi"}]})
     assert (again["changed"], again["routes_changed"]) == (False, False)
+
+
+def test_soft_limits_apply_and_the_agents_flag_is_no_change(run_module, fake_maps, mounts, vols):
+    from ansible_collections.bpfquota.nfs.plugins.module_utils import grace
+    args = {"volumes": [{"path": vols["a"], "limit": "1Mi", "soft": "50%", "grace": "1h"},
+                        {"path": vols["b"], "limit": "1Mi", "inodes": 10, "inodes_soft": 5}], "grace": "2d"}
+    assert run_module(quota, args)["changed"] is True
+    volumes = dict((path, v) for path, (vol_id, v) in quota_utils.applied_volumes(fake_maps).items())
+    a = volumes[vols["a"]]
+    assert (a.soft_bytes, a.soft_files, a.grace_seconds) == (512 * 1024, 0, 3600)
+    b = volumes[vols["b"]]
+    assert (b.soft_bytes, b.soft_files, b.grace_seconds) == (0, 5, 2 * 86400)
+    ids = dict((path, vol_id) for path, (vol_id, v) in quota_utils.applied_volumes(fake_maps).items())
+    grace.sync_flags(fake_maps, ids, {vols["a"]: layout.SOFT_EXPIRED})  # the agent: grace expired
+    writes = len(fake_maps.writes)
+    for check in (True, False):
+        assert run_module(quota, args, check=check)["changed"] is False
+    assert len(fake_maps.writes) == writes
+    result = run_module(quota, dict(args, grace="3d"), check=True)
+    assert (result["changed"], result["updated"]) == (True, [vols["b"]])
+    assert fake_maps.vol_cfg(ids[vols["b"]]).grace_seconds == 2 * 86400  # check mode changes nothing
+
+
+def test_a_bad_soft_limit_is_one_error_and_nothing_is_applied(run_module, fake_maps, mounts, vols):
+    with pytest.raises(ModuleFail) as failed:
+        run_module(quota, {"volumes": [{"path": vols["a"], "limit": "1Mi", "soft": "2Mi", "grace": "soon"}]})
+    assert failed.value.result["msg"].splitlines() == [
+        "invalid volumes, nothing was changed:",
+        "volumes[0] (%s): soft (2097152 bytes) is above the limit (1048576 bytes): the soft limit must be at most the "
+        "limit; lower soft or raise limit" % vols["a"],
+        "volumes[0] (%s): grace 'soon' is not a duration: give whole seconds or a duration such as 7d, 12h, 30m, 45s "
+        "(1d12h combines them)" % vols["a"]]
+    assert applied(fake_maps) == {}

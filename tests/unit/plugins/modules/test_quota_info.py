@@ -29,6 +29,10 @@ def test_not_loaded_is_not_an_error(run_module, not_loaded, check):
     assert result == {"changed": False, "loaded": False, "volumes": [], "lines": [], "warnings": []}
 
 
+NO_SOFT = {"soft_bytes": None, "soft_files": None, "grace_seconds": None, "grace_expires": None,
+           "files_grace_expires": None}
+
+
 def test_rows(run_module, fake_maps, mounts, tmp_path, capsys):
     a, b = tmp_path / "pv-a", tmp_path / "pv-b"
     a.mkdir()
@@ -50,11 +54,11 @@ def test_rows(run_module, fake_maps, mounts, tmp_path, capsys):
             {"path": str(a), "used_bytes": 4096 + 2048, "limit_bytes": 8192, "files": 1 + 1, "limit_files": 0,
              "denials": 4, "mode": "enforce", "usage": "scanned", "unknown_usage": "refuse",
              "state": "enforcing", "labels": {}, "checks": 40,
-             "denials_by_op": dict(NO_DENIALS, write=3, create=1), "percent": 75.0},
+             "denials_by_op": dict(NO_DENIALS, write=3, create=1), "percent": 75.0, **NO_SOFT},
             {"path": str(b), "used_bytes": 0, "limit_bytes": 1 << 20, "files": 0,
              "limit_files": 10, "denials": 0, "mode": "audit", "usage": "scanned", "unknown_usage": "refuse",
              "state": "auditing", "labels": {}, "checks": 2, "denials_by_op": NO_DENIALS,
-             "percent": 0.0},
+             "percent": 0.0, **NO_SOFT},
         ]
         assert result["lines"] == [
             "Volume%s  Used  Limit  Use%%  Files  FLimit  Denials  Mode     Usage    State" % (" " * (len(str(a)) - 6)),
@@ -138,4 +142,4 @@ def test_the_payload_holds_only_what_it_uses():
     """The report rows are read by report.py, not by the service (enforcement.py), which would bring
     loading, readiness and the saved usage along."""
     assert payload(os.path.join(PLUGINS, "modules", "quota_info.py")) == [
-        "digest", "layout", "libbpf", "maps", "mountinfo", "quota", "report", "sizes", "usage", "volumes", "walk"]
+        "atomic", "digest", "durations", "grace", "layout", "libbpf", "maps", "mountinfo", "quota", "report", "sizes", "usage", "volumes", "walk"]
