@@ -53,6 +53,9 @@ PACKAGES = (
     # linux-headers-amd64 comes from the same archive as linux-image-amd64, so their versions match.
     "python3-bpfcc",
     "linux-headers-amd64",
+    # The agent's metrics file, served as Prometheus scrapes it (tests/vm/test_soft.py), and the
+    # textfile directory the rollout's post-verify checks for freshness on the molecule VMs.
+    "prometheus-node-exporter",
     "e2fsprogs",
     "iproute2",
     "procps",

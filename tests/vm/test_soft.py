@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -21,11 +22,11 @@ GRACE = 4  # seconds
 PASS = 1  # seconds between the agent's checks (--metrics-interval)
 
 
-def start_agent(log_path):
+def start_agent(log_path, metrics_dir=""):
     """The agent, started and running (its SIGTERM handler set), logging to log_path."""
     before = open(log_path).read().count("running:")
     with open(log_path, "a") as log:
-        process = subprocess.Popen([sys.executable, BPFQUOTA, "agent", "--interval", "3600", "--metrics-dir", "",
+        process = subprocess.Popen([sys.executable, BPFQUOTA, "agent", "--interval", "3600", "--metrics-dir", metrics_dir,
                                     "--metrics-interval", str(PASS), "--summary-interval", "2"], stderr=log)
     deadline = time.monotonic() + 60
     while open(log_path).read().count("running:") == before:
@@ -118,8 +119,8 @@ def journal_entries(volume, since):
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-@pytest.mark.skipif(not os.path.exists("/run/systemd/journal/socket"), reason="no journald in this VM")
 def test_warnings_reach_the_journal_with_their_fields(share, agent_log):
+    assert os.path.exists("/run/systemd/journal/socket"), "the test bed's VMs run journald"
     share.mkdir("pv")
     share.apply({"path": "pv", "limit": "10Mi", "soft": "2Mi", "grace": 2, "labels": {"pv": "pv-x", "namespace": "ns",
                                                                                        "claim": "data"}})
@@ -148,3 +149,71 @@ def test_warnings_reach_the_journal_with_their_fields(share, agent_log):
     assert int(refusals["BPFQUOTA_REFUSED"]) >= 1
     assert "comm=python3 op=write" in refusals["BPFQUOTA_PROCESSES"]  # who: this test's process
     print(json.dumps(events, indent=1, sort_keys=True))
+
+
+NODE_EXPORTER = "http://127.0.0.1:9100/metrics"
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # Debian's prometheus-node-exporter reads it
+
+
+def scrape(volume):
+    """{(metric, state or operation label or None): value} of one volume's bpfquota series, as the test
+    bed's node_exporter serves them (it reads the agent's textfile at each scrape); and their lines."""
+    deadline = time.monotonic() + 60
+    while True:  # node_exporter starts with the VM; give it a moment
+        try:
+            with urllib.request.urlopen(NODE_EXPORTER, timeout=10) as response:
+                text = response.read().decode()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "node_exporter doesn't answer on :9100"
+            time.sleep(1)
+    series, lines = {}, []
+    for line in text.splitlines():
+        if line.startswith("bpfquota_volume_") and 'volume="%s"' % volume in line:
+            name, rest = line.split("{", 1)
+            labels, value = rest.rsplit("} ", 1)
+            extra = [part.split("=", 1)[1].strip('"') for part in labels.split(",")
+                     if part.startswith(("state=", "operation="))]
+            series[(name, extra[0] if extra else None)] = float(value)
+            lines.append(line)
+    return series, lines
+
+
+def scrape_until(volume, check, timeout=GRACE + 15 * PASS):
+    deadline = time.monotonic() + timeout
+    while True:
+        series, lines = scrape(volume)
+        if series and check(series):
+            return series, lines
+        assert time.monotonic() < deadline, "\n".join(lines) or "no bpfquota series for %s" % volume
+        time.sleep(0.5)
+
+
+def test_node_exporter_serves_a_soft_limited_volume_before_and_after_its_grace_expired(share, agent_log):
+    share.mkdir("pv")
+    share.apply({"path": "pv", "limit": "16Mi", "soft": "4Mi", "grace": GRACE,
+                 "labels": {"pv": "pvc-0a1b", "namespace": "shop", "claim": "orders"}})
+    pv = share.client("pv")
+    agent = start_agent(agent_log, metrics_dir=TEXTFILE_DIR)
+    try:
+        assert fill(os.path.join(pv, "big"), max_chunks=6) == (6 * MiB, None)
+        series, lines = scrape_until(pv, lambda s: s[("bpfquota_volume_state", "over_soft_limit")] == 1)
+        print("over the soft limit, grace running:\n" + "\n".join(lines))
+        assert series[("bpfquota_volume_used_bytes", None)] == 6 * MiB
+        assert series[("bpfquota_volume_soft_limit_bytes", None)] == 4 * MiB
+        assert series[("bpfquota_volume_limit_bytes", None)] == 16 * MiB
+        assert series[("bpfquota_volume_over_soft_limit", None)] == 1
+        assert 0 < series[("bpfquota_volume_grace_remaining_seconds", None)] <= GRACE
+        assert all('persistentvolume="pvc-0a1b",namespace="shop",persistentvolumeclaim="orders"' in line
+                   for line in lines)
+
+        wait_for(pv, "grace expired")
+        assert grow(os.path.join(pv, "big")) == errno.EDQUOT
+        series, lines = scrape_until(pv, lambda s: s[("bpfquota_volume_state", "grace_expired")] == 1 and
+                                     s.get(("bpfquota_volume_refused_operations_total", "write"), 0) >= 1)
+        print("grace expired, a write refused:\n" + "\n".join(lines))
+        assert series[("bpfquota_volume_grace_remaining_seconds", None)] == 0
+        assert series[("bpfquota_volume_state", "over_soft_limit")] == 0
+        assert series[("bpfquota_volume_used_bytes", None)] == 6 * MiB
+    finally:
+        stop_agent(agent, agent_log)
