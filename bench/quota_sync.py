@@ -195,7 +195,7 @@ def measure_phases(files):
     for row, name, options in ((ADDED, "path", []), (NO_OP, "path", []), (NO_OP_FULL, "path", ["--full"]),
                                (CHANGED, "path-changed", []), (REMOVED, "none", []),
                                (SOURCES_ADDED, "source", ["--scan-budget", "0"]), (SOURCES_NO_OP, "source", []),
-                               (REMOVED, "none", [])):
+                               ("sources: 10 000 removed", "none", [])):
         totals = {}
         started = time.monotonic()
         with phase_timers(totals), contextlib.redirect_stdout(io.StringIO()):

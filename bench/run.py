@@ -99,13 +99,14 @@ def run_script_in_vm(name: str, keep: bool, command: str, results: str, prepare=
     vm = VM.boot(name, image=ensure_image())
     try:
         vm.run(f"rm -rf {REMOTE_ROOT} && mkdir -p {REMOTE_ROOT}")
+        version = source_version()  # now: the checkout may change while the benchmark runs
         vm.put_files(ROOT, source_files(ROOT, ASSETS), REMOTE_ROOT)
         if prepare is not None:
             prepare(vm)
         rc = vm.stream(f"cd {REMOTE_ROOT} && {command}", timeout=BENCH_TIMEOUT)
         if rc != 0:
             raise VMError(f"{command.split()[1]} failed in the VM with exit code {rc}")
-        return vm.run(f"cat {results}").stdout
+        return vm.run(f"cat {results}").stdout.rstrip("\n") + f"\nsource: {version}\n"
     finally:
         if keep:
             log(f"VM {name!r} left running: {shlex.join(vm.ssh_argv())}")
@@ -114,8 +115,9 @@ def run_script_in_vm(name: str, keep: bool, command: str, results: str, prepare=
 
 
 def report_of(table: str, noise: "HostNoise", started: float, results: Path) -> str:
-    """The table with the host's noise, the source version and the run time; also written to `results`."""
-    report = "\n".join([table.rstrip("\n"), noise.summary(), f"source: {source_version()}",
+    """The table (ending with the source version run_script_in_vm copied) with the host's noise and the
+    run time; also written to `results`."""
+    report = "\n".join([table.rstrip("\n"), noise.summary(),
                         f"total runtime: {time.monotonic() - started:.0f} s (build, boot, copy, benchmark, power-off)"]) + "\n"
     results.parent.mkdir(exist_ok=True)
     results.write_text(report)
