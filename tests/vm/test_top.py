@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import MiB, bq_process
+from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 
 LIMIT = 4 * MiB
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -51,7 +52,7 @@ def enforcer_routes():
     """The maps top reads, dumped: vol_keys, vol_devs, nfs_groups, config."""
     dumps = {}
     for name in ("vol_keys", "vol_devs", "nfs_groups", "config"):
-        proc = subprocess.run(["bpftool", "-j", "map", "dump", "pinned", "/sys/fs/bpf/bpfquota/v3/" + name],
+        proc = subprocess.run(["bpftool", "-j", "map", "dump", "pinned", os.path.join(layout.PIN_DIR, name)],
                               stdout=subprocess.PIPE, universal_newlines=True, check=True)
         dumps[name] = sorted(json.dumps(entry, sort_keys=True) for entry in json.loads(proc.stdout))
     return dumps

@@ -7,7 +7,6 @@ __metaclass__ = type
 
 import json
 
-import pytest
 
 from quota_testlib import FakeMaps
 
@@ -154,4 +153,3 @@ def test_report_rows_and_table_show_the_soft_limit_grace_and_state():
     assert report.format_report([row], now=5000).splitlines()[1].endswith("grace expired  512K  expired")
     # no soft limit anywhere: the table is as it was
     assert "Soft" not in report.format_report([rows["/w"]])
-

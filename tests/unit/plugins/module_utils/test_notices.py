@@ -130,8 +130,8 @@ def test_summary_counts_exactly_and_names_the_sampled_processes_in_one_line():
     assert "\n" not in fields["MESSAGE"]
     assert fields["BPFQUOTA_REFUSED"] == 1234
     assert fields["BPFQUOTA_REFUSED_BY_OP"] == "create=34 write=1200"
-    assert fields["BPFQUOTA_PROCESSES"] == "pid=812 uid=1000 comm=dd op=write events=3\npid=9 uid=0 comm=x\\x0afake " \
-                                          "op=create events=1"
+    assert fields["BPFQUOTA_PROCESSES"] == ("pid=812 uid=1000 comm=dd op=write events=3\n"
+                                            "pid=9 uid=0 comm=x\\x0afake op=create events=1")
     assert notices.refusal_summary(volume(), {}, sampled, 60) is None
 
 
@@ -180,8 +180,8 @@ def watched(monkeypatch):
     w = Watch((80.0, 95.0), 60.0, lines.append, said.append)
 
     def run(used, denied=None):
-        maps.set_vol_cfg(vol_id, maps.vol_cfg(vol_id)._replace(base_bytes=used, flags=maps.vol_cfg(vol_id).flags &
-                                                                ~layout.USAGE_UNKNOWN))
+        cfg = maps.vol_cfg(vol_id)
+        maps.set_vol_cfg(vol_id, cfg._replace(base_bytes=used, flags=cfg.flags & ~layout.USAGE_UNKNOWN))
         if denied:
             stats = maps.vol_stats(vol_id)
             maps.kernel_write_stats(vol_id, stats._replace(denied=dict(stats.denied, **denied)))

@@ -125,7 +125,8 @@ def test_entry_must_be_a_mapping(entry, message):
 
 def test_unknown_keys_are_named_with_the_allowed_ones(dirs):
     assert problems_of([{"path": dirs["a"], "limit": "1Gi", "limits": "2Gi", "quota": 1}]) == [
-        "volumes[0] (%s): unknown key 'limits' (did you mean 'limit'?): allowed keys are path, source, limit, inodes, soft, inodes_soft, grace, mode, unknown_usage, labels"
+        "volumes[0] (%s): unknown key 'limits' (did you mean 'limit'?): allowed keys are path, source, limit, inodes, "
+        "soft, inodes_soft, grace, mode, unknown_usage, labels"
         % dirs["a"],
         "volumes[0] (%s): unknown key 'quota': allowed keys are path, source, limit, inodes, soft, inodes_soft, grace, mode, unknown_usage, labels" % dirs["a"],
     ]
