@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Fetch the BTF of each supported Debian kernel, for the unit tests that check the program's hooks.
 
 Each kernel's image package comes from Debian's archive (`apt-get download`, with a private apt
