@@ -55,7 +55,7 @@ def find_btf(blob):
     at = blob.find(BTF_MAGIC)
     while at >= 0:
         if at + BTF_HEADER.size <= len(blob):
-            _, _, _, hdr_len, type_off, type_len, str_off, str_len = BTF_HEADER.unpack_from(blob, at)
+            hdr_len, type_off, type_len, str_off, str_len = BTF_HEADER.unpack_from(blob, at)[3:]
             end = at + hdr_len + max(type_off + type_len, str_off + str_len)
             strings = at + hdr_len + str_off
             if (hdr_len == 24 and type_off == 0 and str_off >= type_len and end <= len(blob)
@@ -110,8 +110,8 @@ def setup_apt():
     (APT_DIR / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     (APT_DIR / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
     (APT_DIR / "none").mkdir(exist_ok=True)
-    suites = sorted({suite for suite, _ in KERNELS.values()})
-    archs = sorted({arch for _, arch in KERNELS.values()})
+    suites = sorted({pair[0] for pair in KERNELS.values()})
+    archs = sorted({pair[1] for pair in KERNELS.values()})
     opts = f"[arch={','.join(archs)} signed-by={KEYRING}]"
     (APT_DIR / "sources.list").write_text("".join(f"deb {opts} {MIRROR} {s} main\n" for s in suites))
     (APT_DIR / "apt.conf").write_text(

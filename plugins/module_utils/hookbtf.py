@@ -74,7 +74,7 @@ class KernelBtf:
         """A C spelling of the type without qualifiers: 'struct dentry *', 'loff_t', 'int'."""
         if type_id == 0:
             return "void"
-        kind, name, ref, _ = self._type(type_id)
+        kind, name, ref = self._type(type_id)[:3]
         if kind in _MODIFIERS:
             return self.type_name(ref)
         if kind == KIND_PTR:
@@ -88,8 +88,8 @@ class KernelBtf:
         type_id = self._lib.btf__find_by_name_kind(self._btf, name.encode(), KIND_FUNC)
         if type_id <= 0:
             return None
-        _, _, proto_id, _ = self._type(type_id)
-        _, _, ret, params = self._type(proto_id)
+        proto_id = self._type(type_id)[2]
+        ret, params = self._type(proto_id)[2:]
         return [(self._name(n), self.type_name(t)) for n, t in params] + [("return", self.type_name(ret))]
 
 

@@ -33,7 +33,8 @@ attributes:
   facts:
     support: full
 requirements:
-  - Linux >= 5.17 (>= 6.0 on arm64; RHEL's older kernels with backports are judged by the trial load) built with C(CONFIG_BPF_LSM=y) and C(CONFIG_DEBUG_INFO_BTF=y), for the host to be ready.
+  - Linux >= 5.17 (>= 6.0 on arm64; older RHEL kernels: by trial load) built with C(CONFIG_BPF_LSM=y) and
+    C(CONFIG_DEBUG_INFO_BTF=y), for the host to be ready.
   - libbpf >= 1.0, for the host to be ready.
 notes:
   - Run it as root (C(become=true)), which loading the probe program needs (else the reason is V(not_root)).

@@ -71,14 +71,14 @@ def problems(btf, source):
         if params is None:
             found.append("%s: %s/%s does not exist in this kernel" % (name, kind, target))
             continue
-        args, ret = [t for _, t in params[:-1]], params[-1][1]
+        args, ret = [pair[1] for pair in params[:-1]], params[-1][1]
         if declared is not None:
             want = args + [ret] if kind == "fexit" else args
-            have = [t for t, _ in declared]
+            have = [pair[0] for pair in declared]
             # fexit: every argument, then the return value; lsm/fentry: a prefix of the arguments.
             if (kind == "fexit" and have != want) or (kind != "fexit" and have != want[:len(have)]):
-                found.append("%s: declares (%s), %s is (%s)%s" % (name, ", ".join(have), target, ", ".join(args),
-                                                                   " -> " + ret if kind == "fexit" else ""))
+                returns = " -> " + ret if kind == "fexit" else ""
+                found.append("%s: declares (%s), %s is (%s)%s" % (name, ", ".join(have), target, ", ".join(args), returns))
         elif target != "inode_setattr":  # its layout is the loader's choice: test_setattr_layout
             for cast, index in _CTX_READ.findall(body):
                 index = int(index)
@@ -95,7 +95,7 @@ def problems(btf, source):
 @pytest.fixture(scope="module")
 def btf_paths():
     proc = subprocess.run([sys.executable, FETCH] + list(KERNELS), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True)
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
     if proc.returncode:
         pytest.fail("the kernels' BTF could not be had: %s\nfix: run `python3 scripts/fetch-btf.py` as root "
                     "with Debian's archive reachable (it caches under /var/tmp/bpfquota-btf)" % proc.stderr.strip())
@@ -129,7 +129,7 @@ def test_setattr_layout(kernel, btf_paths):
         first = hookbtf.setattr_dentry_arg(params)
         assert hookbtf.rodata(btf) == hookbtf.RODATA.pack(first)
     assert first == KERNELS[kernel]
-    assert [t for _, t in params[first:]] == ["struct dentry *", "struct iattr *", "int"]
+    assert [pair[1] for pair in params[first:]] == ["struct dentry *", "struct iattr *", "int"]
 
 
 def test_problems_seen():
