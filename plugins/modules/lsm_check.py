@@ -60,7 +60,7 @@ attributes:
       - Linux only (BPF LSM).
       - O(fix_boot) supports GRUB on Debian, Ubuntu and the RHEL family (RHEL, CentOS Stream, Rocky, Alma, Fedora).
 requirements:
-  - Linux >= 5.17 (>= 6.0 on arm64; older RHEL kernels: by trial load) built with C(CONFIG_BPF_LSM=y) and C(CONFIG_DEBUG_INFO_BTF=y).
+  - Linux >= 5.17 (>= 6.0 on arm64; older RHEL kernels judged by a trial load) built with C(CONFIG_BPF_LSM=y) and C(CONFIG_DEBUG_INFO_BTF=y).
   - libbpf >= 1.0.
 notes:
   - Run it as root (C(become=true)); securityfs is mounted when it isn't, except in check mode, which changes nothing.

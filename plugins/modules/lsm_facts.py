@@ -33,7 +33,7 @@ attributes:
   facts:
     support: full
 requirements:
-  - Linux >= 5.17 (>= 6.0 on arm64; older RHEL kernels: by trial load) built with C(CONFIG_BPF_LSM=y) and
+  - Linux >= 5.17 (>= 6.0 on arm64; older RHEL kernels judged by a trial load) built with C(CONFIG_BPF_LSM=y) and
     C(CONFIG_DEBUG_INFO_BTF=y), for the host to be ready.
   - libbpf >= 1.0, for the host to be ready.
 notes:
