@@ -853,8 +853,9 @@ int BPF_PROG(bq_vfs_fallocate, struct file *file, int mode, loff_t offset, loff_
 	return 0;
 }
 
-SEC("fentry/do_clone_file_range")
-int BPF_PROG(bq_do_clone_file_range, struct file *file_in, loff_t pos_in, struct file *file_out, loff_t pos_out,
+/* vfs_clone_file_range, not do_clone_file_range: 6.12 has no do_clone_file_range (folded into it). */
+SEC("fentry/vfs_clone_file_range")
+int BPF_PROG(bq_vfs_clone_file_range, struct file *file_in, loff_t pos_in, struct file *file_out, loff_t pos_out,
 	     loff_t len)
 {
 	if (!file_out || !file_in)
@@ -1063,11 +1064,18 @@ int bq_notify_change_exit(unsigned long long *ctx)
 	return 0;
 }
 
-/* inode_setattr gained a leading `struct mnt_idmap *` in 6.3: pick the layout at load time. */
+/*
+ * inode_setattr gained a leading `struct mnt_idmap *` in 6.8 (the type itself exists from 6.3,
+ * so its existence says nothing about this hook). The loader reads where (dentry, iattr) starts
+ * from bpf_lsm_inode_setattr's own BTF prototype (hookbtf.py) and sets this before load; the
+ * verifier then prunes the other branch.
+ */
+const volatile __u32 bq_setattr_dentry_arg = 0;
+
 SEC("lsm/inode_setattr")
 int bq_inode_setattr(unsigned long long *ctx)
 {
-	if (bpf_core_type_exists(struct mnt_idmap))
+	if (bq_setattr_dentry_arg == 1)
 		return check_setattr((struct dentry *)ctx[1], (struct iattr *)ctx[2]);
 	return check_setattr((struct dentry *)ctx[0], (struct iattr *)ctx[1]);
 }

@@ -174,7 +174,7 @@ struct bq_inode {
 /*
  * stash: TASK_STORAGE. What the operation this task is in may grow, saved by
  * an fentry program on the function that checks it (rw_verify_area,
- * vfs_fallocate, do_clone_file_range, vfs_dedupe_file_range_one) for the LSM
+ * vfs_fallocate, vfs_clone_file_range, vfs_dedupe_file_range_one) for the LSM
  * hook that runs inside it (file_permission), which has no byte count.
  */
 enum bq_stash_kind {

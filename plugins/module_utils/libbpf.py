@@ -195,6 +195,13 @@ _SIGNATURES = {
     "bpf_prog_get_fd_by_id": (_c_int, [_c_uint32]),
     "bpf_link_get_fd_by_id": (_c_int, [_c_uint32]),
     "libbpf_find_vmlinux_btf_id": (_c_int, [_c_char_p, _c_int]),
+    "bpf_map__set_initial_value": (_c_int, [_c_void_p, _c_void_p, ctypes.c_size_t]),
+    "btf__load_vmlinux_btf": (_c_void_p, []),
+    "btf__parse": (_c_void_p, [_c_char_p, _c_void_p]),
+    "btf__free": (None, [_c_void_p]),
+    "btf__find_by_name_kind": (_c_int, [_c_void_p, _c_char_p, _c_uint32]),
+    "btf__type_by_id": (_c_void_p, [_c_void_p, _c_uint32]),
+    "btf__name_by_offset": (_c_char_p, [_c_void_p, _c_uint32]),
 }
 
 
@@ -502,6 +509,18 @@ class BpfObject:
 
     def program_names(self):
         return list(self._programs())
+
+    def set_rodata(self, data):
+        """The initial value of the object's read-only globals (before load(): the verifier
+        then knows them as constants and prunes the branches they rule out)."""
+        found = [m for name, m in self._maps().items()
+                 if name.endswith(".rodata") and self._lib.bpf_map__is_internal(m)]
+        if not found:
+            raise LibbpfError("%s has no .rodata: is it this collection's object?" % self.path, errno.ENOENT)
+        buf = ctypes.create_string_buffer(bytes(data), len(data))
+        _check(self._lib.bpf_map__set_initial_value(found[0], buf, len(data)),
+               "setting the .rodata of %s (%d bytes) failed" % (self.path, len(data)),
+               "the object and this collection's loader differ: rebuild the object")
 
     def set_pin_path(self, map_name, path):
         """load() will reuse the map pinned at path (if compatible) or pin the new one there."""

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 
+from ansible_collections.bpfquota.nfs.plugins.module_utils import hookbtf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils import lsm
@@ -79,6 +80,7 @@ def load(object_path, pin_dir=layout.PIN_DIR, probe=True):
     with lsm.refusals_explained(), libbpf.BpfObject.open(object_path) as obj:
         for name in obj.map_names():
             obj.set_pin_path(name, os.path.join(pin_dir, name))
+        set_hook_layouts(obj)
         obj.load()
         names = obj.program_names()
         for name in names:
@@ -122,7 +124,18 @@ def trial_load(object_path):
     """Load the programs into the kernel and drop them at once: the verifier and the LSM
     program type are accepted here, or LibbpfError says why. Nothing is attached or pinned."""
     with lsm.refusals_explained(), libbpf.BpfObject.open(object_path) as obj:
+        set_hook_layouts(obj)
         obj.load()
+
+
+def set_hook_layouts(obj, btf_path=None):
+    """Tell the programs their hooks' argument layouts, read from this kernel's BTF (hookbtf)."""
+    with hookbtf.KernelBtf(btf_path) as btf:
+        try:
+            data = hookbtf.rodata(btf)
+        except hookbtf.LayoutError as e:
+            raise libbpf.LibbpfError(str(e), errno.ENOTSUP)
+    obj.set_rodata(data)
 
 
 def replace_pinned_link(link, pin_path):

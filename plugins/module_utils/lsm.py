@@ -21,7 +21,12 @@ import subprocess
 from ansible_collections.bpfquota.nfs.plugins.module_utils import libbpf
 from ansible_collections.bpfquota.nfs.plugins.module_utils.mountinfo import read_mountinfo
 
-MIN_KERNEL = (5, 7)        # BPF LSM was merged in 5.7
+# The oldest kernel whose verifier accepts the program: bpf_loop (5.17), bpf_task_pt_regs (5.15), atomic
+# exchange (5.12); BPF LSM itself is 5.7. tests/unit/test_kernel_floor.py derives it from the object.
+MIN_KERNEL = (5, 17)
+MIN_KERNEL_WHY = "bpf_loop, which the enforcer's programs use"
+# Kernels that backport BPF features past their version (RHEL's): judged by the trial load instead.
+_BACKPORTING = re.compile(r"\.el\d+")
 MIN_KERNEL_ARM64 = (6, 0)  # arm64 got the BPF trampolines LSM programs need in 6.0
 MIN_LIBBPF = (1, 0)        # older libbpf can't parse the BTF of 6.0+ kernels (ENUM64)
 
@@ -37,7 +42,7 @@ _VERSION = re.compile(r"\s*(\d+)\.(\d+)")
 # and `code` is what callers decide on (the role, the playbook, the modules); the prose may change,
 # the codes don't. Each code with what it means:
 REASON_CODES = {
-    "kernel_too_old": "the kernel is older than 5.7 and shows no backported BPF LSM",
+    "kernel_too_old": "the kernel is older than 5.17 (what the program needs) and is no RHEL kernel with backports",
     "kernel_too_old_arm64": "an arm64 kernel older than 6.0, which lacks the BPF trampolines",
     "no_config_bpf_lsm": "the kernel was built without CONFIG_BPF_LSM",
     "bpf_not_in_lsm": "bpf is not an active LSM; bpf in the lsm= boot parameter and a reboot fix it",
@@ -225,11 +230,14 @@ def _kernel_reasons(facts, machine):
     reasons = []
     release = facts["kernel"]
     version = version_tuple(release)
-    # Distribution kernels may backport BPF LSM: an older version only blocks without evidence of it.
-    has_bpf_lsm = facts["config_bpf_lsm"] or facts["bpf_lsm_active"]
-    if version is not None and version < MIN_KERNEL and not has_bpf_lsm:
-        return [reason("kernel_too_old", "kernel %s is older than 5.7, which added BPF LSM" % (release,),
-                       "boot a kernel >= 5.7 with CONFIG_BPF_LSM=y")]
+    # RHEL backports BPF features (and BPF LSM) into older versions: its trial load decides there. Elsewhere
+    # (Debian 11's 5.10 has CONFIG_BPF_LSM=y) an older kernel loads the maps and then fails the verifier.
+    backports = _BACKPORTING.search(release or "") and (facts["config_bpf_lsm"] or facts["bpf_lsm_active"])
+    if version is not None and version < MIN_KERNEL and not backports:
+        floor = "%d.%d" % MIN_KERNEL
+        return [reason("kernel_too_old", "kernel %s is older than %s, the first with %s" % (release, floor, MIN_KERNEL_WHY),
+                       "boot a kernel >= %s with CONFIG_BPF_LSM=y (Debian 12 and later, Ubuntu 22.04 with its HWE "
+                       "kernel or 24.04, RHEL 9)" % floor)]
     if version is not None and version < MIN_KERNEL_ARM64 and machine in ("aarch64", "arm64"):
         reasons.append(reason("kernel_too_old_arm64",
                               "kernel %s on arm64 can't run BPF LSM programs (arm64 has the BPF trampolines "

@@ -33,7 +33,8 @@ attributes:
   facts:
     support: full
 requirements:
-  - Linux >= 5.7 (>= 6.0 on arm64) built with C(CONFIG_BPF_LSM=y) and C(CONFIG_DEBUG_INFO_BTF=y), for the host to be ready.
+  - Linux >= 5.17 (>= 6.0 on arm64; older RHEL kernels judged by a trial load) built with C(CONFIG_BPF_LSM=y) and
+    C(CONFIG_DEBUG_INFO_BTF=y), for the host to be ready.
   - libbpf >= 1.0, for the host to be ready.
 notes:
   - Run it as root (C(become=true)), which loading the probe program needs (else the reason is V(not_root)).
@@ -151,7 +152,7 @@ ansible_facts:
             code:
               description:
                 - What blocks the host.
-                - V(kernel_too_old) the kernel is older than 5.7 and shows no backported BPF LSM;
+                - V(kernel_too_old) the kernel is older than 5.17 (bpf_loop, which the program uses) and no RHEL kernel with backports;
                   V(kernel_too_old_arm64) an arm64 kernel older than 6.0;
                   V(no_config_bpf_lsm) the kernel was built without C(CONFIG_BPF_LSM);
                   V(bpf_not_in_lsm) C(bpf) is not an active LSM, which C(bpf) in the C(lsm=) boot parameter and a

@@ -25,10 +25,10 @@ MOUNTINFO = (
     "36 23 0:7 / /sys/kernel/security rw,nosuid,nodev,noexec,relatime shared:8 - securityfs securityfs rw\n"
 )
 
-UBUNTU_2204_RELEASE = "5.15.0-91-generic"
+UBUNTU_2204_RELEASE = "6.8.0-51-generic"  # the HWE kernel: the GA 5.15 is below lsm.MIN_KERNEL
 UBUNTU_2204_ACTIVE = "lockdown,capability,landlock,yama,integrity,apparmor"
 UBUNTU_2204_MERGED = ["lockdown", "capability", "landlock", "yama", "integrity", "apparmor", "bpf"]
-UBUNTU_2204_CMDLINE = ("BOOT_IMAGE=/boot/vmlinuz-5.15.0-91-generic root=LABEL=cloudimg-rootfs ro "
+UBUNTU_2204_CMDLINE = ("BOOT_IMAGE=/boot/vmlinuz-6.8.0-51-generic root=LABEL=cloudimg-rootfs ro "
                        "console=tty1 console=ttyS0\n")
 
 RHEL_9_RELEASE = "5.14.0-427.13.1.el9_4.x86_64"

@@ -103,12 +103,13 @@ def test_debian_12_default_is_ready(tmp_path):
 
 
 def test_ubuntu_22_04_compiled_in_but_not_active(tmp_path):
-    root = host(tmp_path, "5.15.0-91-generic", active="lockdown,capability,landlock,yama,apparmor",
-                cmdline="BOOT_IMAGE=/boot/vmlinuz-5.15.0-91-generic root=UUID=0e6a5f3c-1d2b-4c8e-9f7a-6b5d4c3e2a10 "
+    """With the HWE kernel (6.8): its GA kernel, 5.15, is below MIN_KERNEL (test_platforms)."""
+    root = host(tmp_path, "6.8.0-51-generic", active="lockdown,capability,landlock,yama,apparmor",
+                cmdline="BOOT_IMAGE=/boot/vmlinuz-6.8.0-51-generic root=UUID=0e6a5f3c-1d2b-4c8e-9f7a-6b5d4c3e2a10 "
                         "ro quiet splash vt.handoff=7\n",
                 config=kconfig(True, "landlock,lockdown,yama,integrity,apparmor"),
                 mountinfo=NO_BPFFS_MOUNTINFO)
-    facts = readiness(root, kernel_release="5.15.0-91-generic", libbpf_version="0.5.0")
+    facts = readiness(root, kernel_release="6.8.0-51-generic", libbpf_version="0.5.0")
     assert facts["ready"] is False
     assert facts["bpf_lsm_active"] is False
     assert facts["config_bpf_lsm"] is True
@@ -169,8 +170,18 @@ def test_kernel_older_than_5_7(tmp_path):
     facts = readiness(root, kernel_release="5.4.0-150-generic", libbpf_version="1.1.2")
     assert facts["config_bpf_lsm"] is False  # config known, symbol absent
     assert facts["reasons"] == [
-        reason("kernel_too_old", "kernel 5.4.0-150-generic is older than 5.7, which added BPF LSM",
-               "boot a kernel >= 5.7 with CONFIG_BPF_LSM=y")]
+        reason("kernel_too_old", "kernel 5.4.0-150-generic is older than 5.17, the first with bpf_loop, which the "
+               "enforcer's programs use", "boot a kernel >= 5.17 with CONFIG_BPF_LSM=y (Debian 12 and later, Ubuntu "
+               "22.04 with its HWE kernel or 24.04, RHEL 9)")]
+
+
+def test_kernel_with_bpf_lsm_but_older_than_the_program_needs(tmp_path):
+    """Debian 11's 5.10 has BPF LSM built in and active, yet its verifier refuses the program (no bpf_loop)."""
+    root = host(tmp_path, "5.10.0-30-amd64", active="lockdown,capability,landlock,yama,apparmor,tomoyo,bpf",
+                config=kconfig(True, "landlock,lockdown,yama,loadpin,safesetid,integrity,apparmor,selinux,smack,"
+                               "tomoyo,bpf"))
+    facts = readiness(root, kernel_release="5.10.0-30-amd64", libbpf_version="1.1.2")
+    assert [r["code"] for r in facts["reasons"]] == ["kernel_too_old"]
 
 
 def test_old_kernel_with_backported_bpf_lsm_is_not_blamed_for_its_version(tmp_path):
@@ -182,9 +193,9 @@ def test_old_kernel_with_backported_bpf_lsm_is_not_blamed_for_its_version(tmp_pa
 
 def test_arm64_needs_6_0(tmp_path):
     root = debian_12(tmp_path)
-    facts = readiness(root, kernel_release="5.15.0-91-generic", libbpf_version="1.1.2", machine="aarch64")
+    facts = readiness(root, kernel_release="5.19.0-46-generic", libbpf_version="1.1.2", machine="aarch64")
     assert facts["reasons"] == [
-        reason("kernel_too_old_arm64", "kernel 5.15.0-91-generic on arm64 can't run BPF LSM programs (arm64 has the "
+        reason("kernel_too_old_arm64", "kernel 5.19.0-46-generic on arm64 can't run BPF LSM programs (arm64 has the "
                "BPF trampolines they need from 6.0)", "boot a kernel >= 6.0")]
     assert readiness(root, kernel_release="6.1.0-18-arm64", libbpf_version="1.1.2",
                      machine="aarch64")["ready"] is True
