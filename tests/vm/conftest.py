@@ -144,3 +144,10 @@ def fill(path, chunk=MiB, max_chunks=64):
     finally:
         os.close(fd)
     return written, None
+
+
+def journal_entries(volume, since):
+    """The journal's entries about `volume` (its BPFQUOTA_VOLUME field) since unix time `since`."""
+    out = subprocess.run(["journalctl", "-o", "json", "--no-pager", "--since", "@%d" % since, "BPFQUOTA_VOLUME=" + volume],
+                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]

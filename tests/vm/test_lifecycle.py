@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import MOUNTS, OBJECT, ROOT, MiB, bq_ok, bq_process, counted_usage, fill, report
+from conftest import MOUNTS, OBJECT, ROOT, MiB, bq_ok, bq_process, counted_usage, fill, journal_entries, report
 
 UPGRADE_OBJECT = os.path.join(ROOT, "build", "bpfquota-upgrade.bpf.o")
 
@@ -190,19 +190,31 @@ def test_scans_during_writes_neither_lose_nor_double_count(share):
     assert report()[vol]["used_bytes"] == counted_usage(vol)[0]
 
 
-def test_agent_logs_denials(share):
+def test_agent_sums_refusals_up_in_the_journal(share):
     share.mkdir("pv")
     share.apply({"path": "pv", "limit": 1 * MiB})
-    agent = subprocess.Popen([sys.executable, os.path.join(ROOT, "bin", "bpfquota"), "agent", "--interval", "3600"],
-                             stderr=subprocess.PIPE, universal_newlines=True)
+    pv = share.client("pv")
+    since = int(time.time()) - 1
+    agent = subprocess.Popen([sys.executable, os.path.join(ROOT, "bin", "bpfquota"), "agent", "--interval", "3600",
+                              "--metrics-dir", "", "--summary-interval", "1"], stderr=subprocess.PIPE,
+                             universal_newlines=True)
     try:
         time.sleep(5)
-        assert fill(os.path.join(share.client("pv"), "f"))[1] == errno.EDQUOT
-        time.sleep(2)
+        for name in ("f", "g", "h"):
+            assert fill(os.path.join(pv, name))[1] == errno.EDQUOT
+        deadline = time.monotonic() + 30
+        while True:
+            refused = sum(int(e["BPFQUOTA_REFUSED"]) for e in journal_entries(pv, since)
+                          if e.get("BPFQUOTA_EVENT") == "refusals")
+            if refused >= 3:
+                break
+            assert time.monotonic() < deadline, "%d refusals in the journal, not 3" % refused
+            time.sleep(0.5)
     finally:
         agent.send_signal(signal.SIGTERM)
         out, err = agent.communicate(timeout=30)
-    assert "write refused (EDQUOT) in %s" % share.client("pv") in err, err
+    assert refused == report()[pv]["denials"]  # the maps' counters, each refusal summed up once
+    assert "refused" not in err, err  # and not one log line per refused write
 
 
 def test_report_table(share):

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, MiB, bq_ok, fill, report
+from conftest import ROOT, MiB, bq_ok, fill, journal_entries, report
 
 BPFQUOTA = os.path.join(ROOT, "bin", "bpfquota")
 GRACE = 4  # seconds
@@ -33,6 +33,13 @@ def start_agent(log_path, metrics_dir=""):
         assert process.poll() is None and time.monotonic() < deadline, open(log_path).read()
         time.sleep(0.1)
     return process
+
+
+def wait_for_log(log_path, text, timeout=60):
+    deadline = time.monotonic() + timeout
+    while text not in open(log_path).read():
+        assert time.monotonic() < deadline, open(log_path).read()
+        time.sleep(0.1)
 
 
 def stop_agent(process, log_path):
@@ -114,12 +121,6 @@ def test_soft_limit_grace_expiry_refusal_recovery_and_restart(share, agent_log):
     assert "write refused (EDQUOT)" not in log  # no line per refused write (summaries go to the journal)
 
 
-def journal_entries(volume, since):
-    out = subprocess.run(["journalctl", "-o", "json", "--no-pager", "--since", "@%d" % since, "BPFQUOTA_VOLUME=" + volume],
-                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
 def test_warnings_reach_the_journal_with_their_fields(share, agent_log):
     assert os.path.exists("/run/systemd/journal/socket"), "the test bed's VMs run journald"
     share.mkdir("pv")
@@ -129,18 +130,22 @@ def test_warnings_reach_the_journal_with_their_fields(share, agent_log):
     since = int(time.time()) - 1
     agent = start_agent(agent_log)
     try:
+        wait_for_log(agent_log, "reconciled %s:" % pv)  # the first round's scan is over: usage settled
         assert fill(os.path.join(pv, "f"), max_chunks=9) == (9 * MiB, None)  # 90 %: past 80, over soft
         wait_for(pv, "grace expired")
         assert fill(os.path.join(pv, "f"), max_chunks=5)[1] == errno.EDQUOT
         deadline = time.monotonic() + 20
         while True:
-            events = dict((e.get("BPFQUOTA_EVENT"), e) for e in journal_entries(pv, since))
+            entries = journal_entries(pv, since)
+            events = dict((e.get("BPFQUOTA_EVENT"), e) for e in entries)
             if {"threshold", "over_soft_limit", "grace_expired", "refusals"} <= set(events):
                 break
             assert time.monotonic() < deadline, sorted(events)
             time.sleep(0.5)
     finally:
         stop_agent(agent, agent_log)
+    # 90 % crosses 80, not 95: a threshold entry per crossing, each once
+    assert [e["BPFQUOTA_THRESHOLD_PERCENT"] for e in entries if e["BPFQUOTA_EVENT"] == "threshold"] == ["80"]
     threshold = events["threshold"]
     assert (threshold["BPFQUOTA_PV"], threshold["BPFQUOTA_NAMESPACE"], threshold["BPFQUOTA_CLAIM"]) == ("pv-x", "ns", "data")
     assert (threshold["BPFQUOTA_THRESHOLD_PERCENT"], threshold["BPFQUOTA_LIMIT_BYTES"]) == ("80", str(10 * MiB))
