@@ -6,6 +6,7 @@ old one, so a reader (apply, node_exporter) never sees half a file and a crash l
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
 import os
 import tempfile
 
@@ -34,3 +35,22 @@ def write_atomically(path, data, mode=0o600, durable=True):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def read_state(path, fmt, key, valid, what):
+    """(state[key], None) of a JSON state file {"format": fmt, key: ...} whose value passes `valid`;
+    (None, why) when it can't be read or isn't such a file (`what` names it); (None, None) when there
+    is no file, which is no problem."""
+    try:
+        with open(path) as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        return None, None
+    except (IOError, OSError) as e:
+        return None, "%s: %s" % (path, e)
+    except ValueError as e:
+        return None, "%s: not a %s (%s)" % (path, what, e)
+    value = state.get(key) if isinstance(state, dict) and state.get("format") == fmt else None
+    if not valid(value):
+        return None, "%s: not a %s file" % (path, fmt)
+    return value, None

@@ -19,7 +19,7 @@ import json
 import os
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
-from ansible_collections.bpfquota.nfs.plugins.module_utils.atomic import write_atomically
+from ansible_collections.bpfquota.nfs.plugins.module_utils.atomic import read_state, write_atomically
 
 STATE_PATH = "/var/lib/bpfquota/grace.json"
 FORMAT = "bpfquota-grace-v1"
@@ -127,22 +127,14 @@ def sync_flags(maps, ids, flags):
 
 def load(path=None):
     """({name: {kind: since}}, why they could not be read or None). No file is no problem."""
-    path = path or STATE_PATH
-    try:
-        with open(path) as f:
-            state = json.load(f)
-    except FileNotFoundError:
-        return {}, None
-    except (IOError, OSError) as e:
-        return {}, "%s: %s" % (path, e)
-    except ValueError as e:
-        return {}, "%s: not a grace clocks file (%s)" % (path, e)
-    clocks = state.get("clocks") if isinstance(state, dict) and state.get("format") == FORMAT else None
-    if not isinstance(clocks, dict) or not all(
-            isinstance(c, dict) and all(k in dict(KINDS) and _time(t) is not None for k, t in c.items())
-            for c in clocks.values()):
-        return {}, "%s: not a %s file" % (path, FORMAT)
-    return clocks, None
+    clocks, problem = read_state(path or STATE_PATH, FORMAT, "clocks", _valid_clocks, "grace clocks file")
+    return clocks or {}, problem
+
+
+def _valid_clocks(clocks):
+    return isinstance(clocks, dict) and all(
+        isinstance(c, dict) and all(k in dict(KINDS) and _time(t) is not None for k, t in c.items())
+        for c in clocks.values())
 
 
 def save(clocks, path=None):

@@ -17,7 +17,7 @@ import os
 import time
 
 from ansible_collections.bpfquota.nfs.plugins.module_utils import layout
-from ansible_collections.bpfquota.nfs.plugins.module_utils.atomic import write_atomically
+from ansible_collections.bpfquota.nfs.plugins.module_utils.atomic import read_state, write_atomically
 
 STATE_PATH = "/var/lib/bpfquota/usage.json"
 FORMAT = "bpfquota-usage-v1"
@@ -53,18 +53,8 @@ def save(state, path=STATE_PATH):
 
 def load(path=STATE_PATH):
     """(saved volumes {path: entry}, why none could be read or None). No file is no problem."""
-    try:
-        with open(path) as f:
-            state = json.load(f)
-    except (IOError, OSError) as e:
-        if getattr(e, "errno", None) == 2:
-            return {}, None
-        return {}, "%s: %s" % (path, e)
-    except ValueError as e:
-        return {}, "%s: not a saved usage file (%s)" % (path, e)
-    if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("volumes"), dict):
-        return {}, "%s: not a %s file" % (path, FORMAT)
-    return state["volumes"], None
+    volumes, problem = read_state(path, FORMAT, "volumes", lambda v: isinstance(v, dict), "saved usage file")
+    return volumes or {}, problem
 
 
 def restorable(saved, volumes, stat=os.stat):

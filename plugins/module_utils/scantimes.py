@@ -13,7 +13,7 @@ import json
 import os
 import time
 
-from ansible_collections.bpfquota.nfs.plugins.module_utils.atomic import write_atomically
+from ansible_collections.bpfquota.nfs.plugins.module_utils.atomic import read_state, write_atomically
 
 STATE_PATH = "/var/lib/bpfquota/scans.json"
 FORMAT = "bpfquota-scans-v1"
@@ -29,20 +29,12 @@ def updated(times, results, names, now):
 
 def load(path=None):
     """({volume name: unix time}, why none could be read or None). No file is no problem."""
-    path = path or STATE_PATH
-    try:
-        with open(path) as f:
-            state = json.load(f)
-    except FileNotFoundError:
-        return {}, None
-    except (IOError, OSError) as e:
-        return {}, "%s: %s" % (path, e)
-    except ValueError as e:
-        return {}, "%s: not a scan times file (%s)" % (path, e)
-    scans = state.get("scans") if isinstance(state, dict) and state.get("format") == FORMAT else None
-    if not isinstance(scans, dict) or not all(_is_time(when) for when in scans.values()):
-        return {}, "%s: not a %s file" % (path, FORMAT)
-    return scans, None
+    scans, problem = read_state(path or STATE_PATH, FORMAT, "scans", _valid_scans, "scan times file")
+    return scans or {}, problem
+
+
+def _valid_scans(scans):
+    return isinstance(scans, dict) and all(_is_time(when) for when in scans.values())
 
 
 def _is_time(value):
