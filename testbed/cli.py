@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from testbed.image import ImageBuildError, cache_root, ensure_image, exclusive_lock
+from testbed.image import DEFAULT_RELEASE, RELEASES, ImageBuildError, cache_root, ensure_image, exclusive_lock
 from testbed.vm import (BOOT_KERNEL, BOOT_MODES, DEFAULT_BOOT_TIMEOUT, DEFAULT_LAN, VM, Lan, VMError, log,
                         run_dir_for)
 from testbed.workspace import WorkspaceError, source_files
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     image = commands.add_parser("image", help="build the base image (or reuse the cached one); print its directory")
     image.add_argument("--rebuild", action="store_true", help="build even if a cached image exists")
+    add_release_option(image)
 
     up = commands.add_parser("up", help="boot a VM, wait for ssh, leave it running")
     up.add_argument("name")
@@ -69,7 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_release_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--release", choices=sorted(RELEASES),
+                        help="the Debian release (and so the kernel) of the image: "
+                             + ", ".join(f"{name}: {what}" for name, what in RELEASES.items())
+                             + f" (default: $BPFQUOTA_RELEASE, else {DEFAULT_RELEASE})")
+
+
 def add_boot_options(parser: argparse.ArgumentParser) -> None:
+    add_release_option(parser)
     parser.add_argument("--port", type=int, help="host port forwarded to the VM's ssh (default: a free one)")
     parser.add_argument("--boot", choices=BOOT_MODES, default=BOOT_KERNEL,
                         help="kernel: QEMU starts the kernel directly (default); grub: boot the disk "
@@ -237,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.pytest_args = after_dash
     elif after_dash:
         build_parser().error(f"'{args.command}' takes no arguments after --")
+    if getattr(args, "release", None):
+        os.environ["BPFQUOTA_RELEASE"] = args.release  # for every Recipe() made from here on
     signal.signal(signal.SIGTERM, raise_on_sigterm)
     try:
         return COMMANDS[args.command](args)

@@ -1,4 +1,5 @@
-"""Build the Debian bookworm base image once and cache it by a hash of its recipe.
+"""Build a Debian base image (bookworm by default; $BPFQUOTA_RELEASE chooses) once and cache it by a
+hash of its recipe.
 
 Layout under the cache root (``$BPFQUOTA_CACHE``, default /var/tmp/bpfquota-testbed):
 
@@ -29,7 +30,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 DEFAULT_CACHE_ROOT = "/var/tmp/bpfquota-testbed"
-IMAGES_KEPT = 2  # the newest images survive a rebuild, so switching branches back is cheap
+IMAGES_KEPT = 2  # the newest images of each release survive a rebuild, so switching branches back is cheap
+# The Debian releases the test bed boots, each with its own kernel: $BPFQUOTA_RELEASE picks one.
+RELEASES = {"bookworm": "Debian 12, Linux 6.1", "trixie": "Debian 13, Linux 6.12"}
+DEFAULT_RELEASE = "bookworm"
 LOG_TAIL_LINES = 40
 
 PACKAGES = (
@@ -221,11 +225,20 @@ class ImageBuildError(RuntimeError):
     """The base image could not be built; the message carries the tail of the build log."""
 
 
+def release_from_env(environ=os.environ) -> str:
+    """The release $BPFQUOTA_RELEASE names (default bookworm); ImageBuildError naming the choices."""
+    release = environ.get("BPFQUOTA_RELEASE") or DEFAULT_RELEASE
+    if release not in RELEASES:
+        choices = ", ".join(f"{name} ({what})" for name, what in RELEASES.items())
+        raise ImageBuildError(f"BPFQUOTA_RELEASE={release!r} is not a release the test bed builds: use one of {choices}")
+    return release
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Everything that determines the image's content; its hash names the cache entry."""
 
-    suite: str = "bookworm"
+    suite: str = field(default_factory=release_from_env)
     mirror: str = "http://deb.debian.org/debian"
     variant: str = "minbase"
     packages: tuple[str, ...] = PACKAGES
@@ -543,10 +556,11 @@ def remove_stale_builds(directory: Path, log: Callable[[str], None]) -> None:
 
 
 def prune_old_images(directory: Path, keep: Image, log: Callable[[str], None]) -> None:
-    """Delete all but the newest images, sparing any a running VM still boots from (its ssh key is there)."""
+    """Delete all but the newest images of keep's release, sparing any a running VM still boots from
+    (its ssh key is there); the other releases' images stay."""
     others = [Image(path) for path in directory.iterdir()
               if path.is_dir() and not path.name.startswith(".") and path != keep.directory]
-    complete = sorted((image for image in others if image.is_complete()),
+    complete = sorted((image for image in others if image.is_complete() and suite_of(image) == suite_of(keep)),
                       key=lambda image: image.manifest.stat().st_mtime, reverse=True)
     in_use = paths_in_process_cmdlines([str(image.directory) for image in complete])
     for old in complete[IMAGES_KEPT - 1:]:
@@ -555,6 +569,13 @@ def prune_old_images(directory: Path, keep: Image, log: Callable[[str], None]) -
             continue
         log(f"removing old image {old.directory}")
         shutil.rmtree(old.directory)
+
+
+def suite_of(image: Image) -> str | None:
+    try:
+        return json.loads(image.manifest.read_text()).get("suite")
+    except (OSError, ValueError):
+        return None
 
 
 def paths_in_process_cmdlines(paths: list[str]) -> set[str]:

@@ -347,6 +347,35 @@ def test_prune_keeps_newest_and_images_running_vms_use(tmp_path):
     assert not stale.directory.exists()
 
 
+def test_prune_counts_each_release_apart(tmp_path):
+    def complete_image(name: str, suite: str, age: int) -> Image:
+        image = Image(tmp_path / name)
+        image.directory.mkdir()
+        for part in (image.rootfs, image.kernel, image.initrd, image.ssh_key):
+            part.write_text("")
+        image.manifest.write_text(json.dumps({"suite": suite}))
+        os.utime(image.manifest, (time.time() - age, time.time() - age))
+        return image
+
+    current = complete_image("bookworm-new", "bookworm", 0)
+    previous = complete_image("bookworm-old", "bookworm", 10)
+    stale = complete_image("bookworm-older", "bookworm", 20)
+    trixie = [complete_image("trixie-%d" % age, "trixie", age) for age in (30, 40, 50)]
+    image_module.prune_old_images(tmp_path, keep=current, log=lambda message: None)
+    assert current.directory.exists() and previous.directory.exists() and not stale.directory.exists()
+    assert all(image.directory.exists() for image in trixie)  # another release's images: its own builds prune them
+
+
+def test_release_comes_from_the_environment_and_a_bad_one_names_the_choices(monkeypatch):
+    monkeypatch.delenv("BPFQUOTA_RELEASE", raising=False)
+    assert Recipe().suite == "bookworm"
+    monkeypatch.setenv("BPFQUOTA_RELEASE", "trixie")
+    assert Recipe().suite == "trixie" and Recipe().cache_key() != Recipe(suite="bookworm").cache_key()
+    monkeypatch.setenv("BPFQUOTA_RELEASE", "sid")
+    with pytest.raises(image_module.ImageBuildError, match=r"'sid' is not a release .* bookworm .* trixie"):
+        Recipe()
+
+
 # ----- the disk: partition table, GRUB, file system
 
 
