@@ -225,9 +225,9 @@ class ImageBuildError(RuntimeError):
     """The base image could not be built; the message carries the tail of the build log."""
 
 
-def release_from_env(environ=os.environ) -> str:
+def release_from_env() -> str:
     """The release $BPFQUOTA_RELEASE names (default bookworm); ImageBuildError naming the choices."""
-    release = environ.get("BPFQUOTA_RELEASE") or DEFAULT_RELEASE
+    release = os.environ.get("BPFQUOTA_RELEASE") or DEFAULT_RELEASE
     if release not in RELEASES:
         choices = ", ".join(f"{name} ({what})" for name, what in RELEASES.items())
         raise ImageBuildError(f"BPFQUOTA_RELEASE={release!r} is not a release the test bed builds: use one of {choices}")
