@@ -6,8 +6,8 @@
 #
 # Two phases, each in parallel streams (every output line is prefixed with its stream's name):
 #   1. lint | unit tests | the BPF objects and the test-bed image
-#   2. VM tests, role tests, molecule upgrade | every other molecule scenario (default,
-#      lsm_missing, reboot)
+#   2. VM tests on Debian 12, role tests, molecule upgrade | every other molecule scenario
+#      (default, lsm_missing; reboot on Debian 13), then the VM tests on Debian 13
 # A TCG VM runs on one host thread, and most of a stream's time is one VM's guest code, so
 # two streams keep both cores busy. The streams are about equally long (see README).
 set -uo pipefail
@@ -29,24 +29,27 @@ elapsed() { local s=$(( $(date +%s) - started )); echo "$((s / 60))m$((s % 60))s
 
 # The test bed's image (cached) and what the VM tests copy into the VM.
 assets_and_image() {
-  python3 scripts/build-assets.py >build/assets.txt && python3 -m testbed image
+  python3 scripts/build-assets.py >build/assets.txt && python3 -m testbed image --release bookworm &&
+    python3 -m testbed image --release trixie
 }
-vm_tests() {
+vm_tests() {  # vm_tests RELEASE: the enforcement tests in a VM of that Debian release
   local assets includes=()
   read -ra assets <build/assets.txt
   for a in "${assets[@]}"; do includes+=(--include "$a"); done
-  python3 -m testbed pytest "${includes[@]}" --junit build/junit-vm.xml -- tests/vm -v -rfE
+  python3 -m testbed pytest --release "$1" --name "test-$1" "${includes[@]}" --junit "build/junit-vm-$1.xml" \
+    -- tests/vm -v -rfE
 }
 role_tests() {
   python3 -m pytest -p no:cacheprovider tests/role --junitxml=build/junit-role.xml -v -rfE
 }
 first_stream() {
-  stream vm vm_tests
+  stream vm vm_tests bookworm
   stream role role_tests
   stream molecule-1 bash scripts/molecule.sh upgrade
 }
 second_stream() {
   stream molecule-2 bash scripts/molecule.sh --except upgrade
+  stream vm-trixie vm_tests trixie
 }
 
 echo "phase 1: lint, unit tests, BPF objects and test-bed image"
@@ -68,4 +71,4 @@ wait
 echo "phase 2 done at $(elapsed)"
 
 python3 scripts/summarize-junit.py build/junit-lint-sanity-*.xml build/junit-lint-ansible-lint.xml \
-  build/junit-unit.xml build/junit-vm.xml build/junit-role.xml build/junit-molecule-*.xml
+  build/junit-unit.xml build/junit-vm-*.xml build/junit-role.xml build/junit-molecule-*.xml
