@@ -505,16 +505,32 @@ static __always_inline bool volume_of(struct inode *inode, struct dentry *dentry
 	return true;
 }
 
+/*
+ * The scan epoch, for the parity of delta a change goes to. A change racing a
+ * scan's flip must err towards counting too much: growth reads the epoch after
+ * the dirty check (growth the flip didn't record counts twice, never not at all),
+ * a credit before it (a credit the flip didn't record lands in the old parity,
+ * which the scan cancels: credited never rather than twice once the walk no
+ * longer sees the bytes).
+ */
+static __always_inline __u32 epoch_of(struct bq_vol_cfg *cfg)
+{
+	return *(volatile __u32 *)&cfg->epoch;
+}
+
 /* Move the inode's accounted size to `new_size`, crediting the difference to its volume; returns it. */
 static __always_inline __s64 account_size(struct vol_ctx *v, struct inode *inode, __s64 new_size)
 {
 	if (v->st->size == new_size)
 		return 0; /* overwrites and reads-back: no locked instruction on the common path */
+	__u32 epoch = epoch_of(v->cfg);
 	__s64 old = __sync_lock_test_and_set(&v->st->size, new_size);
 	if (old == new_size)
 		return 0;
 	note_dirty(v, inode, old, 1);
-	__sync_fetch_and_add(&v->vs->delta_bytes[v->cfg->epoch & 1], new_size - old);
+	if (new_size > old)
+		epoch = epoch_of(v->cfg);
+	__sync_fetch_and_add(&v->vs->delta_bytes[epoch & 1], new_size - old);
 	return new_size - old;
 }
 
@@ -539,15 +555,15 @@ static __always_inline void account_files(struct vol_ctx *v, __s64 n)
 	__sync_fetch_and_add(&v->vs->delta_files[v->cfg->epoch & 1], n);
 }
 
-/* Credit a removal of `bytes` and one inode to volume `vol`. */
-static __always_inline void credit_removal(__u32 vol, __s64 bytes)
+/* Credit a removal of `bytes` and one inode to volume `vol`, in the parity of `epoch` (read before
+ * the removal's dirty check, see epoch_of). */
+static __always_inline void credit_removal(__u32 vol, __s64 bytes, __u32 epoch)
 {
-	struct bq_vol_cfg *cfg = bpf_map_lookup_elem(&vol_cfg, &vol);
 	struct bq_vol_stats *vs = bpf_map_lookup_elem(&vol_stats, &vol);
 
-	if (!cfg || !vs)
+	if (!vs)
 		return;
-	__u32 parity = cfg->epoch & 1;
+	__u32 parity = epoch & 1;
 	if (bytes)
 		__sync_fetch_and_add(&vs->delta_bytes[parity], -bytes);
 	__sync_fetch_and_add(&vs->delta_files[parity], -1);
@@ -982,8 +998,9 @@ int BPF_PROG(bq_inode_free, struct inode *inode)
 	} else if (!inode->i_nlink && known) {
 		/* Gone without a removal we credited: a silly-renamed file's last close, say. */
 		__s64 bytes = is_reg(inode) ? st->size : 0;
+		__u32 epoch = epoch_of(v.cfg);
 		note_dirty(&v, inode, bytes, 1);
-		credit_removal(v.vol, bytes);
+		credit_removal(v.vol, bytes, epoch);
 	} else if (inode->i_nlink && is_reg(inode) && known) {
 		account_size(&v, inode, clamp_size(inode->i_size));
 	}
@@ -1282,13 +1299,14 @@ static __always_inline void note_removal(struct dentry *dentry)
 	if (reg)
 		catch_up(&v, inode, false);
 	__s64 bytes = reg ? v.st->size : 0;
+	__u32 epoch = epoch_of(v.cfg);
 	note_dirty(&v, inode, bytes, 1);
 	struct bq_stash *s = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!s)
 		return; /* credited when the inode is freed with no link left */
 	s->kind = BQ_STASH_REMOVE;
 	s->file = (__u64)inode;
-	s->pos = v.vol;
+	s->pos = (__s64)((__u64)epoch << 32 | v.vol); /* the volume, and the epoch its dirty check saw */
 	s->count = bytes;
 	s->arg = 0;
 }
@@ -1304,13 +1322,23 @@ static __always_inline void finish_removal(bool removed)
 	if (!removed)
 		return;
 	__u64 inode = s->file;
+	__u32 vol = (__u32)s->pos;
+	__u32 epoch = (__u64)s->pos >> 32;
+	struct bq_vol_cfg *cfg = bpf_map_lookup_elem(&vol_cfg, &vol);
+	if (!cfg)
+		return;
 	if (!(s->arg & BQ_REMOVE_FREED)) {
 		/* The inode is still cached: its free must not credit it again. */
 		__u8 one = 1;
 		if (bpf_map_update_elem(&credited, &inode, &one, BPF_NOEXIST))
 			return; /* no room for the mark: leave the credit to the free */
 	}
-	credit_removal((__u32)s->pos, s->count);
+	/* A scan flipped while the removal was in flight: its walk may or may not have seen what was
+	 * removed, and no record says what it counted. Not crediting errs towards too much, until
+	 * the next scan; crediting could count the bytes freed twice. */
+	if (epoch_of(cfg) != epoch)
+		return;
+	credit_removal(vol, s->count, epoch);
 }
 
 SEC("lsm/inode_unlink")

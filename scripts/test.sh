@@ -6,8 +6,8 @@
 #
 # Two phases, each in parallel streams (every output line is prefixed with its stream's name):
 #   1. lint | unit tests | the BPF objects and the test-bed image
-#   2. VM tests on Debian 12, role tests, molecule upgrade | every other molecule scenario
-#      (default, lsm_missing; reboot on Debian 13), then the VM tests on Debian 13
+#   2. role tests, molecule upgrade, VM tests on Debian 13 | VM tests on Debian 12, every other
+#      molecule scenario (default, lsm_missing; reboot on Debian 13)
 # A TCG VM runs on one host thread, and most of a stream's time is one VM's guest code, so
 # two streams keep both cores busy. The streams are about equally long (see README).
 set -uo pipefail
@@ -43,13 +43,13 @@ role_tests() {
   python3 -m pytest -p no:cacheprovider tests/role --junitxml=build/junit-role.xml -v -rfE
 }
 first_stream() {
-  stream vm vm_tests bookworm
   stream role role_tests
   stream molecule-1 bash scripts/molecule.sh upgrade
+  stream vm-trixie vm_tests trixie
 }
 second_stream() {
+  stream vm-bookworm vm_tests bookworm
   stream molecule-2 bash scripts/molecule.sh --except upgrade
-  stream vm-trixie vm_tests trixie
 }
 
 echo "phase 1: lint, unit tests, BPF objects and test-bed image"

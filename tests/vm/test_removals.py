@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import MiB, fill, report
+from conftest import MOUNTS, MiB, bq_ok, fill, report
 from test_admission import as_tenant, bytes_in
 
 LIMIT = 4 * MiB
@@ -189,9 +189,21 @@ def test_moves_and_links_across_the_boundary_get_exdev_and_move_nothing(volume):
     assert usage(vol) == (MiB, 1)
 
 
+def nfs3_reports_creates_it_cannot_know():
+    """Linux 6.10 gave NFSv2/v3 an atomic_open (nfs_atomic_open_v23): an O_CREAT open of a name
+    it hasn't looked up sends CREATE UNCHECKED, which succeeds whether or not the file existed,
+    and the kernel reports FMODE_CREATED either way."""
+    with open("/proc/kallsyms") as symbols:
+        return any(line.split()[2] == "nfs_atomic_open_v23" for line in symbols)
+
+
 def test_o_creat_opens_of_existing_files_count_no_create(volume):
     """#6: the create hook runs before the lookup for an uncached name, so an O_CREAT open of an
-    existing file was counted as a create: creates are counted once they made an inode."""
+    existing file was counted as a create: creates are counted once they made an inode.
+
+    On NFSv3 from Linux 6.10 the kernel itself calls such an open a create, and nothing on the
+    client tells otherwise: the enforcer believes it (an overcount, which refuses early, never
+    late) and the next scan counts the truth."""
     share, vol, outside = volume
     for name in "abcd":
         write_file(os.path.join(vol, name), 0)
@@ -200,6 +212,10 @@ def test_o_creat_opens_of_existing_files_count_no_create(volume):
     for name in "abcd":
         with open(os.path.join(vol, name), "ab"):  # O_CREAT of an existing file
             pass
+    if vol.startswith(MOUNTS["nfs3"] + "/") and nfs3_reports_creates_it_cannot_know():
+        # One overcount fills the 5-inode volume; the other opens then pass as plain opens.
+        assert usage(vol) == (0, 5)
+        bq_ok("reconcile", vol)
     assert usage(vol) == (0, 4)
     write_file(os.path.join(vol, "e"), 0)  # the 5th inode of 5
     with pytest.raises(OSError) as exc:

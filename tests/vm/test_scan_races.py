@@ -107,3 +107,30 @@ def test_a_scan_starting_while_a_rename_is_in_flight_is_retried(share, mount):
                 maps.set_vol_cfg(vol_id, maps.vol_cfg(vol_id)._replace(scanning=0))
     assert os.path.isdir(os.path.join(vol, "d2", "sub"))
     assert stale_after == stale_before + 1
+
+
+@pytest.mark.parametrize("mount", ["nfs4", "nfs3"])
+def test_an_unlink_in_flight_when_a_scan_starts_is_not_credited_twice(share, mount):
+    # The unlink's hook runs before the scan flips the volume, so it leaves no record of what the
+    # file counted; the server removes the file before the walk lists its directory, and the
+    # unlink's fexit comes during the walk. Crediting the file then (in the new epoch) counted
+    # its removal twice: once by the walk not seeing it, once by the credit.
+    share.mkdir("pv")
+    for name in ("f", "g"):
+        with open(os.path.join(share.server, "pv", name), "wb") as f:
+            f.write(b"u" * SIZE)
+    share.apply({"path": "pv", "limit": 64 << 20, "mount": mount})
+    vol = share.client("pv", mount)
+    os.stat(os.path.join(vol, "f"))  # the unlink finds its dentry cached: its hook runs at once
+    with slow_nfs(1.0):
+        remover = subprocess.Popen([sys.executable, "-c", "import os, sys; os.unlink(sys.argv[1])",
+                                    os.path.join(vol, "f")])
+        deadline = time.monotonic() + 60
+        while not in_kernel_function(remover.pid, "nfs_unlink"):  # past the hook, in the RPC
+            assert remover.poll() is None and time.monotonic() < deadline, "the unlink never reached its RPC"
+            time.sleep(0.05)
+        bq_ok("reconcile", vol)
+        assert remover.wait(60) == 0
+    assert not os.path.exists(os.path.join(vol, "f"))
+    row = report()[vol]
+    assert (row["used_bytes"], row["files"]) == counted_usage(vol) == (SIZE, 1)
