@@ -101,6 +101,7 @@ def guest_cmdline(arch: str = DEFAULT_ARCH) -> str:
     """The parameters of every boot of an image of ``arch``: its serial console, no mitigations."""
     return f"console={SERIAL_CONSOLES[arch]} mitigations=off"
 
+
 # The private LAN between VMs (VM.boot(lan_ip=...)): its NFS clients may mount every VM's export.
 LAN_SUBNET = "192.168.77.0/24"
 
