@@ -53,7 +53,22 @@ char build_tag[] SEC(".bpfquota.build_tag") = BPFQUOTA_BUILD_TAG;
 #define FALLOC_FL_PUNCH_HOLE 0x02
 #define FALLOC_FL_COLLAPSE_RANGE 0x08
 #define FALLOC_FL_INSERT_RANGE 0x20
-/* x86-64 syscalls whose write lands where rw_verify_area's position says (unless RWF_APPEND) */
+/* Syscalls whose write lands where rw_verify_area's position says (unless RWF_APPEND), by their
+ * numbers on the target architecture; SYSCALL_NR and SYSCALL_ARG6 read the pt_regs of vmlinux.h. */
+#if defined(__TARGET_ARCH_arm64)
+/* arm64: asm-generic/unistd.h */
+#define NR_write 64
+#define NR_writev 66
+#define NR_pwrite64 68
+#define NR_pwritev 70
+#define NR_sendfile 71
+#define NR_splice 76
+#define NR_copy_file_range 285
+#define NR_pwritev2 287
+#define SYSCALL_NR(regs) ((regs)->syscallno)
+#define SYSCALL_ARG6(regs) ((regs)->regs[5])
+#else
+/* x86-64: arch/x86/entry/syscalls/syscall_64.tbl */
 #define NR_write 1
 #define NR_pwrite64 18
 #define NR_writev 20
@@ -62,6 +77,9 @@ char build_tag[] SEC(".bpfquota.build_tag") = BPFQUOTA_BUILD_TAG;
 #define NR_pwritev 296
 #define NR_copy_file_range 326
 #define NR_pwritev2 328
+#define SYSCALL_NR(regs) ((regs)->orig_ax)
+#define SYSCALL_ARG6(regs) ((regs)->r9)
+#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -816,9 +834,9 @@ static __always_inline __u32 write_kind(struct file *file, bool positioned)
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!regs)
 		return BQ_WRITE_MAY_APPEND;
-	switch (regs->orig_ax) {
+	switch (SYSCALL_NR(regs)) {
 	case NR_pwritev2:
-		return (regs->r9 & RWF_APPEND) ? BQ_WRITE_APPEND : BQ_WRITE_AT_POS;
+		return (SYSCALL_ARG6(regs) & RWF_APPEND) ? BQ_WRITE_APPEND : BQ_WRITE_AT_POS;
 	case NR_write:
 	case NR_pwrite64:
 	case NR_writev:

@@ -127,11 +127,23 @@ struct task_struct {
 	struct signal_struct *signal;
 };
 
-/* x86-64 */
+/* A syscall's number and sixth argument where the task's pt_regs keep them (write_kind). */
+#if defined(__TARGET_ARCH_arm64)
+/* arm64: x0..x30 in regs[] (inside an anonymous union in the kernel's type: CO-RE finds it), the
+ * number in syscallno */
+struct pt_regs {
+	unsigned long long regs[31];
+	int syscallno;
+};
+#elif defined(__TARGET_ARCH_x86)
+/* x86-64: the sixth argument in r9, the number in orig_ax */
 struct pt_regs {
 	unsigned long r9;
 	unsigned long orig_ax;
 };
+#else
+#error "bpfquota builds for __TARGET_ARCH_x86 or __TARGET_ARCH_arm64 (bpfbuild's arch)"
+#endif
 
 struct filename;
 struct open_flags;

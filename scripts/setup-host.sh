@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up this host for the test command and the main job, on a fresh Debian machine too:
-#  - Debian packages: build the BPF objects (clang, libbpf), run the QEMU test bed, shellcheck,
-#    promtool (prometheus: the metrics and alerting rules tests);
+#  - Debian packages: build the BPF objects (clang, libbpf), run the QEMU test bed (and, with
+#    BPFQUOTA_ARCH=arm64, its arm64 VMs), shellcheck, promtool (prometheus: the metrics and alerting
+#    rules tests);
 #  - the pinned Python tools of scripts/requirements.txt (ansible-core, ansible-lint, molecule,
 #    pytest) in a venv of their own, build/venv (BPFQUOTA_VENV), made anew when the pins change;
 #  - then scripts/check-host.py: every tool there the way the tests use it, the Python ones from
@@ -12,6 +13,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 packages=(clang llvm libbpf-dev libbpf1 bpftool gcc libc6-dev qemu-system-x86 qemu-utils debootstrap cpio
           e2fsprogs openssh-client python3-yaml python3-venv shellcheck git prometheus)
+# An arm64 test bed (BPFQUOTA_ARCH=arm64): its QEMU, qemu-user-static to run the image's programs
+# while it is built (testbed/image.py registers it with binfmt_misc), and a cross gcc for wpath.
+case ${BPFQUOTA_ARCH:-} in
+  arm64 | aarch64) packages+=(qemu-system-arm qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross) ;;
+esac
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from testbed.image import DEFAULT_RELEASE, RELEASES, ImageBuildError, cache_root, ensure_image, exclusive_lock
+from testbed.image import (ARCHES, DEFAULT_ARCH, DEFAULT_RELEASE, RELEASES, ImageBuildError, arch_from_env, cache_root,
+                           ensure_image, exclusive_lock)
 from testbed.vm import (BOOT_KERNEL, BOOT_MODES, DEFAULT_BOOT_TIMEOUT, DEFAULT_LAN, VM, Lan, VMError, log,
                         run_dir_for)
 from testbed.workspace import WorkspaceError, source_files
@@ -75,6 +76,11 @@ def add_release_option(parser: argparse.ArgumentParser) -> None:
                         help="the Debian release (and so the kernel) of the image: "
                              + ", ".join(f"{name}: {what}" for name, what in RELEASES.items())
                              + f" (default: $BPFQUOTA_RELEASE, else {DEFAULT_RELEASE})")
+    parser.add_argument("--arch", choices=sorted(ARCHES),
+                        help="the image's architecture: "
+                             + ", ".join(f"{name} ({what})" for name, what in ARCHES.items())
+                             + f" (default: $BPFQUOTA_ARCH, else {DEFAULT_ARCH}); arm64 boots its kernel "
+                               "directly only (no --boot grub)")
 
 
 def add_boot_options(parser: argparse.ArgumentParser) -> None:
@@ -203,7 +209,8 @@ def reuse_or_boot(name: str, args: argparse.Namespace) -> tuple[VM, bool]:
 def boot_setting_differences(vm: VM, args: argparse.Namespace) -> list[str]:
     """How a running VM's boot settings differ from the ones asked for."""
     asked_lan = Lan.parse(args.lan_ip, args.lan) if args.lan_ip else None
-    pairs = (("boot mode", vm.boot_mode, args.boot),
+    pairs = (("architecture", vm.image.arch, arch_from_env()),
+             ("boot mode", vm.boot_mode, args.boot),
              ("extra kernel command line", vm.extra_cmdline, args.cmdline),
              ("GRUB_CMDLINE_LINUX", vm.grub_cmdline, args.grub_cmdline),
              ("LAN", vm.lan, asked_lan))
@@ -248,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error(f"'{args.command}' takes no arguments after --")
     if getattr(args, "release", None):
         os.environ["BPFQUOTA_RELEASE"] = args.release  # for every Recipe() made from here on
+    if getattr(args, "arch", None):
+        os.environ["BPFQUOTA_ARCH"] = args.arch
     signal.signal(signal.SIGTERM, raise_on_sigterm)
     try:
         return COMMANDS[args.command](args)

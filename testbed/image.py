@@ -1,5 +1,5 @@
-"""Build a Debian base image (bookworm by default; $BPFQUOTA_RELEASE chooses) once and cache it by a
-hash of its recipe.
+"""Build a Debian base image (bookworm by default; $BPFQUOTA_RELEASE chooses; amd64 by default,
+$BPFQUOTA_ARCH=arm64 for an arm64 one) once and cache it by a hash of its recipe.
 
 Layout under the cache root (``$BPFQUOTA_CACHE``, default /var/tmp/bpfquota-testbed):
 
@@ -34,6 +34,13 @@ IMAGES_KEPT = 2  # the newest images of each release survive a rebuild, so switc
 # The Debian releases the test bed boots, each with its own kernel: $BPFQUOTA_RELEASE picks one.
 RELEASES = {"bookworm": "Debian 12, Linux 6.1", "trixie": "Debian 13, Linux 6.12"}
 DEFAULT_RELEASE = "bookworm"
+# The architectures the test bed builds images for ($BPFQUOTA_ARCH), with what QEMU emulates for
+# each: an amd64 image boots under qemu-system-x86_64, an arm64 one under qemu-system-aarch64
+# (machine virt, direct kernel boot only: no GRUB). Building an arm64 image on an x86_64 host runs
+# the image's arm64 programs (debootstrap's second stage, the configure script) through
+# qemu-user-static, registered with binfmt_misc (see ensure_foreign_binaries).
+ARCHES = {"amd64": "x86_64, qemu-system-x86_64", "arm64": "aarch64, qemu-system-aarch64 -M virt"}
+DEFAULT_ARCH = "amd64"
 LOG_TAIL_LINES = 40
 
 PACKAGES = (
@@ -85,8 +92,16 @@ ROOT_LABEL = "bpfquota-root"
 GRUB_ROOT = "(hd0,msdos1)"
 GRUB_CORE_MODULES = ("biosdisk", "part_msdos", "ext2")
 # Parameters of every boot, however the kernel is started: the serial console is where boot
-# failures are diagnosed.
-GUEST_CMDLINE = "console=ttyS0 mitigations=off"
+# failures are diagnosed. The arm64 virt machine's serial port is a PL011, ttyAMA0.
+GUEST_CMDLINE = "console=ttyS0 mitigations=off"  # amd64's: guest_cmdline(arch)
+SERIAL_CONSOLES = {"amd64": "ttyS0", "arm64": "ttyAMA0"}
+
+
+def guest_cmdline(arch: str = DEFAULT_ARCH) -> str:
+    """The parameters of every boot of an image of ``arch``: its serial console, no mitigations."""
+    return f"console={SERIAL_CONSOLES[arch]} mitigations=off"
+
+
 # The private LAN between VMs (VM.boot(lan_ip=...)): its NFS clients may mount every VM's export.
 LAN_SUBNET = "192.168.77.0/24"
 
@@ -209,16 +224,43 @@ passwd -d root
 update-initramfs -u -k all
 ls -l /boot/vmlinuz-* /boot/initrd.img-*
 ls -l /vmlinuz /initrd.img  # the initial grub.cfg boots these links
-# GRUB: the modules where grub.cfg loads them from, and the core image (which finds partition 1,
+"""
+# (amd64: its text, comments included, is hashed into the image's key as it was before arm64.)
+GRUB_SCRIPT = r"""# GRUB: the modules where grub.cfg loads them from, and the core image (which finds partition 1,
 # then /boot/grub) that the build writes behind the MBR. A grub-pc upgrade would reinstall to vda.
 cp -a /usr/lib/grub/i386-pc /boot/grub/
 grub-mkimage -O i386-pc -o /boot/grub/i386-pc/core.img -p "$GRUB_ROOT/boot/grub" $GRUB_CORE_MODULES
 grub-editenv /boot/grub/grubenv create
 echo "grub-pc grub-pc/install_devices multiselect /dev/vda" | debconf-set-selections
-apt-get clean
+"""
+CLEAN_SCRIPT = r"""apt-get clean
 rm -rf /var/lib/apt/lists/*
 """
-CONFIGURE_SCRIPT = f"GRUB_ROOT='{GRUB_ROOT}'\nGRUB_CORE_MODULES='{' '.join(GRUB_CORE_MODULES)}'\n" + CONFIGURE_SCRIPT
+CONFIGURE_SCRIPT_ARM64 = CONFIGURE_SCRIPT + CLEAN_SCRIPT
+CONFIGURE_SCRIPT = (f"GRUB_ROOT='{GRUB_ROOT}'\nGRUB_CORE_MODULES='{' '.join(GRUB_CORE_MODULES)}'\n"
+                    + CONFIGURE_SCRIPT + GRUB_SCRIPT + CLEAN_SCRIPT)
+GRUB_PACKAGES = ("grub-pc", "grub-pc-bin", "grub2-common")
+GRUB_FILES = ("etc/default/grub", "boot/grub/grub.cfg")
+
+
+def packages_for(arch: str = DEFAULT_ARCH) -> tuple[str, ...]:
+    """PACKAGES for an image of ``arch``: that architecture's kernel and headers; GRUB on amd64 only
+    (an arm64 VM boots its kernel directly)."""
+    if arch == DEFAULT_ARCH:
+        return PACKAGES
+    renamed = (name.replace("-amd64", f"-{arch}") if name.startswith("linux-") else name for name in PACKAGES)
+    return tuple(name for name in renamed if name not in GRUB_PACKAGES)
+
+
+def files_for(arch: str = DEFAULT_ARCH) -> dict[str, tuple[int, str]]:
+    """FILES for an image of ``arch``: no GRUB configuration on arm64."""
+    if arch == DEFAULT_ARCH:
+        return dict(FILES)
+    return {path: entry for path, entry in FILES.items() if path not in GRUB_FILES}
+
+
+def configure_script_for(arch: str = DEFAULT_ARCH) -> str:
+    return CONFIGURE_SCRIPT if arch == DEFAULT_ARCH else CONFIGURE_SCRIPT_ARM64
 
 
 class ImageBuildError(RuntimeError):
@@ -234,24 +276,47 @@ def release_from_env() -> str:
     return release
 
 
+def arch_from_env() -> str:
+    """The architecture $BPFQUOTA_ARCH names (default amd64; aarch64 and x86_64, as uname -m says,
+    mean arm64 and amd64); ImageBuildError naming the choices."""
+    arch = os.environ.get("BPFQUOTA_ARCH") or DEFAULT_ARCH
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(arch, arch)
+    if arch not in ARCHES:
+        choices = ", ".join(f"{name} ({what})" for name, what in ARCHES.items())
+        raise ImageBuildError(f"BPFQUOTA_ARCH={arch!r} is not an architecture the test bed builds: use one of {choices}")
+    return arch
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Everything that determines the image's content; its hash names the cache entry."""
 
     suite: str = field(default_factory=release_from_env)
+    arch: str = field(default_factory=arch_from_env)
     mirror: str = "http://deb.debian.org/debian"
     variant: str = "minbase"
-    packages: tuple[str, ...] = PACKAGES
-    files: dict[str, tuple[int, str]] = field(default_factory=lambda: dict(FILES))
-    configure_script: str = CONFIGURE_SCRIPT
+    packages: tuple[str, ...] | None = None  # None: packages_for(arch)
+    files: dict[str, tuple[int, str]] | None = None  # None: files_for(arch)
+    configure_script: str | None = None  # None: configure_script_for(arch)
     image_size: str = "4G"
     partition_offset: int = PARTITION_OFFSET
     # Bump when the way the disk is put together (build_image's steps) changes.
     disk_layout: int = 2
 
+    def __post_init__(self) -> None:
+        if self.packages is None:
+            object.__setattr__(self, "packages", packages_for(self.arch))
+        if self.files is None:
+            object.__setattr__(self, "files", files_for(self.arch))
+        if self.configure_script is None:
+            object.__setattr__(self, "configure_script", configure_script_for(self.arch))
+
     def cache_key(self) -> str:
+        # amd64 leaves the key as it was before images had an architecture: its cached images stay.
+        arch = {} if self.arch == DEFAULT_ARCH else {"arch": self.arch}
         canonical = json.dumps(
             {
+                **arch,
                 "suite": self.suite,
                 "mirror": self.mirror,
                 "variant": self.variant,
@@ -300,6 +365,11 @@ class Image:
     @property
     def manifest(self) -> Path:
         return self.directory / "manifest.json"
+
+    @property
+    def arch(self) -> str:
+        """amd64 or arm64, as the manifest says (an image from before the choice is amd64)."""
+        return arch_of(self)
 
     def is_complete(self) -> bool:
         parts = (self.disk, self.kernel, self.initrd, self.ssh_key, self.manifest)
@@ -366,6 +436,8 @@ def build_image(recipe: Recipe, image: Image, deb_cache: Path, log: Callable[[st
     try:
         with open(build_log, "w") as log_file:
             step = StepRunner(log_file, build_log, log)
+            if recipe.arch != host_arch():
+                ensure_foreign_binaries(recipe.arch, log)
             step.run("debootstrap", debootstrap_command(recipe, chroot, deb_cache))
             write_files(chroot, recipe.files)
             step.run("ssh key", ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bpfquota-testbed",
@@ -373,8 +445,11 @@ def build_image(recipe: Recipe, image: Image, deb_cache: Path, log: Callable[[st
             authorize_key(chroot, staging / "id_ed25519.pub")
             step.run("configure", ["chroot", str(chroot), "/bin/sh", "-c", recipe.configure_script])
             copy_boot_files(chroot, staging)
-            boot_code = (chroot / "usr/lib/grub/i386-pc/boot.img").read_bytes()
-            core_image = (chroot / "boot/grub/i386-pc/core.img").read_bytes()
+            if recipe.arch == DEFAULT_ARCH:
+                boot_code = (chroot / "usr/lib/grub/i386-pc/boot.img").read_bytes()
+                core_image = (chroot / "boot/grub/i386-pc/core.img").read_bytes()
+            else:  # booted by QEMU's -kernel only: a partition table, no boot code
+                boot_code, core_image = bytes(MBR_BOOT_CODE_SIZE), b""
             ensure_nothing_mounted(chroot)
             disk = staging / "disk.img"
             disk_size = size_in_bytes(recipe.image_size)
@@ -443,9 +518,62 @@ def write_boot_sectors(disk: Path, disk_size: int, partition_offset: int, boot_c
         disk_file.write(core_image)
 
 
+def host_arch() -> str:
+    """The Debian architecture of this machine (amd64 on x86_64, arm64 on aarch64)."""
+    machine = os.uname().machine
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+# binfmt_misc entry names and qemu-user-static interpreters, per Debian architecture.
+QEMU_USER = {"arm64": ("qemu-aarch64", "/usr/bin/qemu-aarch64-static")}
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+BINFMT_CONF_DIR = Path("/usr/lib/binfmt.d")  # qemu-user-static's entries, for systemd-binfmt
+
+
+def binfmt_registration(conf_line: str, interpreter: str) -> str:
+    """qemu-user-static's binfmt.d line (":name:M::magic:mask:interpreter:flags") with the static
+    interpreter and the F flag: the kernel opens the interpreter at registration, so it runs
+    inside a chroot that lacks it."""
+    fields = conf_line.strip().split(":")
+    if len(fields) != 8 or fields[2] != "M":
+        raise ImageBuildError(f"unexpected binfmt_misc entry {conf_line.strip()!r}")
+    fields[6] = interpreter
+    fields[7] = "".join(sorted(set(fields[7].replace("P", "")) | {"F"}))
+    return ":".join(fields)
+
+
+def ensure_foreign_binaries(arch: str, log: Callable[[str], None] = log_to_stderr,
+                            binfmt_dir: Path = BINFMT_DIR, conf_dir: Path = BINFMT_CONF_DIR) -> None:
+    """Make this host run ``arch``'s programs (in the chroot) through qemu-user-static: mount
+    binfmt_misc if needed and register qemu-user-static's entry with the F flag, unless an entry
+    is there already. Needs root and qemu-user-static."""
+    if arch not in QEMU_USER:
+        raise ImageBuildError(f"building an {arch} image on {host_arch()} is not supported")
+    name, interpreter = QEMU_USER[arch]
+    if (binfmt_dir / name).is_file() and (binfmt_dir / name).read_text().startswith("enabled"):
+        return
+    if not Path(interpreter).is_file():
+        raise ImageBuildError(f"building an {arch} image on {host_arch()} needs {interpreter}: "
+                              "apt-get install qemu-user-static")
+    if not (binfmt_dir / "register").exists():
+        result = subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt_dir)],
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ImageBuildError(f"cannot mount binfmt_misc on {binfmt_dir} (needed to run {arch} "
+                                  f"programs through {interpreter}): {result.stderr.strip()}")
+    conf = conf_dir / f"{name}.conf"
+    try:
+        entry = binfmt_registration(conf.read_text().splitlines()[0], interpreter)
+        (binfmt_dir / "register").write_text(entry)
+    except OSError as error:
+        raise ImageBuildError(f"cannot register {interpreter} with binfmt_misc: {error}") from error
+    log(f"registered {interpreter} with binfmt_misc for {arch} programs")
+
+
 def debootstrap_command(recipe: Recipe, target: Path, deb_cache: Path) -> list[str]:
     return [
         "debootstrap",
+        f"--arch={recipe.arch}",
         f"--variant={recipe.variant}",
         f"--include={','.join(recipe.packages)}",
         f"--cache-dir={deb_cache.resolve()}",
@@ -517,6 +645,7 @@ def write_manifest(directory: Path, recipe: Recipe, build_seconds: float) -> Non
     manifest = {
         "key": recipe.cache_key(),
         "suite": recipe.suite,
+        "arch": recipe.arch,
         "packages": list(recipe.packages),
         "kernel_version": (directory / "kernel-version").read_text().strip(),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -556,11 +685,12 @@ def remove_stale_builds(directory: Path, log: Callable[[str], None]) -> None:
 
 
 def prune_old_images(directory: Path, keep: Image, log: Callable[[str], None]) -> None:
-    """Delete all but the newest images of keep's release, sparing any a running VM still boots from
-    (its ssh key is there); the other releases' images stay."""
+    """Delete all but the newest images of keep's release and architecture, sparing any a running VM
+    still boots from (its ssh key is there); the other releases' and architectures' images stay."""
     others = [Image(path) for path in directory.iterdir()
               if path.is_dir() and not path.name.startswith(".") and path != keep.directory]
-    complete = sorted((image for image in others if image.is_complete() and suite_of(image) == suite_of(keep)),
+    kind = (suite_of(keep), arch_of(keep))
+    complete = sorted((image for image in others if image.is_complete() and (suite_of(image), arch_of(image)) == kind),
                       key=lambda image: image.manifest.stat().st_mtime, reverse=True)
     in_use = paths_in_process_cmdlines([str(image.directory) for image in complete])
     for old in complete[IMAGES_KEPT - 1:]:
@@ -576,6 +706,14 @@ def suite_of(image: Image) -> str | None:
         return json.loads(image.manifest.read_text()).get("suite")
     except (OSError, ValueError):
         return None
+
+
+def arch_of(image: Image) -> str:
+    """The image's architecture; images built before there was a choice are amd64."""
+    try:
+        return json.loads(image.manifest.read_text()).get("arch") or DEFAULT_ARCH
+    except (OSError, ValueError):
+        return DEFAULT_ARCH
 
 
 def paths_in_process_cmdlines(paths: list[str]) -> set[str]:

@@ -33,7 +33,8 @@ from typing import Sequence
 
 import psutil
 
-from testbed.image import GUEST_CMDLINE, ROOT_DEVICE, Image, cache_root, ensure_image, exclusive_lock, tail
+from testbed.image import (DEFAULT_ARCH, GUEST_CMDLINE, ROOT_DEVICE, Image, cache_root, ensure_image, exclusive_lock,
+                           guest_cmdline, tail)
 
 DEFAULT_MEMORY_MB = 2048
 DEFAULT_CPUS = 2
@@ -107,8 +108,19 @@ def pick_free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
-def kernel_cmdline(extra: str = "") -> str:
-    return f"{BASE_CMDLINE} {extra}".strip()
+def kernel_cmdline(extra: str = "", arch: str = DEFAULT_ARCH) -> str:
+    """The direct boot's command line: BASE_CMDLINE (with ``arch``'s serial console) and ``extra``."""
+    base = BASE_CMDLINE.replace(GUEST_CMDLINE, guest_cmdline(arch))
+    return f"{base} {extra}".strip()
+
+
+def machine_args(arch: str = DEFAULT_ARCH) -> list[str]:
+    """QEMU's program and machine for an image of ``arch``, TCG either way. arm64: the virt board
+    with the emulator's fastest pointer authentication (QARMA, the architected one, costs TCG a lot
+    on every function call of the kernel)."""
+    if arch == DEFAULT_ARCH:
+        return ["qemu-system-x86_64", "-accel", "tcg,thread=single", "-cpu", "max"]
+    return ["qemu-system-aarch64", "-machine", "virt", "-accel", "tcg,thread=single", "-cpu", "max,pauth-impdef=on"]
 
 
 @dataclass(frozen=True)
@@ -184,9 +196,12 @@ def qemu_command(
     if boot == BOOT_GRUB and extra_cmdline:
         raise VMError("extra_cmdline is for direct kernel boot; a VM booted through GRUB takes its "
                       "command line from its grub.cfg (see grub_cmdline)")
+    arch = image.arch
+    if boot == BOOT_GRUB and arch != DEFAULT_ARCH:
+        raise VMError(f"an {arch} image boots its kernel directly only (boot='kernel'): GRUB is amd64's")
     if boot == BOOT_KERNEL:
         boot_args = ["-kernel", str(image.kernel), "-initrd", str(image.initrd),
-                     "-append", kernel_cmdline(extra_cmdline)]
+                     "-append", kernel_cmdline(extra_cmdline, arch)]
     else:
         boot_args = ["-boot", "order=c"]
     lan_args = []
@@ -204,9 +219,7 @@ def qemu_command(
     # overlay): image pruning spares the images of running VMs, whose ssh key is there too.
     image_arg = ["-fw_cfg", f"name={FW_CFG_PREFIX}image,string={image.disk}"]
     return [
-        "qemu-system-x86_64",
-        "-accel", "tcg,thread=single",
-        "-cpu", "max",
+        *machine_args(arch),
         "-smp", str(cpus),
         "-m", str(memory_mb),
         "-nodefaults",

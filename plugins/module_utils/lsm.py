@@ -27,7 +27,10 @@ MIN_KERNEL = (5, 17)
 MIN_KERNEL_WHY = "bpf_loop, which the enforcer's programs use"
 # Kernels that backport BPF features past their version (RHEL's): judged by the trial load instead.
 _BACKPORTING = re.compile(r"\.el\d+")
-MIN_KERNEL_ARM64 = (6, 0)  # arm64 got the BPF trampolines LSM programs need in 6.0
+# arm64 got BPF trampolines in 6.0, but attaching one to a kernel function (an LSM hook's bpf_lsm_*,
+# fentry, fexit) needs ftrace direct calls (CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS), arm64's from 6.4:
+# on 6.0-6.3 the attach fails with ENOTSUPP (524), as Debian 12's 6.1 arm64 kernel does in the test bed.
+MIN_KERNEL_ARM64 = (6, 4)
 MIN_LIBBPF = (1, 0)        # older libbpf can't parse the BTF of 6.0+ kernels (ENUM64)
 
 SECURITYFS = "/sys/kernel/security"
@@ -240,8 +243,9 @@ def _kernel_reasons(facts, machine):
                        "kernel or 24.04, RHEL 9)" % floor)]
     if version is not None and version < MIN_KERNEL_ARM64 and machine in ("aarch64", "arm64"):
         reasons.append(reason("kernel_too_old_arm64",
-                              "kernel %s on arm64 can't run BPF LSM programs (arm64 has the BPF trampolines "
-                              "they need from 6.0)" % (release,), "boot a kernel >= 6.0"))
+                              "kernel %s on arm64 can't attach BPF LSM programs (arm64 has the ftrace direct "
+                              "calls their trampolines need from %d.%d)" % ((release,) + MIN_KERNEL_ARM64),
+                              "boot a kernel >= %d.%d (Debian 13, or Debian 12's backports kernel)" % MIN_KERNEL_ARM64))
     if facts["config_bpf_lsm"] is False:
         reasons.append(reason("no_config_bpf_lsm", "kernel built without CONFIG_BPF_LSM",
                               "use a kernel with CONFIG_BPF_LSM=y"))

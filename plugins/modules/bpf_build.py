@@ -59,9 +59,22 @@ options:
       - Not needed when O(dest) is up to date or a prebuilt object is used.
     type: path
     version_added: 0.1.0
+  arch:
+    description:
+      - The architecture of the hosts that will load the object. The program reads a syscall's
+        number and arguments from the task's registers, whose layout differs, so an object is built for
+        one architecture (clang's C(-D__TARGET_ARCH_x86) or C(-D__TARGET_ARCH_arm64)).
+      - V(x86_64) (also V(amd64), V(x86)) or V(aarch64) (also V(arm64)), as the host's
+        C(ansible_facts['architecture']) says it.
+      - The architecture is part of the compiler flags, so of the digest; in O(dest_dir) an arm64
+        object is named C(bpfquota-arm64-<digest>.bpf.o).
+    type: str
+    default: x86_64
+    version_added: 0.1.0
   prebuilt:
     description:
-      - Copy the object prebuilt into O(src) (C(prebuilt/bpfquota.bpf.o) and its C(.digest) stamp)
+      - Copy the object prebuilt into O(src) for O(arch) (C(prebuilt/bpfquota.bpf.o) for x86_64,
+        C(prebuilt/bpfquota-arm64.bpf.o) for aarch64, each with its C(.digest) stamp)
         when it was built from the same sources and flags, instead of compiling.
       - V(false) always compiles with clang.
     type: bool
@@ -106,6 +119,15 @@ EXAMPLES = r"""
   become: false
   register: bpfquota_object  # bpfquota_object.path is the object of these sources
 
+- name: Build once per architecture of the play's hosts, then copy each host its own
+  bpfquota.nfs.bpf_build:
+    dest_dir: ~/.cache/bpfquota
+    arch: "{{ item }}"
+  loop: "{{ ansible_play_hosts | map('extract', hostvars, ['ansible_facts', 'architecture']) | unique }}"
+  delegate_to: localhost
+  run_once: true
+  register: bpfquota_objects  # results | selectattr('item', '==', ansible_facts['architecture'])
+
 - name: Build from a source checkout with a given clang
   bpfquota.nfs.bpf_build:
     src: /srv/bpfquota/bpf
@@ -132,6 +154,12 @@ digest:
   returned: always
   type: str
   sample: 9b74c9897bac770ffc029102a200c5de1f4e3b1f2e8d0c6a4b2c9e8f7d6a5b4c
+arch:
+  description: The target architecture the object is built for, V(x86) or V(arm64).
+  returned: always
+  type: str
+  sample: arm64
+  version_added: 0.1.0
 prebuilt:
   description: Whether O(dest) was (or in check mode would be) copied from the prebuilt object rather than compiled.
   returned: always
@@ -159,10 +187,10 @@ def default_src():
     return os.path.join(collection_root, "bpf")
 
 
-def resolve_clang(module, clang, src, digest):
+def resolve_clang(module, clang, src, digest, arch=bpfbuild.DEFAULT_ARCH):
     """The clang to run, or fail_json when it isn't there (bpfbuild would only say 'No such file').
     Only asked for when no prebuilt object can stand in for the build: the message says why."""
-    why_not_prebuilt = bpfbuild.no_prebuilt_reason(src, digest)
+    why_not_prebuilt = bpfbuild.no_prebuilt_reason(src, digest, arch)
     if clang is None:
         try:
             return bpfbuild.find_clang()
@@ -188,6 +216,7 @@ def main():
             dest_dir=dict(type="path"),
             clang=dict(type="path"),
             prebuilt=dict(type="bool", default=True),
+            arch=dict(type="str", default="x86_64"),
         ),
         mutually_exclusive=[("dest", "dest_dir")],
         required_one_of=[("dest", "dest_dir")],
@@ -200,17 +229,21 @@ def main():
                              "copy of its bpf/ directory on this host" % (src, bpfbuild.SOURCE))
 
     try:
-        digest = bpfbuild.sources_digest(src)
+        arch = bpfbuild.target_arch(module.params["arch"])
+    except bpfbuild.BuildError as e:
+        module.fail_json(msg="arch: %s" % e)
+    try:
+        digest = bpfbuild.sources_digest(src, bpfbuild.clang_flags(arch))
     except (IOError, OSError) as e:
         module.fail_json(msg="cannot read the BPF sources in %s: %s" % (src, e))
-    dest = module.params["dest"] or os.path.join(module.params["dest_dir"], bpfbuild.object_name(digest))
+    dest = module.params["dest"] or os.path.join(module.params["dest_dir"], bpfbuild.object_name(digest, arch))
     before_digest = bpfbuild.read_stamp(dest)
     before_sha = file_sha256(dest) if os.path.isfile(dest) else None
     needs_build = before_digest != digest
-    prebuilt = bpfbuild.prebuilt_object(src, digest) if needs_build and module.params["prebuilt"] else None
+    prebuilt = bpfbuild.prebuilt_object(src, digest, arch) if needs_build and module.params["prebuilt"] else None
     clang = module.params["clang"]
     if needs_build and prebuilt is None:
-        clang = resolve_clang(module, clang, src, digest)
+        clang = resolve_clang(module, clang, src, digest, arch)
 
     if not needs_build:
         result = {"changed": False, "path": dest, "sha256": before_sha, "digest": digest, "prebuilt": False}
@@ -218,7 +251,7 @@ def main():
         result = {"changed": True, "path": dest, "sha256": None, "digest": digest, "prebuilt": prebuilt is not None}
     else:
         try:
-            built = bpfbuild.build(src, dest, clang=clang, prebuilt=module.params["prebuilt"])
+            built = bpfbuild.build(src, dest, clang=clang, prebuilt=module.params["prebuilt"], arch=arch)
         except bpfbuild.BuildError as e:
             module.fail_json(msg="building %s failed: %s" % (dest, e))
         except (IOError, OSError) as e:
@@ -226,6 +259,7 @@ def main():
         result = {"changed": built["changed"], "path": built["path"], "sha256": built["sha256"],
                   "digest": built["digest"], "prebuilt": built["prebuilt"]}
     result["src"] = src
+    result["arch"] = arch
     if module._diff:
         result["diff"] = {
             "before": {"digest": before_digest, "sha256": before_sha},

@@ -60,7 +60,7 @@ attributes:
       - Linux only (BPF LSM).
       - O(fix_boot) supports GRUB on Debian, Ubuntu and the RHEL family (RHEL, CentOS Stream, Rocky, Alma, Fedora).
 requirements:
-  - Linux >= 5.17 (>= 6.0 on arm64; older RHEL kernels judged by a trial load) built with C(CONFIG_BPF_LSM=y) and C(CONFIG_DEBUG_INFO_BTF=y).
+  - Linux >= 5.17 (>= 6.4 on arm64; older RHEL kernels judged by a trial load) built with C(CONFIG_BPF_LSM=y) and C(CONFIG_DEBUG_INFO_BTF=y).
   - libbpf >= 1.0.
 notes:
   - Run it as root (C(become=true)); securityfs is mounted when it isn't, except in check mode, which changes nothing.
@@ -174,7 +174,7 @@ reasons:
       description:
         - What blocks the host.
         - V(kernel_too_old) the kernel is older than 5.17 (bpf_loop, which the program uses) and no RHEL kernel with backports;
-          V(kernel_too_old_arm64) an arm64 kernel older than 6.0;
+          V(kernel_too_old_arm64) an arm64 kernel older than 6.4;
           V(no_config_bpf_lsm) the kernel was built without C(CONFIG_BPF_LSM);
           V(bpf_not_in_lsm) C(bpf) is not an active LSM, which C(bpf) in the C(lsm=) boot parameter and a
           reboot fix (O(fix_boot));

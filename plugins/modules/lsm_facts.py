@@ -33,7 +33,7 @@ attributes:
   facts:
     support: full
 requirements:
-  - Linux >= 5.17 (>= 6.0 on arm64; older RHEL kernels judged by a trial load) built with C(CONFIG_BPF_LSM=y) and
+  - Linux >= 5.17 (>= 6.4 on arm64; older RHEL kernels judged by a trial load) built with C(CONFIG_BPF_LSM=y) and
     C(CONFIG_DEBUG_INFO_BTF=y), for the host to be ready.
   - libbpf >= 1.0, for the host to be ready.
 notes:
@@ -153,7 +153,7 @@ ansible_facts:
               description:
                 - What blocks the host.
                 - V(kernel_too_old) the kernel is older than 5.17 (bpf_loop, which the program uses) and no RHEL kernel with backports;
-                  V(kernel_too_old_arm64) an arm64 kernel older than 6.0;
+                  V(kernel_too_old_arm64) an arm64 kernel older than 6.4;
                   V(no_config_bpf_lsm) the kernel was built without C(CONFIG_BPF_LSM);
                   V(bpf_not_in_lsm) C(bpf) is not an active LSM, which C(bpf) in the C(lsm=) boot parameter and a
                   reboot fix (M(bpfquota.nfs.lsm_boot));

@@ -156,3 +156,20 @@ def test_rodata_is_what_the_loader_writes(bpfquota_object):
     symbols = [line.split() for line in out.splitlines() if " .rodata" in line]
     assert [(s[0], s[-2], s[-1]) for s in symbols] == [
         ("0000000000000000", "%016x" % hookbtf.RODATA.size, "bq_setattr_dentry_arg")]
+
+
+def pt_regs_members(btf_path):
+    """The member names of the kernel's struct pt_regs, anonymous unions and structs flattened."""
+    out = subprocess.run(["bpftool", "btf", "dump", "file", btf_path, "format", "c"], stdout=subprocess.PIPE,
+                         universal_newlines=True, check=True).stdout
+    body = re.search(r"^struct pt_regs \{\n(.*?)^\};", out, re.S | re.M).group(1)
+    return set(re.findall(r"(\w+)(?:\[\d+\])?;$", body, re.M))
+
+
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
+def test_syscall_registers_are_the_kernels(kernel, btf_paths):
+    """write_kind reads the syscall's number and sixth argument from the task's pt_regs by the
+    member names of vmlinux.h for the object's architecture (CO-RE relocates them by name):
+    orig_ax and r9 on x86, syscallno and regs[] on arm64."""
+    expected = {"syscallno", "regs"} if kernel.endswith("arm64") else {"orig_ax", "r9"}
+    assert expected <= pt_regs_members(btf_paths[kernel])

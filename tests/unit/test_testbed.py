@@ -785,3 +785,136 @@ def test_shutdown_reason_is_the_last_shutdown_event():
                 '{"event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-reset"}}']
     assert supervisor_module.shutdown_reason(messages) == "guest-reset"
     assert supervisor_module.shutdown_reason(messages[:3]) is None
+
+
+# ----- architectures: amd64 (the default) and arm64
+
+
+def arm64_image(tmp_path: Path) -> Image:
+    image = Image(tmp_path / "images" / "arm64img")
+    image.directory.mkdir(parents=True)
+    image.manifest.write_text(json.dumps({"suite": "bookworm", "arch": "arm64"}))
+    return image
+
+
+def test_arch_comes_from_the_environment_and_a_bad_one_names_the_choices(monkeypatch):
+    monkeypatch.delenv("BPFQUOTA_ARCH", raising=False)
+    assert Recipe().arch == "amd64"
+    for name in ("arm64", "aarch64"):  # Debian's name, or uname -m's
+        monkeypatch.setenv("BPFQUOTA_ARCH", name)
+        assert Recipe().arch == "arm64"
+    monkeypatch.setenv("BPFQUOTA_ARCH", "riscv64")
+    with pytest.raises(image_module.ImageBuildError, match=r"'riscv64' is not an architecture .* amd64 .* arm64"):
+        Recipe()
+
+
+def test_amd64_keeps_its_cache_key_and_arm64_has_its_own(monkeypatch):
+    monkeypatch.delenv("BPFQUOTA_ARCH", raising=False)
+    amd64 = Recipe(suite="bookworm")
+    # The key of the images cached before the architecture was a choice (the recipe's text as it was).
+    assert amd64.arch == "amd64" and amd64.packages == image_module.PACKAGES
+    assert amd64.configure_script == image_module.CONFIGURE_SCRIPT and amd64.files == image_module.FILES
+    assert Recipe(suite="bookworm", arch="arm64").cache_key() != amd64.cache_key()
+    assert Recipe(suite="trixie", arch="arm64").cache_key() != Recipe(suite="bookworm", arch="arm64").cache_key()
+
+
+def test_arm64_recipe_has_arm64_kernel_and_no_grub():
+    recipe = Recipe(suite="bookworm", arch="arm64")
+    assert "linux-image-arm64" in recipe.packages and "linux-headers-arm64" in recipe.packages
+    assert not any("amd64" in name or name.startswith("grub") for name in recipe.packages)
+    assert "boot/grub/grub.cfg" not in recipe.files and "etc/default/grub" not in recipe.files
+    assert "grub-mkimage" not in recipe.configure_script and "update-initramfs" in recipe.configure_script
+    assert "grub-mkimage" in Recipe(suite="bookworm", arch="amd64").configure_script
+
+
+def test_debootstrap_is_told_the_architecture(tmp_path):
+    argv = image_module.debootstrap_command(Recipe(suite="bookworm", arch="arm64"), tmp_path / "t", tmp_path / "debs")
+    assert "--arch=arm64" in argv
+    assert any(arg.startswith("--include=") and "linux-image-arm64" in arg for arg in argv)
+
+
+def test_binfmt_registration_uses_the_static_interpreter_with_the_f_flag():
+    debian = (r":qemu-aarch64:M::\x7f\x45\x4c\x46\x02\x01\x01\x00:\xff\xff\xff\xff\xff\xff\xff\x00"
+              r":/usr/libexec/qemu-binfmt/aarch64-binfmt-P:OPF")
+    entry = image_module.binfmt_registration(debian, "/usr/bin/qemu-aarch64-static")
+    fields = entry.split(":")
+    assert fields[1] == "qemu-aarch64" and fields[6] == "/usr/bin/qemu-aarch64-static"
+    assert set(fields[7]) == {"O", "F"}  # no P: argv[0] is what the kernel gives
+    with pytest.raises(image_module.ImageBuildError):
+        image_module.binfmt_registration("nonsense", "/x")
+
+
+def test_foreign_binaries_registered_only_when_missing(tmp_path):
+    binfmt = tmp_path / "binfmt_misc"
+    binfmt.mkdir()
+    (binfmt / "register").write_text("")
+    conf = tmp_path / "binfmt.d"
+    conf.mkdir()
+    (conf / "qemu-aarch64.conf").write_text(r":qemu-aarch64:M::\x7f\x45:\xff\xff:/usr/libexec/x-P:OPF" + "\n")
+    interpreter = Path(image_module.QEMU_USER["arm64"][1])
+    if not interpreter.is_file():
+        pytest.skip(f"{interpreter} is not installed here")
+    image_module.ensure_foreign_binaries("arm64", log=lambda message: None, binfmt_dir=binfmt, conf_dir=conf)
+    assert (binfmt / "register").read_text() == rf":qemu-aarch64:M::\x7f\x45:\xff\xff:{interpreter}:FO"
+    (binfmt / "register").write_text("")
+    (binfmt / "qemu-aarch64").write_text("enabled\ninterpreter /usr/bin/qemu-aarch64-static\n")
+    image_module.ensure_foreign_binaries("arm64", log=lambda message: None, binfmt_dir=binfmt, conf_dir=conf)
+    assert (binfmt / "register").read_text() == ""  # already there: left alone
+
+
+def test_arm64_image_boots_under_qemu_system_aarch64_on_the_virt_machine(tmp_path):
+    image = arm64_image(tmp_path)
+    assert image.arch == "arm64" and fake_image(tmp_path).arch == "amd64"  # no manifest: from before arm64
+    argv = qemu_argv(tmp_path, image=image, extra_cmdline="lsm=bpf")
+    assert argv[0] == "qemu-system-aarch64"
+    assert option_value(argv, "-machine") == "virt"
+    assert option_value(argv, "-accel") == "tcg,thread=single" and "kvm" not in " ".join(argv)
+    assert option_value(argv, "-cpu").startswith("max")
+    assert option_value(argv, "-kernel") == str(image.kernel)
+    append = option_value(argv, "-append")
+    assert "console=ttyAMA0" in append and "ttyS0" not in append and append.endswith(" lsm=bpf")
+
+
+def test_arm64_image_has_no_grub_boot(tmp_path):
+    with pytest.raises(vm_module.VMError, match="directly only"):
+        qemu_argv(tmp_path, image=arm64_image(tmp_path), boot="grub")
+
+
+def test_prune_counts_each_release_and_architecture_apart(tmp_path):
+    def complete_image(name: str, manifest: dict, age: int) -> Image:
+        image = Image(tmp_path / name)
+        image.directory.mkdir()
+        for part in (image.rootfs, image.kernel, image.initrd, image.ssh_key):
+            part.write_text("")
+        image.manifest.write_text(json.dumps(manifest))
+        os.utime(image.manifest, (time.time() - age, time.time() - age))
+        return image
+
+    current = complete_image("arm64-new", {"suite": "bookworm", "arch": "arm64"}, 0)
+    previous = complete_image("arm64-old", {"suite": "bookworm", "arch": "arm64"}, 10)
+    stale = complete_image("arm64-older", {"suite": "bookworm", "arch": "arm64"}, 20)
+    # amd64 images, with and without the arch their manifests got later: older, but not pruned.
+    amd64 = [complete_image("amd64-%d" % age, {"suite": "bookworm"}, age) for age in (30, 40)]
+    amd64.append(complete_image("amd64-50", {"suite": "bookworm", "arch": "amd64"}, 50))
+    trixie = complete_image("trixie", {"suite": "trixie"}, 60)
+    image_module.prune_old_images(tmp_path, keep=current, log=lambda message: None)
+    assert current.directory.exists() and previous.directory.exists() and not stale.directory.exists()
+    assert all(image.directory.exists() for image in amd64) and trixie.directory.exists()
+
+
+def test_cli_arch_option_sets_the_environment_for_the_image(monkeypatch):
+    monkeypatch.delenv("BPFQUOTA_ARCH", raising=False)
+    args = build_parser().parse_args(["pytest", "--arch", "arm64", "--name", "arm64-t"])
+    assert args.arch == "arm64"
+    assert build_parser().parse_args(["image"]).arch is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["up", "n", "--arch", "mips"])
+
+
+def test_reusing_a_vm_needs_the_same_architecture(tmp_path, monkeypatch):
+    vm = vm_module.VM("t", tmp_path, arm64_image(tmp_path), ssh_port=2200, pid=0)
+    monkeypatch.setenv("BPFQUOTA_ARCH", "arm64")
+    assert boot_setting_differences(vm, build_parser().parse_args(["pytest"])) == []
+    monkeypatch.delenv("BPFQUOTA_ARCH")
+    differences = boot_setting_differences(vm, build_parser().parse_args(["pytest"]))
+    assert differences == ["architecture 'arm64', not 'amd64'"]

@@ -279,3 +279,60 @@ def test_a_prebuilt_object_only_stands_in_for_its_own_sources_and_flags(clang, t
         build(tiny, str(tmp_path / "stale.o"))
     assert str(info.value).endswith("; no prebuilt object at %s (a collection built by scripts/build-collection.sh "
                                     "carries one)" % os.path.join(tiny, bpfbuild.PREBUILT))
+
+
+# --- target architectures: x86 (x86_64) and arm64 (aarch64)
+
+@pytest.mark.parametrize("machine, arch", [("x86_64", "x86"), ("amd64", "x86"), ("x86", "x86"),
+                                           ("aarch64", "arm64"), ("arm64", "arm64")])
+def test_machine_names_map_to_target_architectures(machine, arch):
+    assert bpfbuild.target_arch(machine) == arch
+    assert "-D__TARGET_ARCH_%s" % arch in bpfbuild.clang_flags(machine)
+
+
+def test_other_machines_are_a_build_error():
+    for machine in ("ppc64le", "s390x", "", None):
+        with pytest.raises(BuildError, match="x86_64 and aarch64 hosts only"):
+            bpfbuild.clang_flags(machine)
+
+
+def test_x86_keeps_the_flags_objects_were_built_with_before_arm64():
+    assert bpfbuild.CLANG_ARGS == bpfbuild.clang_flags("x86") == (
+        "-g", "-O2", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86", "-Wall", "-Werror")
+    assert bpfbuild.prebuilt_path("x86_64") == bpfbuild.PREBUILT
+    assert bpfbuild.prebuilt_path("aarch64") == os.path.join("prebuilt", "bpfquota-arm64.bpf.o")
+    assert bpfbuild.object_name("ab" * 32) == "bpfquota-%s.bpf.o" % ("ab" * 8)
+    assert bpfbuild.object_name("ab" * 32, "aarch64") == "bpfquota-arm64-%s.bpf.o" % ("ab" * 8)
+
+
+def test_real_sources_build_for_each_architecture_with_its_registers(clang, tmp_path):
+    """The program reads a syscall's number and sixth argument from pt_regs: orig_ax and r9 on x86,
+    syscallno and regs[] on arm64, relocated (CO-RE) by these names against the kernel's BTF."""
+    src = str(tmp_path / "bpf")
+    shutil.copytree(BPF_SRC, src, ignore=shutil.ignore_patterns("prebuilt"))
+    x86 = build(src, str(tmp_path / "x86.o"), arch="x86_64")
+    arm64 = build(src, str(tmp_path / "arm64.o"), arch="aarch64")
+    assert (x86["arch"], arm64["arch"]) == ("x86", "arm64")
+    assert x86["digest"] == sources_digest(src) != arm64["digest"] == sources_digest(src, bpfbuild.clang_flags("arm64"))
+    with open(x86["path"], "rb") as f:
+        x86_object = f.read()
+    with open(arm64["path"], "rb") as f:
+        arm64_object = f.read()
+    assert b"orig_ax" in x86_object and b"syscallno" not in x86_object
+    assert b"syscallno" in arm64_object and b"orig_ax" not in arm64_object
+    # Switching the architecture of one path rebuilds it; building it again doesn't.
+    assert build(src, x86["path"], arch="arm64")["changed"] is True
+    assert build(src, x86["path"], arch="arm64")["changed"] is False
+
+
+def test_a_prebuilt_object_stands_in_only_for_its_own_architecture(clang, tiny, tmp_path, monkeypatch):
+    made = build(tiny, os.path.join(tiny, bpfbuild.prebuilt_path("x86")), prebuilt=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no clang from here on
+    assert build(tiny, str(tmp_path / "x86.o"))["prebuilt"] is True
+    with pytest.raises(BuildError, match="no prebuilt object at .*bpfquota-arm64.bpf.o"):
+        build(tiny, str(tmp_path / "arm64.o"), arch="arm64")
+    monkeypatch.undo()
+    build(tiny, os.path.join(tiny, bpfbuild.prebuilt_path("arm64")), prebuilt=False, arch="arm64")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    copied = build(tiny, str(tmp_path / "arm64.o"), arch="arm64")
+    assert copied["prebuilt"] is True and copied["digest"] != made["digest"]

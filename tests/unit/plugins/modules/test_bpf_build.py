@@ -345,3 +345,22 @@ def test_a_prebuilt_object_of_other_sources_is_not_used(run_module, monkeypatch,
         "was built from other sources or flags (digest %s, these are %s)"
         % (os.path.join(src, "prebuilt", "bpfquota.bpf.o"), made["digest"], bpfbuild.sources_digest(src)))
     assert not os.path.exists(out_dir)
+
+
+# --- the target architecture: the managed host's (ansible_facts['architecture'])
+
+def test_arch_selects_the_object_and_names_it(run_module, src, out_dir):
+    x86 = run_module(bpf_build, {"src": src, "dest_dir": out_dir})
+    arm64 = run_module(bpf_build, {"src": src, "dest_dir": out_dir, "arch": "aarch64"})
+    assert (x86["arch"], arm64["arch"]) == ("x86", "arm64")
+    assert arm64["digest"] == bpfbuild.sources_digest(src, bpfbuild.clang_flags("arm64")) != x86["digest"]
+    assert arm64["path"] == os.path.join(out_dir, "bpfquota-arm64-%s.bpf.o" % arm64["digest"][:16])
+    assert x86["path"] == os.path.join(out_dir, "bpfquota-%s.bpf.o" % x86["digest"][:16])
+    again = run_module(bpf_build, {"src": src, "dest_dir": out_dir, "arch": "arm64"})
+    assert (again["changed"], again["path"], again["sha256"]) == (False, arm64["path"], arm64["sha256"])
+
+
+def test_an_unsupported_arch_fails(run_module, src, out_dir):
+    with pytest.raises(ModuleFail) as failed:
+        run_module(bpf_build, {"src": src, "dest_dir": out_dir, "arch": "ppc64le"})
+    assert "x86_64 and aarch64 hosts only" in failed.value.result["msg"]
