@@ -279,6 +279,8 @@ def test_a_source_volume_needs_no_mount_and_is_enforced_from_the_first_mount_tha
         time.sleep(0.2)
     # still defined, and enforced at once through the next mount that reaches it: the whole export
     subprocess.run(["testbed-mount-nfs"], check=True)
+    # Until the agent has placed the new mount, growth through it is refused (unknown, fail closed).
+    wait_until_placed(share.client("pv"))
     written, err = fill(os.path.join(share.client("pv"), "g"))
     assert (written, err) == (2 * MiB, errno.EDQUOT)
     assert counted_usage(server_dir)[0] == 2 * MiB
