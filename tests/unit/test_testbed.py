@@ -321,14 +321,21 @@ def test_recipe_is_a_frozen_dataclass():
         Recipe().suite = "sid"
 
 
+def make_complete_image(directory, name: str, age: int, manifest=None) -> Image:
+    """A complete image (every part present) whose manifest is `age` seconds old; the manifest holds
+    `manifest` as JSON, or nothing."""
+    image = Image(directory / name)
+    image.directory.mkdir()
+    for part in (image.rootfs, image.kernel, image.initrd, image.ssh_key):
+        part.write_text("")
+    image.manifest.write_text(json.dumps(manifest) if manifest is not None else "")
+    os.utime(image.manifest, (time.time() - age, time.time() - age))
+    return image
+
+
 def test_prune_keeps_newest_and_images_running_vms_use(tmp_path):
     def complete_image(name: str, age: int) -> Image:
-        image = Image(tmp_path / name)
-        image.directory.mkdir()
-        for part in (image.rootfs, image.kernel, image.initrd, image.ssh_key, image.manifest):
-            part.write_text("")
-        os.utime(image.manifest, (time.time() - age, time.time() - age))
-        return image
+        return make_complete_image(tmp_path, name, age)
 
     current = complete_image("current", 0)
     previous = complete_image("previous", 10)
@@ -349,13 +356,7 @@ def test_prune_keeps_newest_and_images_running_vms_use(tmp_path):
 
 def test_prune_counts_each_release_apart(tmp_path):
     def complete_image(name: str, suite: str, age: int) -> Image:
-        image = Image(tmp_path / name)
-        image.directory.mkdir()
-        for part in (image.rootfs, image.kernel, image.initrd, image.ssh_key):
-            part.write_text("")
-        image.manifest.write_text(json.dumps({"suite": suite}))
-        os.utime(image.manifest, (time.time() - age, time.time() - age))
-        return image
+        return make_complete_image(tmp_path, name, age, {"suite": suite})
 
     current = complete_image("bookworm-new", "bookworm", 0)
     previous = complete_image("bookworm-old", "bookworm", 10)
@@ -882,13 +883,7 @@ def test_arm64_image_has_no_grub_boot(tmp_path):
 
 def test_prune_counts_each_release_and_architecture_apart(tmp_path):
     def complete_image(name: str, manifest: dict, age: int) -> Image:
-        image = Image(tmp_path / name)
-        image.directory.mkdir()
-        for part in (image.rootfs, image.kernel, image.initrd, image.ssh_key):
-            part.write_text("")
-        image.manifest.write_text(json.dumps(manifest))
-        os.utime(image.manifest, (time.time() - age, time.time() - age))
-        return image
+        return make_complete_image(tmp_path, name, age, manifest)
 
     current = complete_image("arm64-new", {"suite": "bookworm", "arch": "arm64"}, 0)
     previous = complete_image("arm64-old", {"suite": "bookworm", "arch": "arm64"}, 10)
